@@ -1,0 +1,3 @@
+from cpumodel.cli import main
+
+main()

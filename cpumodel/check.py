@@ -1,0 +1,42 @@
+"""Check step: a resolved ``Model`` -> findings from every rule set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cpumodel.findings import Finding
+from cpumodel.resolve import Model
+from cpumodel.rules import Context, hand_rules, matches, run
+
+SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
+
+
+@dataclass
+class Options:
+    ignore: list[str] = field(default_factory=list)
+    kernel: str | None = None  # None: the newest modelled kernel
+    host: Model | None = None
+    vcpu_features: frozenset[str] | None = None  # CLI override of the profile's own
+    kvm: bool = True  # run KVM and vCPU-feature rules
+
+
+def check_model(model: Model, opts: Options | None = None) -> list[Finding]:
+    opts = opts or Options()
+    vcpu = opts.vcpu_features if opts.vcpu_features is not None else model.vcpu_features
+    ctx = Context(kernel=opts.kernel, host=opts.host, vcpu_features=vcpu)
+    rules = [r for r in hand_rules().values() if opts.kvm or r.kind in ("arch", "profile")]
+    findings = list(run(rules, model, ctx))
+    from cpumodel.rules import feature_rules
+
+    findings += feature_rules.check(model, ctx)
+    if opts.kvm:
+        from cpumodel.rules import kvm
+
+        findings += kvm.check(model, ctx)
+    patterns = [p for p, _ in model.ignore] + list(opts.ignore)
+    out = [f for f in findings if not matches(f.rule, patterns)]
+    for f in out:
+        f.profile = model.name
+    out.sort(key=lambda f: (f.location.line if f.location and f.location.file == model.path else 0,
+                            SEVERITY_ORDER.get(f.severity, 3), f.rule))
+    return out

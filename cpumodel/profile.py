@@ -1,0 +1,235 @@
+"""Load step: a YAML profile file -> ``Profile`` (requested values + where each was written).
+
+Profile format (JSON Schema: ``data/profile.schema.json``)::
+
+    name: my-model                  # optional; defaults to the file name
+    description: ...                # optional
+    source: ...                     # optional: where the values come from
+    base: neoverse-n1               # optional: a profile name or a path (relative to this file)
+    arch: v8Ap2                     # optional: architecture version asserted (also armv8.2-a)
+    registers:
+      ID_AA64ISAR0_EL1: 0x0000100010211120        # raw 64-bit value
+      ID_AA64PFR0_EL1: {SVE: IMP, FP: 1}         # by field: named or numeric values
+    features: [+FEAT_SVE, -FEAT_SHA3]              # by feature
+    vcpu_features: [pmu, sve]       # optional: KVM_ARM_VCPU_INIT features the VMM will set
+    ignore: [A001, ARCH-FEAT_SVE-*]  # optional: rule IDs or patterns to silence
+    sources: {ID_AA64PFR0_EL1: "..."}   # optional: per-register source notes
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from cpumodel import regdb
+from cpumodel.errors import CpumodelError, Location, suggest
+from cpumodel.yamlsrc import BOOL_TAG, NULL_TAG, STR_TAG, compose, describe, loc, parse_int, read_text
+
+TOP_KEYS = ("name", "description", "source", "base", "arch", "registers", "features",
+            "vcpu_features", "ignore", "sources")
+VCPU_FEATURES = ("pmu", "sve", "ptrauth", "el1_32bit")
+
+
+@dataclass
+class FieldValue:
+    field: str  # canonical field name
+    value: int
+    loc: Location
+
+
+@dataclass
+class RegisterSpec:
+    name: str  # canonical register name
+    loc: Location
+    raw: int | None = None
+    fields: dict[str, FieldValue] = field(default_factory=dict)
+
+
+@dataclass
+class Profile:
+    path: str
+    name: str
+    loc: Location
+    description: str = ""
+    source: str = ""
+    base: tuple[str, Location] | None = None
+    arch: tuple[str, Location] | None = None
+    registers: dict[str, RegisterSpec] = field(default_factory=dict)
+    features: list[tuple[str, bool, Location]] = field(default_factory=list)
+    vcpu_features: list[tuple[str, Location]] | None = None
+    ignore: list[tuple[str, Location]] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)
+
+
+def load(path: str | Path) -> Profile:
+    """Read and parse one profile file. Raises CpumodelError with file:line on any problem."""
+    p = str(path)
+    node = compose(read_text(p), p)
+    return parse(node, p)
+
+
+def parse(node: Node | None, path: str) -> Profile:
+    if node is None:
+        raise CpumodelError("empty profile (expected a mapping with at least 'registers', "
+                            "'base', 'arch' or 'features')", Location(path, 1))
+    if not isinstance(node, MappingNode):
+        raise CpumodelError(f"a profile must be a mapping, not {describe(node)}", loc(path, node))
+    prof = Profile(path=path, name=Path(path).stem, loc=loc(path, node))
+    db = regdb.load()
+    for knode, vnode in node.value:
+        key = _key(knode, path)
+        if key == "name":
+            prof.name = _string(vnode, path, key)
+        elif key == "description":
+            prof.description = _string(vnode, path, key)
+        elif key == "source":
+            prof.source = _string(vnode, path, key)
+        elif key == "base":
+            prof.base = (_string(vnode, path, key), loc(path, vnode))
+        elif key == "arch":
+            prof.arch = (_string(vnode, path, key), loc(path, vnode))
+        elif key == "registers":
+            prof.registers = _registers(vnode, path, db)
+        elif key == "features":
+            prof.features = [_feature(n, path) for n in _seq(vnode, path, key)]
+        elif key == "vcpu_features":
+            prof.vcpu_features = [_vcpu_feature(n, path) for n in _seq(vnode, path, key)]
+        elif key == "ignore":
+            prof.ignore = [(_string(n, path, "ignore entry"), loc(path, n)) for n in _seq(vnode, path, key)]
+        elif key == "sources":
+            prof.sources = _sources(vnode, path, db)
+        else:
+            raise CpumodelError(f"unknown key {key!r}", loc(path, knode),
+                                hint=suggest(key, TOP_KEYS) or f"expected one of: {', '.join(TOP_KEYS)}")
+    return prof
+
+
+def _key(node: Node, path: str) -> str:
+    if not isinstance(node, ScalarNode) or node.tag == NULL_TAG:
+        raise CpumodelError(f"mapping keys must be names, not {describe(node)}", loc(path, node))
+    return str(node.value)
+
+
+def _string(node: Node, path: str, what: str) -> str:
+    if not isinstance(node, ScalarNode) or node.tag in (NULL_TAG, BOOL_TAG):
+        raise CpumodelError(f"{what}: expected a string, got {describe(node)}", loc(path, node))
+    return str(node.value)
+
+
+def _seq(node: Node, path: str, what: str) -> list[Node]:
+    if isinstance(node, ScalarNode) and node.tag == NULL_TAG:
+        return []
+    if not isinstance(node, SequenceNode):
+        raise CpumodelError(f"{what}: expected a list, got {describe(node)}", loc(path, node))
+    return list(node.value)
+
+
+def _feature(node: Node, path: str) -> tuple[str, bool, Location]:
+    text = _string(node, path, "features entry").strip()
+    on = True
+    if text[:1] in "+-":
+        on, text = text[0] == "+", text[1:].strip()
+    if not text:
+        raise CpumodelError("features entry: empty feature name", loc(path, node))
+    return text, on, loc(path, node)
+
+
+def _vcpu_feature(node: Node, path: str) -> tuple[str, Location]:
+    text = _string(node, path, "vcpu_features entry").strip().lower()
+    if text not in VCPU_FEATURES:
+        raise CpumodelError(f"unknown vCPU feature {text!r}", loc(path, node),
+                            hint=suggest(text, VCPU_FEATURES) or f"expected one of {', '.join(VCPU_FEATURES)}")
+    return text, loc(path, node)
+
+
+def _sources(node: Node, path: str, db: regdb.RegisterDB) -> dict[str, str]:
+    if not isinstance(node, MappingNode):
+        raise CpumodelError(f"sources: expected a mapping, got {describe(node)}", loc(path, node))
+    return {_key(k, path): _string(v, path, f"sources.{k.value}") for k, v in node.value}
+
+
+def _registers(node: Node, path: str, db: regdb.RegisterDB) -> dict[str, RegisterSpec]:
+    if isinstance(node, ScalarNode) and node.tag == NULL_TAG:
+        return {}
+    if not isinstance(node, MappingNode):
+        raise CpumodelError(f"registers: expected a mapping of register names to values, got {describe(node)}",
+                            loc(path, node))
+    out: dict[str, RegisterSpec] = {}
+    for knode, vnode in node.value:
+        name = _key(knode, path)
+        canon = db.canonical(name)
+        if canon is None:
+            raise CpumodelError(f"unknown register {name!r}", loc(path, knode),
+                                hint=suggest(name, list(db.registers)))
+        if canon in out:
+            raise CpumodelError(f"register {canon} given twice (first at line {out[canon].loc.line})",
+                                loc(path, knode))
+        reg = db.registers[canon]
+        spec = RegisterSpec(canon, loc(path, knode))
+        if isinstance(vnode, MappingNode):
+            for fk, fv in vnode.value:
+                fname = _key(fk, path)
+                f = reg.find_field(fname)
+                if f is None:
+                    raise CpumodelError(f"{canon} has no field {fname!r}", loc(path, fk),
+                                        hint=suggest(fname, [x.name for x in reg.named_fields]))
+                if f.name in spec.fields:
+                    raise CpumodelError(f"field {canon}.{f.name} given twice", loc(path, fk))
+                spec.fields[f.name] = FieldValue(f.name, field_value(f, fv, path), loc(path, fv))
+        else:
+            spec.raw = register_value(reg, vnode, path)
+        out[canon] = spec
+    return out
+
+
+def _number(node: Node, path: str, what: str) -> int | None:
+    """The integer a scalar spells, None if it is a string that is not a number."""
+    if not isinstance(node, ScalarNode) or node.tag in (NULL_TAG, BOOL_TAG):
+        raise CpumodelError(f"{what}: expected an integer, got {describe(node)}"
+                            + (" (YAML reads yes/no/on/off/true/false as booleans)"
+                               if node.tag == BOOL_TAG else ""), loc(path, node))
+    value = parse_int(str(node.value))
+    if value is None and node.tag != STR_TAG:
+        raise CpumodelError(f"{what}: {node.value!r} is not an integer (accepted: 42, 0x2a, 0b101010, "
+                            "0o52, with optional '_' between digits)", loc(path, node))
+    return value
+
+
+def register_value(reg: regdb.Register, node: Node, path: str) -> int:
+    value = _number(node, path, reg.name)
+    if value is None:
+        raise CpumodelError(f"{reg.name}: expected an integer or a mapping of fields, got {node.value!r}",
+                            loc(path, node))
+    if value < 0:
+        raise CpumodelError(f"{reg.name}: negative value {node.value!r} (register values are unsigned)",
+                            loc(path, node))
+    if value >> 64:
+        raise CpumodelError(f"{reg.name}: {node.value!r} does not fit in 64 bits", loc(path, node))
+    return value
+
+
+def field_value(f: regdb.Field, node: Node, path: str) -> int:
+    what = f.qualname
+    value = _number(node, path, what)
+    if value is None:  # a name: an enum value of this field
+        text = str(node.value)
+        value = f.lookup_value(text)
+        if value is None:
+            names = sorted(f.values.values())
+            raise CpumodelError(f"{what}: unknown value name {text!r}", loc(path, node),
+                                hint=suggest(text, names) or (f"named values: {', '.join(names)}" if names
+                                                              else "this field has no named values"))
+        return value
+    width = f.width
+    if value < 0:
+        if not f.signed:
+            raise CpumodelError(f"{what}: negative value {value} for an unsigned field", loc(path, node))
+        if value < -(1 << (width - 1)):
+            raise CpumodelError(f"{what}: {value} is below the signed {width}-bit range", loc(path, node))
+        return value & ((1 << width) - 1)
+    if value >> width:
+        raise CpumodelError(f"{what}: {node.value!r} does not fit the {width}-bit field "
+                            f"(bits {f.msb}:{f.lsb}; maximum {(1 << width) - 1:#x})", loc(path, node))
+    return value

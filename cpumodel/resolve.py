@@ -1,0 +1,181 @@
+"""Resolve step: ``Profile`` -> ``Model`` (final 64-bit values, and where each value came from).
+
+Order, each layer over the previous one: the ``base:`` profile (resolved first, recursively),
+then the ``arch:`` floor (the minimal field values the architecture version mandates, only
+when there is no base), then ``registers:`` (raw values replace a register; field values
+replace fields), then ``features:`` (+FEAT raises the defining fields, -FEAT lowers them and
+turns off what depends on them).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cpumodel import regdb
+from cpumodel.errors import CpumodelError, Location
+from cpumodel.profile import Profile
+from cpumodel.profile import load as load_profile
+
+#: Longest base: chain followed before giving up.
+MAX_BASE_DEPTH = 64
+#: Directory of the profiles shipped with cpumodel (next to the package in a source checkout).
+SHIPPED = Path(__file__).resolve().parent.parent / "profiles"
+
+
+@dataclass
+class Model:
+    """A resolved CPU model: only the registers it specifies, with full 64-bit values."""
+
+    name: str
+    path: str
+    values: dict[str, int] = field(default_factory=dict)
+    # (register, field) -> where that field's value was set; (register, "") for a whole register.
+    origin: dict[tuple[str, str], Location] = field(default_factory=dict)
+    arch: str | None = None
+    arch_loc: Location | None = None
+    ignore: list[tuple[str, Location]] = field(default_factory=list)
+    vcpu_features: frozenset[str] | None = None
+    vcpu_loc: Location | None = None
+    chain: list[str] = field(default_factory=list)
+    notes: list[tuple[str, Location]] = field(default_factory=list)
+    description: str = ""
+    loc: Location | None = None
+
+    def where(self, register: str, fieldname: str = "") -> Location | None:
+        """The location that set a register field (or the register), best effort."""
+        return (self.origin.get((register, fieldname)) or self.origin.get((register, ""))
+                or self.loc)
+
+    def field_values(self) -> dict[tuple[str, str], int]:
+        """(register, field) -> unsigned value for every named field of every specified register."""
+        db = regdb.load()
+        out: dict[tuple[str, str], int] = {}
+        for name, value in self.values.items():
+            for f in db.registers[name].named_fields:
+                out[(name, f.name)] = f.get(value)
+        return out
+
+
+def search_path(extra: list[str] | None = None) -> list[Path]:
+    dirs = [Path(p) for p in (extra or [])]
+    env = os.environ.get("CPUMODEL_PATH")
+    if env:
+        dirs += [Path(p) for p in env.split(os.pathsep) if p]
+    dirs.append(SHIPPED)
+    return dirs
+
+
+class Resolver:
+    """Resolves profiles, caching each file's result so shared bases are read once per run."""
+
+    def __init__(self, paths: list[str] | None = None) -> None:
+        self.paths = search_path(paths)
+        self._cache: dict[str, Model] = {}
+
+    def find_base(self, ref: str, profile: Profile, where: Location) -> str:
+        here = Path(profile.path).resolve().parent
+        looks_like_path = "/" in ref or ref.endswith((".yaml", ".yml"))
+        candidates = [here / ref] if looks_like_path else [
+            d / f"{ref}{ext}" for d in [here, *self.paths] for ext in (".yaml", ".yml")]
+        for c in candidates:
+            if c.is_file():
+                return str(c)
+        raise CpumodelError(f"base profile {ref!r} not found",
+                            where, hint=f"looked in {', '.join(sorted({str(c.parent) for c in candidates}))}")
+
+    def resolve_file(self, path: str) -> Model:
+        return self._resolve(path, [])
+
+    def _resolve(self, path: str, stack: list[str]) -> Model:
+        key = os.path.realpath(path)
+        if key in self._cache:
+            return self._cache[key]
+        prof = load_profile(path)
+        model = self.resolve_profile(prof, [*stack, key])
+        self._cache[key] = model
+        return model
+
+    def resolve_profile(self, prof: Profile, stack: list[str] | None = None) -> Model:
+        stack = stack or [os.path.realpath(prof.path)]
+        db = regdb.load()
+        model = Model(name=prof.name, path=prof.path, loc=prof.loc, description=prof.description)
+        if prof.base:
+            ref, where = prof.base
+            base_path = self.find_base(ref, prof, where)
+            real = os.path.realpath(base_path)
+            if real in stack:
+                cycle = " -> ".join(Path(p).name for p in [*stack[stack.index(real):], real])
+                raise CpumodelError(f"base cycle: {cycle}", where)
+            if len(stack) >= MAX_BASE_DEPTH:
+                raise CpumodelError(f"base chain longer than {MAX_BASE_DEPTH} profiles", where)
+            base = self._resolve(base_path, stack)
+            model.values = dict(base.values)
+            model.origin = dict(base.origin)
+            model.arch, model.arch_loc = base.arch, base.arch_loc
+            model.vcpu_features, model.vcpu_loc = base.vcpu_features, base.vcpu_loc
+            model.ignore = list(base.ignore)
+            model.chain = [*base.chain, base.name]
+            model.notes = list(base.notes)
+        if prof.arch:
+            text, where = prof.arch
+            fm = _features()
+            try:
+                model.arch = fm.version_name(text)
+            except (KeyError, ValueError) as e:
+                raise CpumodelError(f"unknown architecture version {text!r}", where,
+                                    hint=str(e.args[0]) if e.args else None) from None
+            model.arch_loc = where
+            if not prof.base:
+                for (reg, fname), fv in fm.version_floor(model.arch).items():
+                    f = db.registers[reg].field(fname)
+                    cur = model.values.get(reg, 0)
+                    model.values[reg] = f.put(cur, max(f.get(cur), fv))
+                    model.origin[(reg, fname)] = where
+        for name, spec in prof.registers.items():
+            reg = db.registers[name]
+            if spec.raw is not None:
+                model.values[name] = spec.raw
+                for key in [k for k in model.origin if k[0] == name]:
+                    del model.origin[key]
+                model.origin[(name, "")] = spec.loc
+            else:
+                value = model.values.get(name, reg.res1_mask)
+                if name not in model.values:
+                    model.origin[(name, "")] = spec.loc
+                for fv in spec.fields.values():
+                    value = reg.field(fv.field).put(value, fv.value)
+                    model.origin[(name, fv.field)] = fv.loc
+                model.values[name] = value
+        if prof.features:
+            self._apply_features(prof, model)
+        if prof.vcpu_features is not None:
+            model.vcpu_features = frozenset(f for f, _ in prof.vcpu_features)
+            model.vcpu_loc = prof.vcpu_features[0][1] if prof.vcpu_features else prof.loc
+        model.ignore += prof.ignore
+        return model
+
+    @staticmethod
+    def _apply_features(prof: Profile, model: Model) -> None:
+        db = regdb.load()
+        fm = _features()
+        for feat, on, where in prof.features:
+            try:
+                changes = fm.force(feat, on, model.field_values())
+            except (KeyError, ValueError) as e:
+                raise CpumodelError(str(e.args[0]) if e.args else f"cannot set {feat}", where) from None
+            for (reg, fname), fv in changes.items():
+                r = db.registers[reg]
+                model.values[reg] = r.field(fname).put(model.values.get(reg, 0), fv)
+                model.origin[(reg, fname)] = where
+
+
+def _features():  # type: ignore[no-untyped-def]
+    from cpumodel.features import FeatureModel
+
+    return FeatureModel.load()
+
+
+def resolve(path: str, paths: list[str] | None = None) -> Model:
+    return Resolver(paths).resolve_file(path)

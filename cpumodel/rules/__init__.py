@@ -1,0 +1,92 @@
+"""Rule registry. One rule = one small, documented function with a stable ID.
+
+IDs: ``A0xx`` hand-written architecture rules, ``ARCH-<FEAT>-<n>`` constraints generated
+from Arm's machine-readable feature model, ``K0xx`` KVM rules, ``V0xx`` vCPU-feature
+rules, ``P0xx`` profile hygiene. ``cpumodel rules`` lists them; ``cpumodel rules ID``
+prints a rule's documentation (its docstring); ``ignore:`` / ``--ignore`` silence them.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cpumodel.findings import Finding
+    from cpumodel.resolve import Model
+
+
+@dataclass
+class Context:
+    """What a check run knows besides the model: kernel, host and vCPU features."""
+
+    kernel: str | None = None
+    host: Model | None = None
+    vcpu_features: frozenset[str] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+CheckFn = Callable[["Model", Context], Iterable["Finding"]]
+
+
+@dataclass
+class Rule:
+    id: str
+    name: str
+    kind: str  # "arch" | "kvm" | "vcpu" | "profile"
+    severity: str
+    summary: str
+    source: str
+    doc: str = ""
+    check: CheckFn | None = None  # None for generated rules checked in bulk
+
+
+_RULES: dict[str, Rule] = {}
+
+
+def rule(id: str, name: str, *, kind: str, severity: str, source: str) -> Callable[[CheckFn], CheckFn]:
+    """Register a check function as a rule. Its docstring's first line is the summary."""
+
+    def deco(fn: CheckFn) -> CheckFn:
+        doc = inspect.cleandoc(fn.__doc__ or "")
+        summary = doc.splitlines()[0] if doc else name
+        _RULES[id] = Rule(id, name, kind, severity, summary, source, doc, fn)
+        return fn
+
+    return deco
+
+
+def _load_builtin() -> None:
+    # Importing the modules registers their rules.
+    from cpumodel.rules import arch, profile_rules  # noqa: F401
+
+
+def hand_rules() -> dict[str, Rule]:
+    if not _RULES:
+        _load_builtin()
+    return _RULES
+
+
+def all_rules(include_generated: bool = True) -> dict[str, Rule]:
+    rules = dict(hand_rules())
+    if include_generated:
+        from cpumodel.rules import feature_rules, kvm
+
+        rules.update(kvm.rules())
+        rules.update(feature_rules.rules())
+    return rules
+
+
+def matches(rule_id: str, patterns: Iterable[str]) -> bool:
+    """True when a rule ID is silenced by any pattern: an exact ID, a group prefix
+    (``ARCH-FEAT_SVE`` silences ``ARCH-FEAT_SVE-3``) or a shell-style glob (``ARCH-*``)."""
+    return any(rule_id == p or rule_id.startswith(p + "-") or fnmatch.fnmatchcase(rule_id, p) for p in patterns)
+
+
+def run(rules: Iterable[Rule], model: Model, ctx: Context) -> Iterator[Finding]:
+    for r in rules:
+        if r.check is not None:
+            yield from r.check(model, ctx)

@@ -1,0 +1,1 @@
+"""Developer tools that regenerate cpumodel's data from primary sources (not shipped)."""
