@@ -40,3 +40,36 @@ def check_model(model: Model, opts: Options | None = None) -> list[Finding]:
     out.sort(key=lambda f: (f.location.line if f.location and f.location.file == model.path else 0,
                             SEVERITY_ORDER.get(f.severity, 3), f.rule))
     return out
+
+
+@dataclass
+class RunResult:
+    findings: list[Finding] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # profiles that could not be read, "file:line: msg"
+    models: list[Model] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return any(f.severity == "error" for f in self.findings)
+
+
+def check_paths(paths: list[str], opts: Options | None = None, search: list[str] | None = None) -> RunResult:
+    """Load, resolve and check many profiles; unreadable ones become ``errors``, the rest go on."""
+    from cpumodel.errors import CpumodelError
+    from cpumodel.resolve import Resolver
+
+    resolver = Resolver(search)
+    result = RunResult()
+    for path in paths:
+        try:
+            model = resolver.resolve_file(path)
+        except CpumodelError as e:
+            if e.location is None:
+                from cpumodel.errors import Location
+
+                e.location = Location(path)
+            result.errors.append(str(e))
+            continue
+        result.models.append(model)
+        result.findings += check_model(model, opts)
+    return result

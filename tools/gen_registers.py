@@ -38,6 +38,21 @@ def _field(f: SrField) -> dict[str, object]:
     return out
 
 
+def _patch(reg: dict, new: dict) -> None:  # type: ignore[type-arg]
+    """Carve a field out of the RES0 range that covers it."""
+    for i, f in enumerate(reg["fields"]):
+        if f["kind"] == "res0" and f["msb"] >= new["msb"] and f["lsb"] <= new["lsb"]:
+            parts = []
+            if f["msb"] > new["msb"]:
+                parts.append({**f, "lsb": new["msb"] + 1})
+            parts.append(new)
+            if f["lsb"] < new["lsb"]:
+                parts.append({**f, "msb": new["lsb"] - 1})
+            reg["fields"][i:i + 1] = parts
+            return
+    raise SystemExit(f"patch {new['name']}: bits {new['msb']}:{new['lsb']} are not RES0 in sysreg")
+
+
 def build(tree: Path) -> dict[str, object]:
     regs = parse_file(tree / "arch/arm64/tools/sysreg")
     version = kernel_version(tree)
@@ -51,6 +66,9 @@ def build(tree: Path) -> dict[str, object]:
             chosen[name] = {"enc": list(enc), "line": r.line,
                             "fields": [_field(f) for f in r.fields]}
     overlay = json.loads((HERE / "registers_overlay.json").read_text())
+    for name, patches in overlay.get("_patches", {}).items():
+        for patch in patches:
+            _patch(chosen[name], patch)
     for name, spec in overlay.items():
         if name.startswith("_"):
             continue

@@ -20,6 +20,8 @@ def unknown_ignore(model: Model, ctx: Context) -> Iterator[Finding]:
     Bad:  ``ignore: [A0001]``
     Good: ``ignore: [A001]``
     """
+    if not model.ignore:
+        return
     ids = list(all_rules())
     for pattern, where in model.ignore:
         if not any(matches(i, [pattern]) for i in ids):

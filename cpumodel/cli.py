@@ -1,0 +1,208 @@
+"""Command-line interface. Parses options and calls the engine; holds no logic of its own.
+
+Exit codes (stable): 0 = all valid, 1 = a violation was found, 2 = usage or input error.
+Heavy modules (rich, the feature model, KVM tables) are imported only by the commands that
+need them, so ``cpumodel --version`` and a plain ``check`` start fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+import click
+
+from cpumodel import __version__
+from cpumodel.errors import CpumodelError
+
+VCPU_CHOICES = ("pmu", "sve", "ptrauth", "el1_32bit")
+
+
+def _fail(e: CpumodelError) -> NoReturn:
+    click.echo(f"cpumodel: error: {e}", err=True)
+    sys.exit(2)
+
+
+def _vcpu(value: str | None) -> frozenset[str] | None:
+    if value is None:
+        return None
+    items = frozenset(v.strip().lower() for v in value.split(",") if v.strip())
+    bad = sorted(items - set(VCPU_CHOICES))
+    if bad and items != {"none"}:
+        raise click.BadParameter(f"unknown vCPU feature(s) {', '.join(bad)}; choose from {', '.join(VCPU_CHOICES)}")
+    return frozenset() if items == {"none"} else items
+
+
+def _options(ignore: tuple[str, ...], kernel: str | None, host: str | None, vcpu: str | None,
+             no_kvm: bool, search: list[str]):  # type: ignore[no-untyped-def]
+    from cpumodel.check import Options
+
+    host_model = None
+    if host:
+        from cpumodel.resolve import Resolver
+
+        host_model = Resolver(search).resolve_file(host)
+    if kernel is not None:
+        from cpumodel.rules import kvm
+
+        kvm.kernel_rules(kernel)  # validates the version early, with a clear message
+    return Options(ignore=list(ignore), kernel=kernel, host=host_model, vcpu_features=_vcpu(vcpu),
+                   kvm=not no_kvm)
+
+
+def _common(fn):  # type: ignore[no-untyped-def]
+    """Options shared by the commands that check a model."""
+    for deco in reversed([
+        click.option("--kernel", metavar="X.Y", help="Kernel whose KVM rules apply (default: newest modelled; "
+                     "see 'cpumodel kernels')."),
+        click.option("--host", metavar="HOST.yaml", help="Host CPU profile for host-relative KVM rules."),
+        click.option("--vcpu-features", "vcpu", metavar="LIST",
+                     help="KVM_ARM_VCPU_INIT features the VMM sets: comma list of pmu,sve,ptrauth,el1_32bit "
+                          "(or 'none'); overrides the profile's vcpu_features."),
+        click.option("--ignore", multiple=True, metavar="RULE",
+                     help="Silence a rule ID, group prefix or glob (repeatable)."),
+        click.option("--no-kvm", is_flag=True, help="Check architecture rules only."),
+        click.option("-I", "--profile-path", "search", multiple=True, metavar="DIR",
+                     help="Extra directory to look up base: profiles in (also $CPUMODEL_PATH)."),
+    ]):
+        fn = deco(fn)
+    return fn
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="cpumodel")
+def main() -> None:
+    """Check and emit arm64 KVM guest CPU models (ID registers).
+
+    Profiles are YAML files (see profiles/ and 'cpumodel explain'); every value is checked
+    against the Arm architecture, the KVM rules of a kernel, and the vCPU features.
+    """
+
+
+@main.command()
+@click.argument("profiles", nargs=-1, required=True, type=click.Path(dir_okay=True))
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "github", "sarif", "junit"]),
+              default="text", show_default=True)
+@_common
+@click.option("-o", "--output", metavar="FILE", help="Write the report to FILE (atomically).")
+@click.option("-q", "--quiet", is_flag=True, help="One line per finding; no details.")
+@click.option("--statistics", is_flag=True, help="Count findings per rule.")
+@click.option("--exit-zero", is_flag=True, help="Exit 0 even when violations are found.")
+@click.option("--strict", is_flag=True, help="Warnings fail the run too.")
+def check(profiles: tuple[str, ...], fmt: str, kernel: str | None, host: str | None, vcpu: str | None,
+          ignore: tuple[str, ...], no_kvm: bool, search: tuple[str, ...], output: str | None, quiet: bool,
+          statistics: bool, exit_zero: bool, strict: bool) -> None:
+    """Check profiles; exit 0 if all are valid, 1 on any violation, 2 on unreadable input."""
+    import io
+
+    from cpumodel.check import check_paths
+    from cpumodel.report import render
+
+    try:
+        opts = _options(ignore, kernel, host, vcpu, no_kvm, list(search))
+    except CpumodelError as e:
+        _fail(e)
+    result = check_paths(list(profiles), opts, list(search))
+    buf = io.StringIO() if output else None
+    render(result.findings, fmt, errors=result.errors, profiles=len(profiles), stream=buf or sys.stdout,
+           statistics=statistics, quiet=quiet)
+    if output and buf is not None:
+        from cpumodel.atomic import write_atomic
+
+        try:
+            write_atomic(output, buf.getvalue())
+        except CpumodelError as e:
+            _fail(e)
+    if result.errors:
+        sys.exit(2)
+    failed = result.failed or (strict and any(f.severity == "warning" for f in result.findings))
+    sys.exit(1 if failed and not exit_zero else 0)
+
+
+@main.command()
+@click.argument("profile", type=click.Path(dir_okay=True))
+@click.option("--format", "fmt", type=click.Choice(["json", "yaml", "kvm", "c-header", "firecracker", "qemu"]),
+              default="json", show_default=True)
+@click.option("-o", "--output", metavar="FILE", help="Write to FILE atomically instead of stdout.")
+@_common
+def emit(profile: str, fmt: str, output: str | None, kernel: str | None, host: str | None, vcpu: str | None,
+         ignore: tuple[str, ...], no_kvm: bool, search: tuple[str, ...]) -> None:
+    """Emit the resolved register set of a valid PROFILE (refuses an invalid one)."""
+    from cpumodel.check import check_model
+    from cpumodel.emit import emit as do_emit
+    from cpumodel.report import render
+    from cpumodel.resolve import Resolver
+
+    try:
+        opts = _options(ignore, kernel, host, vcpu, no_kvm, list(search))
+        model = Resolver(list(search)).resolve_file(profile)
+    except CpumodelError as e:
+        _fail(e)
+    findings = check_model(model, opts)
+    if any(f.severity == "error" for f in findings):
+        render(findings, "text", profiles=1, stream=sys.stderr)
+        click.echo(f"cpumodel: refusing to emit {profile}: the model has violations", err=True)
+        sys.exit(1)
+    try:
+        text = do_emit(model, fmt, kernel=opts.kernel, vcpu_features=opts.vcpu_features)
+        if output:
+            from cpumodel.atomic import write_atomic
+
+            write_atomic(output, text)
+        else:
+            sys.stdout.write(text)
+    except CpumodelError as e:
+        _fail(e)
+
+
+@main.command()
+@click.argument("profile", type=click.Path(dir_okay=True))
+@click.option("-I", "--profile-path", "search", multiple=True, metavar="DIR")
+@click.option("--all-fields", is_flag=True, help="Also list fields that are zero.")
+def show(profile: str, search: tuple[str, ...], all_fields: bool) -> None:
+    """Decode every register of PROFILE field by field, with feature names."""
+    from cpumodel.resolve import Resolver
+    from cpumodel.views import show_model
+
+    try:
+        model = Resolver(list(search)).resolve_file(profile)
+    except CpumodelError as e:
+        _fail(e)
+    show_model(model, all_fields=all_fields)
+
+
+@main.command()
+@click.argument("spec", metavar="REGISTER[=VALUE]")
+def explain(spec: str) -> None:
+    """Show a register's layout, or decode VALUE field by field (e.g. ID_AA64PFR0_EL1=0x1100000010111112)."""
+    from cpumodel.views import explain_register
+
+    try:
+        explain_register(spec)
+    except CpumodelError as e:
+        _fail(e)
+
+
+@main.command()
+@click.argument("rule_id", required=False)
+@click.option("--kind", type=click.Choice(["arch", "kvm", "vcpu", "profile"]), help="Only rules of this kind.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def rules(rule_id: str | None, kind: str | None, fmt: str) -> None:
+    """List all rules, or explain RULE_ID (e.g. A001, ARCH-FEAT_SVE-2, K003)."""
+    from cpumodel.views import explain_rule, list_rules
+
+    try:
+        if rule_id:
+            explain_rule(rule_id, fmt)
+        else:
+            list_rules(kind, fmt)
+    except CpumodelError as e:
+        _fail(e)
+
+
+@main.command()
+def kernels() -> None:
+    """List the kernel versions whose KVM rules are modelled."""
+    from cpumodel.views import list_kernels
+
+    list_kernels()

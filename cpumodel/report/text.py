@@ -1,0 +1,59 @@
+"""Human-readable findings, like a linter: ``file:line:col: RULE severity message``."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import TextIO
+
+from cpumodel.findings import Finding
+
+_COLORS = {"error": "\033[1;31m", "warning": "\033[1;33m", "info": "\033[36m"}
+_BOLD, _DIM, _RESET = "\033[1m", "\033[2m", "\033[0m"
+
+
+def _fmt_int(v: int | None) -> str:
+    return "" if v is None else f"{v:#x}"
+
+
+def render_text(findings: Sequence[Finding], errors: Sequence[str], profiles: int, out: TextIO, *,
+                color: bool = False, statistics: bool = False, quiet: bool = False) -> None:
+    def c(code: str, text: str) -> str:
+        return f"{code}{text}{_RESET}" if color else text
+
+    for e in errors:
+        out.write(f"{c(_BOLD, 'error')}: {e}\n")
+    for f in findings:
+        where = str(f.location) if f.location else f.profile
+        out.write(f"{c(_BOLD, where)}: {c(_COLORS.get(f.severity, ''), f.rule)} "
+                  f"{f.severity}: {f.message}\n")
+        if quiet:
+            continue
+        details = []
+        if f.asked is not None:
+            details.append(f"asked {_fmt_int(f.asked)}")
+        if f.host_value is not None:
+            details.append(f"host {_fmt_int(f.host_value)}")
+        if f.allowed:
+            details.append(f"allowed {f.allowed}")
+        if f.policy:
+            details.append(f"policy {f.policy}")
+        if f.kernel:
+            details.append(f"kernel {f.kernel}")
+        if f.errno:
+            details.append(f"KVM returns {f.errno}")
+        if details:
+            out.write(c(_DIM, "    " + "; ".join(details)) + "\n")
+        if f.why:
+            out.write(c(_DIM, f"    why: {f.why}") + "\n")
+        if f.source:
+            out.write(c(_DIM, f"    source: {f.source}") + "\n")
+    if statistics and findings:
+        for rule, n in sorted(Counter(f.rule for f in findings).items(), key=lambda kv: (-kv[1], kv[0])):
+            out.write(f"{n:6d}  {rule}\n")
+    counts = Counter(f.severity for f in findings)
+    parts = [f"{counts[s]} {s}{'s' if counts[s] != 1 else ''}" for s in ("error", "warning", "info") if counts[s]]
+    if errors:
+        parts.insert(0, f"{len(errors)} unreadable profile{'s' if len(errors) != 1 else ''}")
+    summary = ", ".join(parts) if parts else "no problems"
+    out.write(f"{summary} in {profiles} profile{'s' if profiles != 1 else ''}\n")

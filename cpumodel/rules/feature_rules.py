@@ -1,0 +1,54 @@
+"""Architecture rules generated from Arm's machine-readable feature model (``ARCH-<FEAT>-<n>``).
+
+Data: ``data/features.json``, converted by ``tools/gen_features.py`` from Arm's A-profile
+Architecture Machine Readable Specification (Features.json; BSD-3, notice in
+``data/ARM-LICENSE.txt``). Each constraint is one rule; its ID names the feature (or
+architecture version) whose constraint list holds it and its 1-based position there.
+The engine is ``cpumodel/features.py``: a constraint is reported only when no choice of
+the features that no ID field determines can satisfy it.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from cpumodel.findings import Finding
+from cpumodel.resolve import Model
+from cpumodel.rules import Context, Rule
+
+SOURCE = "Arm A-profile Architecture Machine Readable Specification, Features.json"
+
+
+@cache
+def rules() -> dict[str, Rule]:
+    from cpumodel.features import FeatureModel
+
+    fm = FeatureModel.load()
+    spec = f"{SOURCE} ({fm.spec_version})"
+    out: dict[str, Rule] = {}
+    for c in fm.constraints():
+        doc = (f"Arm architecture constraint on {c.owner}:\n\n    {c.text}\n\n"
+               "Read '-->' as 'requires', '<->' as 'exactly when'. UInt/SInt(REG.FIELD) is an ID "
+               "register field read unsigned/signed. Features that no ID field determines are "
+               "treated as unknown: this rule fires only when no choice of them can satisfy it.")
+        out[c.id] = Rule(c.id, c.owner, "arch", "error", c.text, spec, doc)
+    return out
+
+
+def check(model: Model, ctx: Context) -> list[Finding]:
+    from cpumodel.features import FeatureModel
+
+    fm = FeatureModel.load()
+    assert_true = [model.arch] if model.arch else []
+    out = []
+    for v in fm.check(model.field_values(), assert_true=assert_true):
+        reg, field = v.fields[0] if v.fields else (None, None)
+        loc = model.where(reg, field) if reg else model.loc
+        if v.owner == model.arch or (model.arch and v.text.startswith(model.arch)):
+            loc = model.arch_loc or loc
+        out.append(Finding(v.id, "error", v.message, register=reg, field=field,
+                           asked=model.field_values().get((reg, field)) if reg and field else None,
+                           why=f"Arm constraint: {v.text}", location=loc,
+                           source=f"{SOURCE} ({fm.spec_version})",
+                           extra={"fields": [f"{r}.{f}" for r, f in v.fields]}))
+    return out
