@@ -69,6 +69,14 @@ def build(tree: Path) -> dict[str, object]:
     for name, patches in overlay.get("_patches", {}).items():
         for patch in patches:
             _patch(chosen[name], patch)
+    for qual, extra in overlay.get("_values", {}).items():
+        rname, fname = qual.split(".")
+        f = next(f for f in chosen[rname]["fields"] if f.get("name") == fname)  # type: ignore[union-attr]
+        for k, v in extra.items():
+            if k != "source":
+                f["values"][k] = v  # type: ignore[index]
+        f["values"] = dict(sorted(f["values"].items(), key=lambda kv: int(kv[0])))  # type: ignore[index]
+        f["source"] = extra["source"]  # type: ignore[index]
     for name, spec in overlay.items():
         if name.startswith("_"):
             continue
