@@ -206,3 +206,79 @@ def kernels() -> None:
     from cpumodel.views import list_kernels
 
     list_kernels()
+
+
+def _resolve_many(paths: tuple[str, ...], search: tuple[str, ...]):  # type: ignore[no-untyped-def]
+    from cpumodel.resolve import Resolver
+
+    r = Resolver(list(search))
+    try:
+        return [r.resolve_file(p) for p in paths]
+    except CpumodelError as e:
+        _fail(e)
+
+
+@main.command()
+@click.argument("a", type=click.Path(dir_okay=True))
+@click.argument("b", type=click.Path(dir_okay=True))
+@click.option("--migratable", is_flag=True,
+              help="Judge whether a guest started with model A can run on host/model B.")
+@click.option("--kernel", metavar="X.Y", help="Kernel whose field policies apply (default: newest modelled).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("-I", "--profile-path", "search", multiple=True, metavar="DIR")
+def diff(a: str, b: str, migratable: bool, kernel: str | None, fmt: str, search: tuple[str, ...]) -> None:
+    """Compare two CPU models field by field; exit 0 if equal (or migratable), 1 if not."""
+    from cpumodel.views import show_diff, show_migration
+
+    ma, mb = _resolve_many((a, b), search)
+    if kernel is not None:
+        from cpumodel.rules import kvm
+
+        try:
+            kvm.kernel_rules(kernel)
+        except CpumodelError as e:
+            _fail(e)
+    ok = show_migration(ma, mb, kernel, fmt) if migratable else show_diff(ma, mb, fmt)
+    sys.exit(0 if ok else 1)
+
+
+@main.command()
+@click.argument("hosts", nargs=-1, required=True, type=click.Path(dir_okay=True))
+@click.option("-o", "--output", metavar="FILE", help="Write the baseline profile to FILE (atomically).")
+@click.option("--name", default="baseline", show_default=True, help="Name of the baseline profile.")
+@click.option("--kernel", metavar="X.Y", help="Kernel whose field policies apply (default: newest modelled).")
+@click.option("-I", "--profile-path", "search", multiple=True, metavar="DIR")
+def baseline(hosts: tuple[str, ...], output: str | None, name: str, kernel: str | None,
+             search: tuple[str, ...]) -> None:
+    """The richest model safe on every given host (a migration pool's CPU model), as a profile."""
+    from cpumodel.views import make_baseline
+
+    models = _resolve_many(hosts, search)
+    try:
+        text, findings = make_baseline(models, name, kernel)
+        if output:
+            from cpumodel.atomic import write_atomic
+
+            write_atomic(output, text)
+        else:
+            sys.stdout.write(text)
+    except CpumodelError as e:
+        _fail(e)
+    if findings:
+        from cpumodel.report import render
+
+        render(findings, "text", profiles=1, stream=sys.stderr)
+        sys.exit(1)
+
+
+@main.command(name="list")
+@click.option("-I", "--profile-path", "search", multiple=True, metavar="DIR")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def list_profiles(search: tuple[str, ...], fmt: str) -> None:
+    """List the shipped profiles (and those in -I dirs) with arch level and key features."""
+    from cpumodel.views import list_profiles as do_list
+
+    try:
+        do_list(list(search), fmt)
+    except CpumodelError as e:
+        _fail(e)

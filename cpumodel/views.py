@@ -142,3 +142,136 @@ def list_kernels() -> None:
 
     for line in kvm.describe_kernels():
         sys.stdout.write(line + "\n")
+
+
+def _val(v: int | None, name: str = "") -> str:
+    if v is None:
+        return "-"
+    return f"{v:#x}" + (f" ({name})" if name else "")
+
+
+def show_diff(a: Model, b: Model, fmt: str) -> bool:
+    from cpumodel.ops import diff
+
+    d = diff(a, b)
+    if fmt == "json":
+        json.dump({"a": a.path, "b": b.path, "equal": d.equal,
+                   "fields": [{"register": f.register, "field": f.field or None, "a": f.a, "b": f.b,
+                               "a_name": f.a_name or None, "b_name": f.b_name or None} for f in d.fields],
+                   "features_gained": d.gained, "features_lost": d.lost}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return d.equal
+    console = _console()
+    if d.equal:
+        console.print(f"{a.name} and {b.name} are identical")
+        return True
+    from rich.table import Table
+
+    t = Table(title=f"{a.name} (A) vs {b.name} (B)", title_justify="left")
+    for col in ("register", "field", "A", "B"):
+        t.add_column(col)
+    for f in d.fields:
+        t.add_row(f.register, f.field or "(whole register)", _val(f.a, f.a_name), _val(f.b, f.b_name))
+    console.print(t)
+    if d.lost:
+        console.print(f"[red]features only in A ({len(d.lost)}):[/red] {', '.join(d.lost)}")
+    if d.gained:
+        console.print(f"[green]features only in B ({len(d.gained)}):[/green] {', '.join(d.gained)}")
+    return False
+
+
+def show_migration(a: Model, b: Model, kernel: str | None, fmt: str) -> bool:
+    from cpumodel.ops import migratable
+    from cpumodel.policy import newest_kernel
+
+    verdicts = migratable(a, b, kernel)
+    ok = all(v.ok for v in verdicts)
+    kern = kernel or newest_kernel()
+    if fmt == "json":
+        json.dump({"a": a.path, "b": b.path, "kernel": kern, "migratable": ok,
+                   "fields": [{"register": v.register, "field": v.field or None, "a": v.a, "b": v.b, "ok": v.ok,
+                               "policy": v.policy, "reason": v.reason} for v in verdicts]}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return ok
+    from rich.table import Table
+
+    bad = [v for v in verdicts if not v.ok]
+    console = _console()
+    if bad:
+        t = Table(title=f"{a.name} -> {b.name}: {len(bad)} field(s) block migration (kernel {kern} policies)",
+                  title_justify="left")
+        for col in ("register", "field", "guest (A)", "target (B)", "policy", "why"):
+            t.add_column(col)
+        for v in bad:
+            t.add_row(v.register, v.field or "-", _val(v.a), _val(v.b), v.policy, v.reason)
+        console.print(t)
+    checked = len(verdicts)
+    verdict = "[green]migratable[/green]" if ok else "[red]NOT migratable[/red]"
+    console.print(f"{a.name} -> {b.name}: {verdict} ({checked} fields checked, {len(bad)} blocking)")
+    return ok
+
+
+def make_baseline(models: list[Model], name: str, kernel: str | None) -> tuple[str, list[Any]]:
+    from cpumodel.check import Options, check_model
+    from cpumodel.ops import baseline, baseline_yaml
+    from cpumodel.resolve import Model as M
+
+    b = baseline(models, kernel)
+    text = baseline_yaml(b, models, name)
+    probe = M(name=name, path="<baseline>", values=dict(b.values))
+    findings = check_model(probe, Options(kvm=False))
+    if findings:
+        text += "".join(f"# architecture finding: {f.rule}: {f.message}\n" for f in findings)
+    return text, findings
+
+
+def list_profiles(search: list[str], fmt: str) -> None:
+    from cpumodel.resolve import Resolver
+
+    resolver = Resolver(search)
+    rows = []
+    seen: set[str] = set()
+    for d in resolver.paths:
+        for p in sorted(d.glob("*.yaml")) if d.is_dir() else []:
+            if p.stem in seen:
+                continue
+            seen.add(p.stem)
+            try:
+                m = resolver.resolve_file(str(p))
+            except CpumodelError as e:
+                rows.append({"name": p.stem, "path": str(p), "error": str(e)})
+                continue
+            feats = _key_features(m)
+            level = m.arch or _highest(m)
+            rows.append({"name": m.name, "path": str(p), "arch": level, "description": m.description,
+                         "features": feats, "base": m.chain[-1] if m.chain else None})
+    if fmt == "json":
+        json.dump(rows, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    from rich.table import Table
+
+    t = Table(title=f"{len(rows)} profiles", title_justify="left")
+    for col in ("name", "arch", "key features", "description"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r["name"], r.get("arch") or "?", ", ".join(r.get("features", [])),
+                  r.get("error") or r.get("description", ""))
+    _console().print(t)
+
+
+KEY_FEATURES = ("FEAT_LSE", "FEAT_FP16", "FEAT_DotProd", "FEAT_SVE", "FEAT_SVE2", "FEAT_PAuth", "FEAT_BTI",
+                "FEAT_MTE", "FEAT_BF16", "FEAT_I8MM", "FEAT_SHA3", "FEAT_SM4", "FEAT_RNG", "FEAT_SME", "FEAT_PMUv3")
+
+
+def _key_features(m: Model) -> list[str]:
+    from cpumodel.features import FeatureModel
+
+    have = FeatureModel.load().features_of(m.field_values())
+    return [f.removeprefix("FEAT_") for f in KEY_FEATURES if have.get(f) is True]
+
+
+def _highest(m: Model) -> str | None:
+    from cpumodel.features import FeatureModel
+
+    return FeatureModel.load().highest_version(m.field_values())

@@ -1,0 +1,193 @@
+"""Model operations: diff, migration safety and fleet baselines.
+
+Migration and baseline use the kernel's own per-field safety policies (``policy.py``):
+a guest model A can run on B when every A value is the safe choice against B's value
+(the test KVM applies to a VMM's ID-register write against the host), and a baseline
+of several hosts is what Linux computes when it sanitises ID registers across CPUs:
+``arm64_ftr_safe_value`` folded over the hosts, field by field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cpumodel import regdb
+from cpumodel.policy import SOURCE as POLICY_SOURCE
+from cpumodel.policy import Policy, policies
+from cpumodel.resolve import Model
+
+
+@dataclass
+class FieldDiff:
+    register: str
+    field: str  # "" for a register present in one model only
+    a: int | None
+    b: int | None
+    a_name: str = ""
+    b_name: str = ""
+
+
+@dataclass
+class Diff:
+    fields: list[FieldDiff] = field(default_factory=list)
+    gained: list[str] = field(default_factory=list)  # features B has and A lacks
+    lost: list[str] = field(default_factory=list)  # features A has and B lacks
+
+    @property
+    def equal(self) -> bool:
+        return not (self.fields or self.gained or self.lost)
+
+
+def _named(reg: regdb.Register, fname: str, v: int | None) -> str:
+    if v is None:
+        return ""
+    f = reg.find_field(fname)
+    return (f.values.get(v, "") if f else "") or ""
+
+
+def diff(a: Model, b: Model) -> Diff:
+    db = regdb.load()
+    out = Diff()
+    for name in sorted(set(a.values) | set(b.values), key=lambda n: db.registers[n].encoding):
+        reg = db.registers[name]
+        va, vb = a.values.get(name), b.values.get(name)
+        if va is None or vb is None:
+            out.fields.append(FieldDiff(name, "", va, vb))
+            continue
+        if va == vb:
+            continue
+        for f in reg.fields:
+            fa, fb = f.get(va), f.get(vb)
+            if fa != fb:
+                fname = f.name if f.kind in ("enum", "field") else f"{f.kind.upper()}[{f.msb}:{f.lsb}]"
+                out.fields.append(FieldDiff(name, fname, fa, fb, _named(reg, f.name, fa), _named(reg, f.name, fb)))
+    fa_feats = _features(a)
+    fb_feats = _features(b)
+    out.gained = sorted(k for k, v in fb_feats.items() if v is True and fa_feats.get(k) is not True)
+    out.lost = sorted(k for k, v in fa_feats.items() if v is True and fb_feats.get(k) is not True)
+    return out
+
+
+def _features(m: Model) -> dict[str, bool | None]:
+    from cpumodel.features import FeatureModel
+
+    return FeatureModel.load().features_of(m.field_values())
+
+
+@dataclass
+class Verdict:
+    register: str
+    field: str
+    a: int | None
+    b: int | None
+    ok: bool
+    policy: str
+    reason: str
+
+
+def _covered(pols: list[Policy]) -> int:
+    m = 0
+    for p in pols:
+        m |= ((1 << p.width) - 1) << p.shift
+    return m
+
+
+def migratable(a: Model, b: Model, kernel: str | None = None) -> list[Verdict]:
+    """Per-field verdicts: can a guest that runs with model A run on B (host or model)?"""
+    db = regdb.load()
+    table = policies(kernel)
+    out: list[Verdict] = []
+    for name in sorted(a.values, key=lambda n: db.registers[n].encoding):
+        va = a.values[name]
+        vb = b.values.get(name)
+        if vb is None:
+            out.append(Verdict(name, "", va, None, False, "-",
+                               f"B does not define {name}: the guest's value cannot be checked against it"))
+            continue
+        pols = table.get(name, [])
+        for p in pols:
+            fa, fb = p.value(va), p.value(vb)
+            ok = p.allows(fa, fb)
+            if fa == fb:
+                reason = "same value"
+            elif ok:
+                reason = f"A's {fa} is safe against B's {fb} under {p.kind}"
+            else:
+                need = {"LOWER_SAFE": f"B must offer at least {fa}", "HIGHER_SAFE": f"B must be at most {fa}",
+                        "HIGHER_OR_ZERO_SAFE": f"B must be non-zero and at most {fa}",
+                        "EXACT": "the values must match"}[p.kind]
+                reason = f"the guest saw {fa}, B has {fb}: {need}"
+            out.append(Verdict(name, p.field, fa, fb, ok, p.describe(), reason))
+        rest = ~_covered(pols) & ((1 << 64) - 1)
+        if (va ^ vb) & rest:
+            reg = db.registers[name]
+            for f in reg.fields:
+                if f.mask & rest and f.get(va) != f.get(vb):
+                    out.append(Verdict(name, f.name, f.get(va), f.get(vb), False, "no kernel policy: exact",
+                                       "the kernel describes no policy for this field, so it must match "
+                                       "(KVM refuses any difference outside described, writable fields)"))
+        elif not pols and va == vb:
+            out.append(Verdict(name, "", va, vb, True, "exact", "same value"))
+    return out
+
+
+@dataclass
+class Baseline:
+    values: dict[str, int]
+    limited_by: dict[tuple[str, str], str]  # (register, field) -> host name that set the value
+    conflicts: list[str]  # fields without a kernel policy whose values differ across hosts
+
+
+def baseline(models: list[Model], kernel: str | None = None) -> Baseline:
+    """The richest model safe on every host: arm64_ftr_safe_value folded over the hosts."""
+    db = regdb.load()
+    table = policies(kernel)
+    common = set(models[0].values)
+    for m in models[1:]:
+        common &= set(m.values)
+    values: dict[str, int] = {}
+    limited: dict[tuple[str, str], str] = {}
+    conflicts: list[str] = []
+    for name in sorted(common, key=lambda n: db.registers[n].encoding):
+        pols = table.get(name, [])
+        first = models[0].values[name]
+        value = first
+        for p in pols:
+            cur = p.value(first)
+            who = models[0].name
+            for m in models[1:]:
+                new = p.value(m.values[name])
+                safe = p.safe(new, cur)
+                if safe != cur:
+                    who = m.name if safe == new else f"{p.kind} safe value"
+                cur = safe
+            mask = ((1 << p.width) - 1) << p.shift
+            value = (value & ~mask) | ((cur << p.shift) & mask)
+            if any(p.value(m.values[name]) != cur for m in models):
+                limited[(name, p.field)] = who
+        rest = ~_covered(pols) & ((1 << 64) - 1)
+        for m in models[1:]:
+            if (m.values[name] ^ first) & rest:
+                reg = db.registers[name]
+                bad = [f.name for f in reg.fields if f.mask & rest and f.get(m.values[name]) != f.get(first)]
+                conflicts.append(f"{name}.{'/'.join(bad)}: no kernel policy and the hosts differ; "
+                                 f"kept {models[0].name}'s value")
+                break
+        values[name] = value
+    return Baseline(values, limited, conflicts)
+
+
+def baseline_yaml(b: Baseline, models: list[Model], name: str = "baseline") -> str:
+    hosts = ", ".join(m.name for m in models)
+    lines = [f"# Baseline of {len(models)} hosts: {hosts}",
+             f"# Per field: {POLICY_SOURCE} folded over the hosts.",
+             f"name: {name}",
+             f"description: Richest model safe on all of {hosts}"]
+    for c in b.conflicts:
+        lines.append(f"# conflict: {c}")
+    lines.append("registers:")
+    for reg_name, v in b.values.items():
+        lim = [(f, who) for (r, f), who in b.limited_by.items() if r == reg_name]
+        note = "; ".join(f"{f} limited by {who}" for f, who in lim)
+        lines.append(f"  {reg_name}: {v:#018x}" + (f"  # {note}" if note else ""))
+    return "\n".join(lines) + "\n"
