@@ -1,8 +1,11 @@
 """Safe YAML reading with source positions.
 
 Profiles are composed into PyYAML *nodes* (never constructed into Python objects by
-PyYAML, so no tag can build anything), with the C loader when available. Scalars are
-converted by this module under strict, documented rules (see ``parse_int``).
+PyYAML, so no tag can build anything) from the C parser's events when available. Scalars
+are converted by this module under strict, documented rules (see ``parse_int``).
+
+Limits (each refused with one message naming the file and, where known, the line):
+``MAX_BYTES`` per file, ``MAX_DEPTH`` nesting levels, ``MAX_INT_CHARS`` per number.
 """
 
 from __future__ import annotations
@@ -12,7 +15,18 @@ import re
 import stat
 
 import yaml
+from yaml.events import (
+    AliasEvent,
+    DocumentEndEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+    StreamEndEvent,
+)
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.reader import ReaderError
 
 from cpumodel.errors import CpumodelError, Location
 
@@ -25,13 +39,17 @@ except ImportError:  # pragma: no cover - depends on how PyYAML was built
 MAX_BYTES = 1 << 20
 #: Deepest nesting accepted in a profile (a real one nests 3 deep).
 MAX_DEPTH = 32
+#: Longest integer spelling converted (a 64-bit value needs at most 129, in binary with '_').
+#: Longer ones are refused unconverted: turning a huge decimal into an int takes quadratic time.
+MAX_INT_CHARS = 200
 
 INT_TAG = "tag:yaml.org,2002:int"
 FLOAT_TAG = "tag:yaml.org,2002:float"
 BOOL_TAG = "tag:yaml.org,2002:bool"
 NULL_TAG = "tag:yaml.org,2002:null"
 STR_TAG = "tag:yaml.org,2002:str"
-STD_TAGS = {INT_TAG, FLOAT_TAG, BOOL_TAG, NULL_TAG, STR_TAG,
+MERGE_TAG = "tag:yaml.org,2002:merge"
+STD_TAGS = {INT_TAG, FLOAT_TAG, BOOL_TAG, NULL_TAG, STR_TAG, MERGE_TAG,
             "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
 
 
@@ -41,25 +59,34 @@ def loc(path: str, node: Node) -> Location:
 
 
 def read_text(path: str) -> str:
-    """Read a profile file: regular files only, size-limited, UTF-8 (a BOM is allowed)."""
+    """Read a profile file: regular files only, size-limited, UTF-8 (a BOM is allowed).
+
+    The file is opened non-blocking and checked with ``fstat`` on the open descriptor, so a
+    FIFO or device swapped in after a check can neither block nor stream forever.
+    """
     try:
-        st = os.stat(path)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
     except FileNotFoundError:
         raise CpumodelError("no such file", Location(path)) from None
+    except IsADirectoryError:
+        raise CpumodelError("is a directory, not a profile", Location(path)) from None
     except OSError as e:
         raise CpumodelError(f"cannot read: {e.strerror}", Location(path)) from None
-    if stat.S_ISDIR(st.st_mode):
-        raise CpumodelError("is a directory, not a profile", Location(path))
-    if not stat.S_ISREG(st.st_mode):
-        raise CpumodelError("is not a regular file (device, FIFO or socket?)", Location(path))
-    if st.st_size > MAX_BYTES:
-        raise CpumodelError(f"file is {st.st_size} bytes; profiles are limited to {MAX_BYTES} bytes",
-                            Location(path))
     try:
-        with open(path, "rb") as fh:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise CpumodelError("is a directory, not a profile", Location(path))
+        if not stat.S_ISREG(st.st_mode):
+            raise CpumodelError("is not a regular file (device, FIFO or socket?)", Location(path))
+        if st.st_size > MAX_BYTES:
+            raise CpumodelError(f"file is {st.st_size} bytes; profiles are limited to {MAX_BYTES} bytes",
+                                Location(path))
+        with os.fdopen(fd, "rb", closefd=False) as fh:
             data = fh.read(MAX_BYTES + 1)
     except OSError as e:
         raise CpumodelError(f"cannot read: {e.strerror}", Location(path)) from None
+    finally:
+        os.close(fd)
     if len(data) > MAX_BYTES:
         raise CpumodelError(f"file is larger than the {MAX_BYTES}-byte limit for profiles", Location(path))
     try:
@@ -72,7 +99,15 @@ def read_text(path: str) -> str:
 
 
 def compose(text: str, path: str) -> Node | None:
-    """Compose one YAML document into nodes; None for an empty document."""
+    """Compose one YAML document into nodes; None for an empty document.
+
+    The nodes are built here from libyaml's event stream (not by PyYAML's composer, which
+    recurses once per nesting level and, in its C version, crashes the interpreter on
+    ~100,000 nested brackets). One iterative pass refuses, at the offending line:
+    nesting deeper than ``MAX_DEPTH``, non-standard tags, merge keys, duplicate keys,
+    undefined, duplicate or self-enclosing anchors and more than one document. Aliases
+    share the anchored node, so an alias bomb ("billion laughs") costs no more than its text.
+    """
     if "\t" in text:
         # YAML forbids tabs in indentation; say so precisely rather than via the parser's message.
         for n, line in enumerate(text.splitlines(), 1):
@@ -80,61 +115,121 @@ def compose(text: str, path: str) -> Node | None:
             if stripped.startswith("\t"):
                 raise CpumodelError("tab character used for indentation (YAML allows spaces only)",
                                     Location(path, n, len(line) - len(stripped) + 1))
+    loader = _Loader(text)
     try:
-        loader = _Loader(text)
-        try:
-            node = loader.get_single_node()
-        finally:
-            loader.dispose()
+        return _compose_events(loader, path)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         msg = " ".join(s for s in (e.context, e.problem) if s) or "invalid YAML"
-        if "expected a single document" in msg or "but found another document" in msg:
-            msg = "more than one YAML document in the file (a profile is a single document)"
         where = Location(path, mark.line + 1, mark.column + 1) if mark else Location(path)
         raise CpumodelError(f"YAML syntax error: {msg}", where) from None
+    except ReaderError as e:
+        raise _reader_error(e, text, path) from None
     except yaml.YAMLError as e:
-        raise CpumodelError(f"YAML error: {e}", Location(path)) from None
-    except RecursionError:
-        raise CpumodelError("YAML nesting is too deep", Location(path)) from None
-    if node is not None:
-        _check_tree(node, path)
-    return node
+        raise CpumodelError(f"YAML error: {' '.join(str(e).split())}", Location(path)) from None
+    finally:
+        loader.dispose()
 
 
-def _check_tree(root: Node, path: str) -> None:
-    """Refuse non-standard tags, merge keys, duplicate keys and excessive depth.
+def _reader_error(e: ReaderError, text: str, path: str) -> CpumodelError:
+    """libyaml refuses some characters (controls, e.g. NUL); report them at their line and column."""
+    data = text.encode("utf-8")
+    pos = max(0, min(e.position, len(data)))  # libyaml counts bytes of the UTF-8 input
+    line = data.count(b"\n", 0, pos) + 1
+    column = len(data[data.rfind(b"\n", 0, pos) + 1:pos].decode("utf-8", "replace")) + 1
+    char = e.character if isinstance(e.character, int) else None
+    what = f"character U+{char:04X}" if char is not None else "character"
+    return CpumodelError(f"{what} is not allowed in YAML ({e.reason})", Location(path, line, column))
 
-    Iterative, and each node object is visited once, so alias graphs ("billion laughs")
-    cost no more than their text.
-    """
-    seen: set[int] = set()
-    stack: list[tuple[Node, int]] = [(root, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if id(node) in seen:
+
+def _compose_events(loader: _Loader, path: str) -> Node | None:
+    get = loader.get_event
+    resolve = loader.resolve
+    anchors: dict[str, Node] = {}
+    # Open collections: [node, pending mapping key or None, keys seen (mappings only)].
+    stack: list[list] = []  # type: ignore[type-arg]
+    root: Node | None = None
+    get()  # StreamStartEvent
+    ev = get()
+    if isinstance(ev, StreamEndEvent):
+        return None
+    while True:  # the document's events, up to its DocumentEndEvent
+        ev = get()
+        node: Node
+        if isinstance(ev, (MappingEndEvent, SequenceEndEvent)):
+            node = stack.pop()[0]
+            node.end_mark = ev.end_mark
+        elif isinstance(ev, AliasEvent):
+            target = anchors.get(ev.anchor)
+            if target is None:
+                raise CpumodelError(f"YAML alias *{shown(ev.anchor)} refers to no anchor defined before it",
+                                    _mark(path, ev.start_mark))
+            if any(entry[0] is target for entry in stack):
+                raise CpumodelError(f"YAML alias *{shown(ev.anchor)} refers to a node that contains it",
+                                    _mark(path, ev.start_mark))
+            node = target
+        elif isinstance(ev, DocumentEndEvent):
+            break
+        else:
+            if isinstance(ev, ScalarEvent):
+                kind: type[Node] = ScalarNode
+                tag = ev.tag if ev.tag not in (None, "!") else resolve(ScalarNode, ev.value, ev.implicit)
+                node = ScalarNode(tag, ev.value, ev.start_mark, ev.end_mark, style=ev.style)
+            elif isinstance(ev, (SequenceStartEvent, MappingStartEvent)):
+                kind = SequenceNode if isinstance(ev, SequenceStartEvent) else MappingNode
+                tag = ev.tag if ev.tag not in (None, "!") else resolve(kind, None, ev.implicit)
+                node = kind(tag, [], ev.start_mark, ev.end_mark, flow_style=ev.flow_style)
+            else:  # pragma: no cover - libyaml emits no other event inside a document
+                raise CpumodelError(f"unexpected YAML event {type(ev).__name__}", _mark(path, ev.start_mark))
+            if tag not in STD_TAGS:
+                raise CpumodelError(f"YAML tag {shown(tag)} is not allowed in a profile", _mark(path, ev.start_mark))
+            if ev.anchor is not None:
+                if ev.anchor in anchors:
+                    first = anchors[ev.anchor].start_mark.line + 1
+                    raise CpumodelError(f"YAML anchor &{shown(ev.anchor)} defined twice (first at line {first})",
+                                        _mark(path, ev.start_mark))
+                anchors[ev.anchor] = node
+            if kind is not ScalarNode:
+                if len(stack) >= MAX_DEPTH:
+                    raise CpumodelError(f"nesting deeper than {MAX_DEPTH} levels", _mark(path, ev.start_mark))
+                stack.append([node, None, {} if kind is MappingNode else None])
+                continue
+        if not stack:
+            root = node
             continue
-        seen.add(id(node))
-        if depth > MAX_DEPTH:
-            raise CpumodelError(f"nesting deeper than {MAX_DEPTH} levels", loc(path, node))
-        if node.tag not in STD_TAGS:
-            raise CpumodelError(f"YAML tag {node.tag!r} is not allowed in a profile", loc(path, node))
-        if isinstance(node, MappingNode):
-            first: dict[str, Node] = {}
-            for k, v in node.value:
-                if k.tag == "tag:yaml.org,2002:merge":
-                    raise CpumodelError("YAML merge keys ('<<') are not supported in profiles",
-                                        loc(path, k))
-                if isinstance(k, ScalarNode):
-                    if k.value in first:
-                        prev = first[k.value].start_mark.line + 1
-                        raise CpumodelError(f"duplicate key {k.value!r} (first defined at line {prev})",
-                                            loc(path, k))
-                    first[k.value] = k
-                stack.append((k, depth + 1))
-                stack.append((v, depth + 1))
-        elif isinstance(node, SequenceNode):
-            stack.extend((v, depth + 1) for v in node.value)
+        top = stack[-1]
+        parent = top[0]
+        if top[2] is None:  # a sequence
+            parent.value.append(node)
+        elif top[1] is None:  # a mapping key
+            if node.tag == MERGE_TAG:
+                raise CpumodelError("YAML merge keys ('<<') are not supported in profiles", loc(path, node))
+            if isinstance(node, ScalarNode):
+                seen = top[2]
+                if node.value in seen:
+                    raise CpumodelError(f"duplicate key {shown(node.value)} (first defined at line "
+                                        f"{seen[node.value].start_mark.line + 1})", loc(path, node))
+                seen[node.value] = node
+            top[1] = node
+        else:  # a mapping value
+            parent.value.append((top[1], node))
+            top[1] = None
+    ev = get()
+    if not isinstance(ev, StreamEndEvent):
+        raise CpumodelError("more than one YAML document in the file (a profile is a single document)",
+                            _mark(path, ev.start_mark))
+    return root
+
+
+def _mark(path: str, mark: yaml.Mark) -> Location:
+    return Location(path, mark.line + 1, mark.column + 1)
+
+
+def shown(text: str, limit: int = 60) -> str:
+    """``repr(text)`` for a message, shortened when long (a hostile file may hold 1 MB names)."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
 
 
 _INT_RE = re.compile(r"[+-]?(?:0x[0-9a-f](?:_?[0-9a-f])*|0b[01](?:_?[01])*|0o[0-7](?:_?[0-7])*"
@@ -145,14 +240,23 @@ def parse_int(text: str) -> int | None:
     """The integer spellings cpumodel accepts, or None.
 
     Accepted: decimal (``42``), hex (``0x2a``), binary (``0b101010``), octal (``0o52``),
-    an optional sign, and ``_`` between digits (``0x0000_1000``). Refused (None): floats,
-    YAML 1.1 sexagesimal (``1:30``), and decimal with a leading zero (``0777``, which YAML 1.1
-    would read as octal).
+    the prefixes in either case (``0X2A``), an optional sign (``-1``, ``+7``), ``_`` between
+    digits (``0x0000_1000``), and surrounding whitespace. Refused (None): floats (``1.0``,
+    ``1e3``), YAML 1.1 sexagesimal (``1:30``), decimal with a leading zero (``0777``, which
+    YAML 1.1 would read as octal), a bare prefix (``0x``), ``_`` first, last or doubled
+    (``_1``, ``1_``, ``1__0``), digits outside the base (``0b2``, ``0o8``), non-ASCII digits,
+    and spellings longer than ``MAX_INT_CHARS`` (see ``int_too_long``).
     """
     t = text.strip()
-    if not _INT_RE.fullmatch(t):
+    if len(t) > MAX_INT_CHARS or not _INT_RE.fullmatch(t):
         return None
     return int(t.replace("_", ""), 0)
+
+
+def int_too_long(text: str) -> bool:
+    """True for an accepted integer spelling that ``parse_int`` refuses only for its length."""
+    t = text.strip()
+    return len(t) > MAX_INT_CHARS and _INT_RE.fullmatch(t) is not None
 
 
 def describe(node: Node) -> str:
@@ -161,9 +265,9 @@ def describe(node: Node) -> str:
     if isinstance(node, SequenceNode):
         return "a list"
     if node.tag == BOOL_TAG:
-        return f"the boolean {node.value!r}"
+        return f"the boolean {shown(node.value)}"
     if node.tag == NULL_TAG:
         return "an empty value"
     if node.tag == FLOAT_TAG:
-        return f"the float {node.value!r}"
-    return repr(node.value)
+        return f"the float {shown(node.value)}"
+    return shown(node.value)
