@@ -25,7 +25,18 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from cpumodel import regdb
 from cpumodel.errors import CpumodelError, Location, suggest
-from cpumodel.yamlsrc import BOOL_TAG, NULL_TAG, STR_TAG, compose, describe, loc, parse_int, read_text
+from cpumodel.yamlsrc import (
+    BOOL_TAG,
+    NULL_TAG,
+    STR_TAG,
+    compose,
+    describe,
+    int_too_long,
+    loc,
+    parse_int,
+    read_text,
+    shown,
+)
 
 TOP_KEYS = ("name", "description", "source", "base", "arch", "registers", "features",
             "vcpu_features", "ignore", "sources")
@@ -101,7 +112,7 @@ def parse(node: Node | None, path: str) -> Profile:
         elif key == "sources":
             prof.sources = _sources(vnode, path, db)
         else:
-            raise CpumodelError(f"unknown key {key!r}", loc(path, knode),
+            raise CpumodelError(f"unknown key {shown(key)}", loc(path, knode),
                                 hint=suggest(key, TOP_KEYS) or f"expected one of: {', '.join(TOP_KEYS)}")
     return prof
 
@@ -129,7 +140,7 @@ def _seq(node: Node, path: str, what: str) -> list[Node]:
 def _feature(node: Node, path: str) -> tuple[str, bool, Location]:
     text = _string(node, path, "features entry").strip()
     on = True
-    if text[:1] in "+-":
+    if text and text[0] in "+-":
         on, text = text[0] == "+", text[1:].strip()
     if not text:
         raise CpumodelError("features entry: empty feature name", loc(path, node))
@@ -139,7 +150,7 @@ def _feature(node: Node, path: str) -> tuple[str, bool, Location]:
 def _vcpu_feature(node: Node, path: str) -> tuple[str, Location]:
     text = _string(node, path, "vcpu_features entry").strip().lower()
     if text not in VCPU_FEATURES:
-        raise CpumodelError(f"unknown vCPU feature {text!r}", loc(path, node),
+        raise CpumodelError(f"unknown vCPU feature {shown(text)}", loc(path, node),
                             hint=suggest(text, VCPU_FEATURES) or f"expected one of {', '.join(VCPU_FEATURES)}")
     return text, loc(path, node)
 
@@ -161,7 +172,7 @@ def _registers(node: Node, path: str, db: regdb.RegisterDB) -> dict[str, Registe
         name = _key(knode, path)
         canon = db.canonical(name)
         if canon is None:
-            raise CpumodelError(f"unknown register {name!r}", loc(path, knode),
+            raise CpumodelError(f"unknown register {shown(name)}", loc(path, knode),
                                 hint=suggest(name, list(db.registers)))
         if canon in out:
             raise CpumodelError(f"register {canon} given twice (first at line {out[canon].loc.line})",
@@ -173,7 +184,7 @@ def _registers(node: Node, path: str, db: regdb.RegisterDB) -> dict[str, Registe
                 fname = _key(fk, path)
                 f = reg.find_field(fname)
                 if f is None:
-                    raise CpumodelError(f"{canon} has no field {fname!r}", loc(path, fk),
+                    raise CpumodelError(f"{canon} has no field {shown(fname)}", loc(path, fk),
                                         hint=suggest(fname, [x.name for x in reg.named_fields]))
                 if f.name in spec.fields:
                     raise CpumodelError(f"field {canon}.{f.name} given twice", loc(path, fk))
@@ -191,8 +202,11 @@ def _number(node: Node, path: str, what: str) -> int | None:
                             + (" (YAML reads yes/no/on/off/true/false as booleans)"
                                if node.tag == BOOL_TAG else ""), loc(path, node))
     value = parse_int(str(node.value))
+    if value is None and int_too_long(str(node.value)):
+        raise CpumodelError(f"{what}: a {len(str(node.value).strip())}-character number is far too large "
+                            "(register values are 64-bit)", loc(path, node))
     if value is None and node.tag != STR_TAG:
-        raise CpumodelError(f"{what}: {node.value!r} is not an integer (accepted: 42, 0x2a, 0b101010, "
+        raise CpumodelError(f"{what}: {shown(node.value)} is not an integer (accepted: 42, 0x2a, 0b101010, "
                             "0o52, with optional '_' between digits)", loc(path, node))
     return value
 
@@ -200,13 +214,13 @@ def _number(node: Node, path: str, what: str) -> int | None:
 def register_value(reg: regdb.Register, node: Node, path: str) -> int:
     value = _number(node, path, reg.name)
     if value is None:
-        raise CpumodelError(f"{reg.name}: expected an integer or a mapping of fields, got {node.value!r}",
+        raise CpumodelError(f"{reg.name}: expected an integer or a mapping of fields, got {shown(node.value)}",
                             loc(path, node))
     if value < 0:
-        raise CpumodelError(f"{reg.name}: negative value {node.value!r} (register values are unsigned)",
+        raise CpumodelError(f"{reg.name}: negative value {shown(node.value)} (register values are unsigned)",
                             loc(path, node))
     if value >> 64:
-        raise CpumodelError(f"{reg.name}: {node.value!r} does not fit in 64 bits", loc(path, node))
+        raise CpumodelError(f"{reg.name}: {shown(node.value)} does not fit in 64 bits", loc(path, node))
     return value
 
 
@@ -218,7 +232,7 @@ def field_value(f: regdb.Field, node: Node, path: str) -> int:
         value = f.lookup_value(text)
         if value is None:
             names = sorted(f.values.values())
-            raise CpumodelError(f"{what}: unknown value name {text!r}", loc(path, node),
+            raise CpumodelError(f"{what}: unknown value name {shown(text)}", loc(path, node),
                                 hint=suggest(text, names) or (f"named values: {', '.join(names)}" if names
                                                               else "this field has no named values"))
         return value
@@ -230,6 +244,6 @@ def field_value(f: regdb.Field, node: Node, path: str) -> int:
             raise CpumodelError(f"{what}: {value} is below the signed {width}-bit range", loc(path, node))
         return value & ((1 << width) - 1)
     if value >> width:
-        raise CpumodelError(f"{what}: {node.value!r} does not fit the {width}-bit field "
+        raise CpumodelError(f"{what}: {shown(node.value)} does not fit the {width}-bit field "
                             f"(bits {f.msb}:{f.lsb}; maximum {(1 << width) - 1:#x})", loc(path, node))
     return value

@@ -17,6 +17,7 @@ from cpumodel import regdb
 from cpumodel.errors import CpumodelError, Location
 from cpumodel.profile import Profile
 from cpumodel.profile import load as load_profile
+from cpumodel.yamlsrc import shown
 
 #: Longest base: chain followed before giving up.
 MAX_BASE_DEPTH = 64
@@ -82,7 +83,7 @@ class Resolver:
         for c in candidates:
             if c.is_file():
                 return str(c)
-        raise CpumodelError(f"base profile {ref!r} not found",
+        raise CpumodelError(f"base profile {shown(ref)} not found",
                             where, hint=f"looked in {', '.join(sorted({str(c.parent) for c in candidates}))}")
 
     def resolve_file(self, path: str) -> Model:
@@ -124,7 +125,7 @@ class Resolver:
             try:
                 model.arch = fm.version_name(text)
             except (KeyError, ValueError) as e:
-                raise CpumodelError(f"unknown architecture version {text!r}", where,
+                raise CpumodelError(f"unknown architecture version {shown(text)}", where,
                                     hint=str(e.args[0]) if e.args else None) from None
             model.arch_loc = where
             if not prof.base:
