@@ -81,7 +81,7 @@ class Resolver:
         candidates = [here / ref] if looks_like_path else [
             d / f"{ref}{ext}" for d in [here, *self.paths] for ext in (".yaml", ".yml")]
         for c in candidates:
-            if c.is_file():
+            if _is_file(c):
                 return str(c)
         raise CpumodelError(f"base profile {shown(ref)} not found",
                             where, hint=f"looked in {', '.join(sorted({str(c.parent) for c in candidates}))}")
@@ -125,8 +125,9 @@ class Resolver:
             try:
                 model.arch = fm.version_name(text)
             except (KeyError, ValueError) as e:
-                raise CpumodelError(f"unknown architecture version {shown(text)}", where,
-                                    hint=str(e.args[0]) if e.args else None) from None
+                # the feature model's message names the version and suggests close ones
+                raise CpumodelError(str(e.args[0]) if e.args else f"unknown architecture version {shown(text)}",
+                                    where) from None
             model.arch_loc = where
             if not prof.base:
                 for (reg, fname), fv in fm.version_floor(model.arch).items():
@@ -170,6 +171,14 @@ class Resolver:
                 r = db.registers[reg]
                 model.values[reg] = r.field(fname).put(model.values.get(reg, 0), fv)
                 model.origin[(reg, fname)] = where
+
+
+def _is_file(p: Path) -> bool:
+    """Path.is_file that is False, not an exception, for names too long or otherwise unusable."""
+    try:
+        return p.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def _features():  # type: ignore[no-untyped-def]
