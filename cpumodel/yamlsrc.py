@@ -5,7 +5,8 @@ PyYAML, so no tag can build anything) from the C parser's events when available.
 are converted by this module under strict, documented rules (see ``parse_int``).
 
 Limits (each refused with one message naming the file and, where known, the line):
-``MAX_BYTES`` per file, ``MAX_DEPTH`` nesting levels, ``MAX_INT_CHARS`` per number.
+``MAX_BYTES`` per file, ``MAX_DEPTH`` nesting levels, ``MAX_NODES`` nodes, ``MAX_INT_CHARS``
+per number.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ except ImportError:  # pragma: no cover - depends on how PyYAML was built
 MAX_BYTES = 1 << 20
 #: Deepest nesting accepted in a profile (a real one nests 3 deep).
 MAX_DEPTH = 32
+#: Most YAML nodes (scalars, lists, mappings and alias uses) accepted in a profile. A profile
+#: setting every field of every register by name has about 1,000; PyYAML needs seconds for the
+#: ~500,000 that fit in MAX_BYTES, so the limit also bounds the time spent on a hostile file.
+MAX_NODES = 20_000
 #: Longest integer spelling converted (a 64-bit value needs at most 129, in binary with '_').
 #: Longer ones are refused unconverted: turning a huge decimal into an int takes quadratic time.
 MAX_INT_CHARS = 200
@@ -149,6 +154,7 @@ def _compose_events(loader: _Loader, path: str) -> Node | None:
     # Open collections: [node, pending mapping key or None, keys seen (mappings only)].
     stack: list[list] = []  # type: ignore[type-arg]
     root: Node | None = None
+    budget = MAX_NODES
     get()  # StreamStartEvent
     ev = get()
     if isinstance(ev, StreamEndEvent):
@@ -160,6 +166,9 @@ def _compose_events(loader: _Loader, path: str) -> Node | None:
             node = stack.pop()[0]
             node.end_mark = ev.end_mark
         elif isinstance(ev, AliasEvent):
+            budget -= 1
+            if budget < 0:
+                raise _too_many(path, ev.start_mark)
             target = anchors.get(ev.anchor)
             if target is None:
                 raise CpumodelError(f"YAML alias *{shown(ev.anchor)} refers to no anchor defined before it",
@@ -171,6 +180,9 @@ def _compose_events(loader: _Loader, path: str) -> Node | None:
         elif isinstance(ev, DocumentEndEvent):
             break
         else:
+            budget -= 1
+            if budget < 0:
+                raise _too_many(path, ev.start_mark)
             if isinstance(ev, ScalarEvent):
                 kind: type[Node] = ScalarNode
                 tag = ev.tag if ev.tag not in (None, "!") else resolve(ScalarNode, ev.value, ev.implicit)
@@ -219,6 +231,11 @@ def _compose_events(loader: _Loader, path: str) -> Node | None:
         raise CpumodelError("more than one YAML document in the file (a profile is a single document)",
                             _mark(path, ev.start_mark))
     return root
+
+
+def _too_many(path: str, mark: yaml.Mark) -> CpumodelError:
+    return CpumodelError(f"more than {MAX_NODES} YAML values (a profile has at most a few thousand)",
+                         _mark(path, mark))
 
 
 def _mark(path: str, mark: yaml.Mark) -> Location:
