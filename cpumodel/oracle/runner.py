@@ -1,0 +1,270 @@
+"""run_cases(): boot a real KVM host in QEMU, run the probe, and build a Recording."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from cpumodel.oracle.build import build_initramfs, build_probe, probe_hash
+from cpumodel.oracle.cases import (
+    DEFAULT_FEATURE_SETS,
+    Case,
+    FeatureSet,
+    FieldValue,
+    check_features,
+    encode_case_file,
+    feature_key,
+)
+from cpumodel.oracle.console import check_complete, errno_name, parse_console
+from cpumodel.oracle.errors import OracleError, ProbeCrash
+from cpumodel.oracle.kernel import KernelInfo, default_cache_dir
+from cpumodel.oracle.qemu import MACHINE, boot, qemu_version
+from cpumodel.oracle.recording import CaseResult, FeatureSetRecord, Recording
+from cpumodel.oracle.sysregs import (
+    ORACLE_REGISTERS,
+    encoding_of_id,
+    encoding_of_mask_index,
+    mask_index,
+    one_reg_id,
+    sysreg_name,
+)
+
+FNV_OFFSET = 14695981039346656037
+FNV_PRIME = 1099511628211
+
+
+def fnv1a_values(values: Iterable[int]) -> int:
+    """The probe's per-batch hash of the values it wrote (FNV-1a over little-endian bytes)."""
+    h = FNV_OFFSET
+    for v in values:
+        for k in range(8):
+            h ^= (v >> (8 * k)) & 0xFF
+            h = (h * FNV_PRIME) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def _i(msg: dict[str, object], key: str, default: int | None = None) -> int:
+    """An integer field of a probe message (ProbeCrash if missing or malformed)."""
+    v = msg.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ProbeCrash(f"probe message {msg.get('t')!r} has a bad {key!r}: {v!r}")
+    return v
+
+
+def _h(msg: dict[str, object], key: str) -> int:
+    """A "0x..." field of a probe message."""
+    v = msg.get(key)
+    try:
+        return int(str(v), 16)
+    except ValueError:
+        raise ProbeCrash(f"probe message {msg.get('t')!r} has a bad {key!r}: {v!r}") from None
+
+
+def _attempted(e: int) -> int | str | None:
+    """The probe's -1 means "not attempted" (an earlier step failed): None."""
+    return None if e < 0 else errno_name(e)
+
+
+def default_timeout(n_cases: int, n_blocks: int) -> float:
+    """Generous: boot (~10-30 s under TCG) + 10 s per VM + 5 ms per case."""
+    return 180.0 + 10.0 * n_blocks + 0.005 * n_cases
+
+
+def run_cases(
+    kernel_image: Path,
+    cpu: str,
+    cases: Sequence[Case],
+    feature_sets: Sequence[Iterable[str]] | None = None,
+    *,
+    kernel: KernelInfo | None = None,
+    cache_dir: Path | None = None,
+    timeout: float | None = None,
+    memory_mb: int = 1024,
+) -> Recording:
+    """Boot ``kernel_image`` under ``qemu-system-aarch64 -cpu <cpu>`` and run ``cases``.
+
+    ``feature_sets`` are the vCPU-feature sets to create VMs for, in order (default: those
+    the cases use, or the standard seven if there are no cases); every case's feature set
+    must be among them. Defaults and writable masks are recorded for each set even without
+    cases. A set whose KVM_ARM_VCPU_INIT is refused is recorded with its init_errno and its
+    cases are left out of ``Recording.cases`` (counted in ``skipped_cases``).
+
+    Raises OracleError (ToolMissing, BootTimeout, ProbeCrash, ...) with a readable message.
+    """
+    cache = cache_dir or default_cache_dir()
+    if feature_sets is None:
+        fsl: list[FeatureSet] = list(dict.fromkeys(c.features for c in cases)) or list(DEFAULT_FEATURE_SETS)
+    else:
+        fsl = [check_features(fs) for fs in feature_sets]
+    if not Path(kernel_image).is_file():
+        raise OracleError(f"kernel image {kernel_image} does not exist")
+    case_file = encode_case_file(cases, fsl)
+    probe = build_probe(cache)
+    initrd_bytes = build_initramfs(probe, case_file.text)
+    limit = timeout if timeout is not None else default_timeout(len(cases), len(fsl))
+    qver = qemu_version()
+
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="cpumodel-oracle-") as tmp:
+        initrd = Path(tmp) / "initrd.gz"
+        initrd.write_bytes(initrd_bytes)
+        result = boot(Path(kernel_image), initrd, cpu, limit, memory_mb)
+    total = time.monotonic() - t0
+
+    out = parse_console(result.console)
+    done = check_complete(out, result.console)
+    hello = out.first("hello") or {}
+
+    # --- per block ------------------------------------------------------------------
+    blocks: dict[int, FeatureSetRecord] = {}
+    block_defaults: dict[int, dict[int, int | None]] = {}
+    fs_msgs = out.of_type("fs")
+    if len(fs_msgs) != len(fsl):
+        raise ProbeCrash(f"the probe reported {len(fs_msgs)} feature sets, expected {len(fsl)}")
+    for msg, fs in zip(fs_msgs, fsl, strict=True):
+        b = _i(msg, "b")
+        fin = _i(msg, "finalize_errno")
+        imp = _i(msg, "imp_id_errno", -1)
+        if _i(msg, "init_errno") < 0 and imp <= 0:
+            raise ProbeCrash("KVM_ARM_VCPU_INIT was not attempted")
+        blocks[b] = FeatureSetRecord(
+            features=fs,
+            init_errno=_attempted(_i(msg, "init_errno")),
+            imp_id_errno=_attempted(imp) if "writable_imp_id" in fs else None,
+            finalize_errno=_attempted(fin) if "sve" in fs else None,
+            vgic_errno=_attempted(_i(msg, "vgic_errno", -1)) if "vgic" in fs else None,
+        )
+        if _i(msg, "preferred_target_errno"):
+            err = errno_name(_i(msg, "preferred_target_errno"))
+            raise ProbeCrash(f"KVM_ARM_PREFERRED_TARGET failed: {err}")
+        block_defaults[b] = {}
+    block_of_fs = {rec.features: b for b, rec in blocks.items()}
+
+    for msg in out.of_type("get"):
+        b = _i(msg, "b")
+        reg_id = _h(msg, "id")
+        name = sysreg_name(encoding_of_id(reg_id))
+        e = _i(msg, "e")
+        value = None if e else _h(msg, "v")
+        blocks[b].defaults[name] = value
+        block_defaults[b][reg_id] = value
+        if e:
+            blocks[b].get_errno[name] = errno_name(e)
+
+    for msg in out.of_type("masks"):
+        b = _i(msg, "b")
+        rec = blocks[b]
+        rec.masks_errno = errno_name(_i(msg, "e"))
+        raw = msg.get("m") or {}
+        assert isinstance(raw, dict)
+        masks = {int(k): int(str(v), 16) for k, v in raw.items()}
+        for enc in ORACLE_REGISTERS:
+            idx = mask_index(enc)
+            if idx is not None:
+                rec.writable_masks[sysreg_name(enc)] = masks.pop(idx, 0)
+        for idx, mval in sorted(masks.items()):
+            rec.writable_masks[sysreg_name(encoding_of_mask_index(idx))] = mval
+
+    for msg in out.of_type("run"):
+        b = _i(msg, "b")
+        run: dict[str, object] = {}
+        for key, val in msg.items():
+            if key not in ("n", "t", "b"):
+                run[key] = errno_name(val) if key.endswith("errno") and isinstance(val, int) else val
+        blocks[b].run = run
+
+    for msg in out.of_type("drift"):
+        b = _i(msg, "b")
+        reg_id = _h(msg, "id")
+        blocks[b].drift.append(
+            {
+                "reg": sysreg_name(encoding_of_id(reg_id)),
+                "when": msg.get("when"),
+                "errno": errno_name(_i(msg, "e")),
+                "value": msg.get("v"),
+            }
+        )
+
+    # --- cases ----------------------------------------------------------------------
+    n = len(case_file.order)
+    errs: list[int | None] = [None] * n
+    for msg in out.of_type("res"):
+        start = _i(msg, "i")
+        es = msg["e"]
+        assert isinstance(es, list)
+        values: list[int] = []
+        for j, e in enumerate(es):
+            k = start + j
+            if not 0 <= k < n:
+                raise ProbeCrash(f"the probe reported case {k}, but only {n} were sent")
+            errs[k] = int(e)
+            case = cases[case_file.order[k]]
+            b = block_of_fs[case.features]
+            values.append(case.resolve(block_defaults[b].get(case.reg_id)))
+        if f"{fnv1a_values(values):016x}" != msg.get("h"):
+            raise ProbeCrash(
+                f"values written for cases {start}..{start + len(es) - 1} differ from"
+                " what this side computed (probe/resolver mismatch)"
+            )
+
+    restore_by_case = {_i(m, "i"): m for m in out.of_type("restore")}
+    results: list[tuple[int, CaseResult]] = []
+    for k, idx in enumerate(case_file.order):
+        case = cases[idx]
+        b = block_of_fs[case.features]
+        rec = blocks[b]
+        got = errs[k]
+        if got is None:
+            if rec.accepted:
+                raise ProbeCrash(f"the probe reported no result for case {k} ({case.reg})")
+            rec.skipped_cases += 1
+            continue
+        value = case.resolve(block_defaults[b].get(case.reg_id))
+        request = case.value_json() if isinstance(case.value, FieldValue) else None
+        results.append(
+            (idx, CaseResult(case.reg, case.encoding, value, case.features, case.after_run, errno_name(got), request))
+        )
+        if k in restore_by_case:
+            rmsg = restore_by_case[k]
+            rec.restore_failures.append(
+                {"reg": case.reg, "value": f"{value:#018x}", "errno": errno_name(_i(rmsg, "e"))}
+            )
+    results.sort(key=lambda r: r[0])  # the caller's order
+
+    ps = done.get("probe_seconds", 0.0)
+    probe_seconds = float(ps) if isinstance(ps, (int, float)) else 0.0
+    n_done = len(results)
+    timing: dict[str, object] = {
+        "boot_seconds": round(result.first_marker_seconds or 0.0, 3),
+        "guest_uptime_at_init": done.get("uptime_at_start"),
+        "probe_seconds": round(probe_seconds, 3),
+        "total_seconds": round(total, 3),
+        "cases": n_done,
+        "cases_per_second": round(n_done / probe_seconds, 1) if probe_seconds > 0 else None,
+    }
+    release = str(hello.get("release", ""))
+    kernel_meta: dict[str, object] = {
+        "release": release,
+        "version": ".".join(release.split(".")[:2]),
+        "uname_version": hello.get("version"),
+        "debian_package": kernel.package if kernel else None,
+        "package_version": kernel.package_version if kernel else None,
+    }
+    probe_meta = {k: v for k, v in hello.items() if k not in ("n", "t", "release", "version")}
+    probe_meta["source_hash"] = probe_hash()
+    probe_meta["console_noise_lines"] = out.noise_lines
+    warnings = [str(m.get("text")) for m in out.of_type("dmesg")]
+    return Recording(
+        kernel=kernel_meta,
+        qemu={"version": qver, "cpu": cpu, "machine": MACHINE, "memory_mb": memory_mb},
+        feature_sets={feature_key(rec.features): rec for rec in blocks.values()},
+        cases=[r for _, r in results],
+        timing=timing,
+        probe=probe_meta,
+        kernel_warnings=warnings,
+    )
+
+
+__all__ = ["fnv1a_values", "one_reg_id", "run_cases"]

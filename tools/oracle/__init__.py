@@ -1,0 +1,1 @@
+"""Real-KVM oracle recorder: python -m tools.oracle --help."""

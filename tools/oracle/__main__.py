@@ -1,0 +1,236 @@
+"""Real-KVM oracle recorder (developer tool; the machinery is cpumodel.oracle).
+
+    python -m tools.oracle setup [--kernel SPEC ...]
+    python -m tools.oracle list-kernels
+    python -m tools.oracle gen-cases -o cases.jsonl [--features none,pmu,...] [--sample N]
+    python -m tools.oracle record (--kernel SPEC | --kernel-image PATH) --cpu MODEL
+                                  [--cases FILE | --cases-from-recording REC] [--sample N]
+                                  -o OUT.json.gz [--compare REC]
+    python -m tools.oracle compare EXPECTED.json.gz ACTUAL.json.gz
+
+Exit codes: 0 fine, 1 recordings differ, 2 error (message on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from cpumodel.oracle import (
+    DEFAULT_FEATURE_SETS,
+    Case,
+    FeatureSet,
+    OracleError,
+    compare_recordings,
+    generate_cases,
+    get_kernel,
+    load_recording,
+    read_cases,
+    run_cases,
+    save_recording,
+    write_cases,
+)
+from cpumodel.oracle.cases import features_of_key
+from cpumodel.oracle.kernel import AptCache, KernelInfo, default_cache_dir
+from cpumodel.oracle.sysregs import ORACLE_REGISTERS, encoding_of
+
+#: Debian packages the oracle needs (binary -> package), installed by `setup`.
+PACKAGES: dict[str, str] = {
+    "qemu-system-aarch64": "qemu-system-arm",
+    "aarch64-linux-gnu-gcc": "gcc-aarch64-linux-gnu",
+    "cpio": "cpio",
+}
+LIBC_PACKAGE = "libc6-dev-arm64-cross"
+
+
+def _installed(package: str) -> bool:
+    proc = subprocess.run(["dpkg-query", "-W", "-f=${Status}", package], capture_output=True, text=True)
+    return proc.returncode == 0 and "install ok installed" in proc.stdout
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    wanted = [*PACKAGES.values(), LIBC_PACKAGE]
+    missing = [p for p in wanted if not _installed(p)]
+    if missing:
+        print(f"installing {' '.join(missing)}", file=sys.stderr)
+        env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+        subprocess.run(["apt-get", "update", "-q"], check=True, env=env, stdin=subprocess.DEVNULL)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing],
+            check=True,
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+    else:
+        print("host packages already installed: " + " ".join(wanted), file=sys.stderr)
+    for spec in args.kernel or []:
+        info = get_kernel(spec, args.cache_dir)
+        print(f"kernel {spec}: {info.package} {info.package_version} -> {info.image}", file=sys.stderr)
+    return 0
+
+
+def cmd_list_kernels(args: argparse.Namespace) -> int:
+    apt = AptCache(args.cache_dir or default_cache_dir())
+    apt.update()
+    for abi in apt.kernel_abis():
+        print(abi)
+    return 0
+
+
+def parse_feature_sets(text: str | None) -> list[FeatureSet]:
+    """ "none,pmu,pmu+sve" -> feature sets; None -> the standard ones."""
+    if not text:
+        return list(DEFAULT_FEATURE_SETS)
+    return [features_of_key(k.strip()) for k in text.split(",") if k.strip()]
+
+
+def sample(cases: Sequence[Case], n: int | None) -> list[Case]:
+    """A deterministic spread of ``n`` cases (every k-th), keeping every feature set's
+    after-run cases represented."""
+    if not n or n >= len(cases):
+        return list(cases)
+    step = len(cases) / n
+    picked = {int(i * step) for i in range(n)}
+    return [c for i, c in enumerate(cases) if i in picked]
+
+
+def cmd_gen_cases(args: argparse.Namespace) -> int:
+    regs = [encoding_of(r.strip()) for r in args.registers.split(",")] if args.registers else ORACLE_REGISTERS
+    cases = generate_cases(parse_feature_sets(args.features), regs, after_run=not args.no_after_run)
+    cases = sample(cases, args.sample)
+    n = write_cases(Path(args.output), cases)
+    print(f"wrote {n} cases to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    cache = args.cache_dir or default_cache_dir()
+    kernel: KernelInfo | None = None
+    if args.kernel_image:
+        image = Path(args.kernel_image)
+    else:
+        kernel = get_kernel(args.kernel, cache)
+        image = kernel.image
+        print(f"kernel: {kernel.package} {kernel.package_version}", file=sys.stderr)
+
+    feature_sets: list[FeatureSet] | None = None
+    if args.cases_from_recording:
+        ref = load_recording(args.cases_from_recording)
+        cases = [c.to_case() for c in ref.cases]
+        feature_sets = [features_of_key(k) for k in ref.feature_sets]
+    elif args.cases:
+        cases = read_cases(Path(args.cases))
+    else:
+        cases = generate_cases(parse_feature_sets(args.features))
+    if args.features and not args.cases_from_recording:
+        feature_sets = parse_feature_sets(args.features)
+        keep = set(feature_sets)
+        cases = [c for c in cases if c.features in keep]
+    cases = sample(cases, args.sample)
+    if feature_sets is None:
+        feature_sets = list(dict.fromkeys(c.features for c in cases)) or list(DEFAULT_FEATURE_SETS)
+
+    print(f"booting -cpu {args.cpu} with {len(cases)} cases in {len(feature_sets)} feature sets", file=sys.stderr)
+    t0 = time.monotonic()
+    rec = run_cases(image, args.cpu, cases, feature_sets, kernel=kernel, cache_dir=cache, timeout=args.timeout)
+    save_recording(rec, Path(args.output))
+    t = rec.timing
+    print(
+        f"recorded {t['cases']} cases from {rec.kernel['release']} -cpu {args.cpu} in"
+        f" {time.monotonic() - t0:.1f} s (boot {t['boot_seconds']} s, probe {t['probe_seconds']} s,"
+        f" {t['cases_per_second']} cases/s) -> {args.output}",
+        file=sys.stderr,
+    )
+    for key, fs in rec.feature_sets.items():
+        if not fs.accepted:
+            print(
+                f"  feature set {key}: refused (init {fs.init_errno}, finalize {fs.finalize_errno},"
+                f" vgic {fs.vgic_errno}, writable_imp_id {fs.imp_id_errno})",
+                file=sys.stderr,
+            )
+    if args.compare:
+        return _report(compare_recordings(load_recording(args.compare), rec), args.compare)
+    return 0
+
+
+def _report(diffs: list[str], against: str) -> int:
+    if diffs:
+        print(f"DIFFERENT from {against}:", file=sys.stderr)
+        for d in diffs:
+            print("  " + d, file=sys.stderr)
+        return 1
+    print(f"same as {against}", file=sys.stderr)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    return _report(compare_recordings(load_recording(args.expected), load_recording(args.actual)), args.expected)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m tools.oracle", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="cache for apt lists, kernels and the probe (default $XDG_CACHE_HOME/cpumodel/oracle)",
+    )
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    s = sub.add_parser("setup", help="apt-get install the host tools (idempotent); optionally fetch kernels")
+    s.add_argument("--kernel", action="append", help="also download this kernel (repeatable)")
+    s.set_defaults(func=cmd_setup)
+
+    s = sub.add_parser("list-kernels", help="list the Debian arm64 kernels apt can fetch")
+    s.set_defaults(func=cmd_list_kernels)
+
+    s = sub.add_parser("gen-cases", help="write the standard case set as JSON lines")
+    s.add_argument("-o", "--output", required=True)
+    s.add_argument("--features", help="comma-separated feature sets, e.g. none,pmu,pmu+sve (default: standard)")
+    s.add_argument("--registers", help="comma-separated register names (default: the whole ID space + extras)")
+    s.add_argument("--no-after-run", action="store_true", help="leave out the after-run cases")
+    s.add_argument("--sample", type=int, help="keep an even spread of N cases")
+    s.set_defaults(func=cmd_gen_cases)
+
+    s = sub.add_parser("record", help="boot a Debian kernel in QEMU and record KVM's answers")
+    k = s.add_mutually_exclusive_group(required=True)
+    k.add_argument("--kernel", help="Debian kernel: 6.12.117+deb13, 7.3.4+deb13, or a prefix like 7.3")
+    k.add_argument("--kernel-image", help="an arm64 Image file to boot instead")
+    s.add_argument("--cpu", required=True, help="QEMU CPU model: max, neoverse-n1, cortex-a72, ...")
+    c = s.add_mutually_exclusive_group()
+    c.add_argument("--cases", help="JSON-lines case file (default: the generated standard set)")
+    c.add_argument("--cases-from-recording", help="replay the cases (and feature sets) of a recording")
+    s.add_argument("--features", help="restrict to these feature sets (comma-separated keys)")
+    s.add_argument("--sample", type=int, help="keep an even spread of N cases")
+    s.add_argument("--timeout", type=float, help="seconds for the whole QEMU run (default: from the case count)")
+    s.add_argument("--compare", help="compare with this recording; exit 1 if they differ")
+    s.add_argument("-o", "--output", required=True)
+    s.set_defaults(func=cmd_record)
+
+    s = sub.add_parser("compare", help="compare two recordings of the same kernel/CPU")
+    s.add_argument("expected")
+    s.add_argument("actual")
+    s.set_defaults(func=cmd_compare)
+
+    args = p.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except OracleError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except subprocess.CalledProcessError as e:
+        print(f"error: {' '.join(map(str, e.cmd))} failed with exit code {e.returncode}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    if not shutil.which("dpkg-query"):
+        print("warning: not a Debian system; `setup` will not work", file=sys.stderr)
+    sys.exit(main())
