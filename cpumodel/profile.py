@@ -41,6 +41,10 @@ from cpumodel.yamlsrc import (
 TOP_KEYS = ("name", "description", "source", "base", "arch", "registers", "features",
             "vcpu_features", "ignore", "sources")
 VCPU_FEATURES = ("pmu", "sve", "ptrauth", "el1_32bit")
+#: Longest name accepted for an architecture version, feature, vCPU feature or ignore entry
+#: (the longest real one is under 40), and for a base: reference (PATH_MAX on Linux).
+MAX_NAME_CHARS = 256
+MAX_BASE_CHARS = 4096
 
 
 @dataclass
@@ -87,7 +91,10 @@ def parse(node: Node | None, path: str) -> Profile:
                             "'base', 'arch' or 'features')", Location(path, 1))
     if not isinstance(node, MappingNode):
         raise CpumodelError(f"a profile must be a mapping, not {describe(node)}", loc(path, node))
-    prof = Profile(path=path, name=Path(path).stem, loc=loc(path, node))
+    # The default name is the file name, made valid Unicode: non-UTF-8 bytes in a file name
+    # (surrogate escapes in Python) could not be written to a UTF-8 output or a YAML file.
+    stem = Path(path).stem.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    prof = Profile(path=path, name=stem, loc=loc(path, node))
     db = regdb.load()
     for knode, vnode in node.value:
         key = _key(knode, path)
@@ -98,9 +105,9 @@ def parse(node: Node | None, path: str) -> Profile:
         elif key == "source":
             prof.source = _string(vnode, path, key)
         elif key == "base":
-            prof.base = (_string(vnode, path, key), loc(path, vnode))
+            prof.base = (_name(vnode, path, key, MAX_BASE_CHARS), loc(path, vnode))
         elif key == "arch":
-            prof.arch = (_string(vnode, path, key), loc(path, vnode))
+            prof.arch = (_name(vnode, path, key), loc(path, vnode))
         elif key == "registers":
             prof.registers = _registers(vnode, path, db)
         elif key == "features":
@@ -108,7 +115,7 @@ def parse(node: Node | None, path: str) -> Profile:
         elif key == "vcpu_features":
             prof.vcpu_features = [_vcpu_feature(n, path) for n in _seq(vnode, path, key)]
         elif key == "ignore":
-            prof.ignore = [(_string(n, path, "ignore entry"), loc(path, n)) for n in _seq(vnode, path, key)]
+            prof.ignore = [(_name(n, path, "ignore entry"), loc(path, n)) for n in _seq(vnode, path, key)]
         elif key == "sources":
             prof.sources = _sources(vnode, path, db)
         else:
@@ -129,6 +136,16 @@ def _string(node: Node, path: str, what: str) -> str:
     return str(node.value)
 
 
+def _name(node: Node, path: str, what: str, limit: int = MAX_NAME_CHARS) -> str:
+    """A string that names something (a feature, a rule, a profile): bounded in length, so no
+    lookup or 'did you mean' search ever works on a megabyte-long name."""
+    text = _string(node, path, what)
+    if len(text) > limit:
+        raise CpumodelError(f"{what}: {shown(text)} is too long for a name (limit {limit} characters)",
+                            loc(path, node))
+    return text
+
+
 def _seq(node: Node, path: str, what: str) -> list[Node]:
     if isinstance(node, ScalarNode) and node.tag == NULL_TAG:
         return []
@@ -138,7 +155,7 @@ def _seq(node: Node, path: str, what: str) -> list[Node]:
 
 
 def _feature(node: Node, path: str) -> tuple[str, bool, Location]:
-    text = _string(node, path, "features entry").strip()
+    text = _name(node, path, "features entry").strip()
     on = True
     if text and text[0] in "+-":
         on, text = text[0] == "+", text[1:].strip()
@@ -148,7 +165,7 @@ def _feature(node: Node, path: str) -> tuple[str, bool, Location]:
 
 
 def _vcpu_feature(node: Node, path: str) -> tuple[str, Location]:
-    text = _string(node, path, "vcpu_features entry").strip().lower()
+    text = _name(node, path, "vcpu_features entry").strip().lower()
     if text not in VCPU_FEATURES:
         raise CpumodelError(f"unknown vCPU feature {shown(text)}", loc(path, node),
                             hint=suggest(text, VCPU_FEATURES) or f"expected one of {', '.join(VCPU_FEATURES)}")
