@@ -1,0 +1,58 @@
+/*
+ * cpumodel 0.1.0: C header for cortex-a57 (profiles/cortex-a57.yaml)
+ * Write each register with KVM_SET_ONE_REG (Documentation/virt/kvm/api.rst 4.68), in this order,
+ * after KVM_ARM_VCPU_INIT and before the first KVM_RUN of any vCPU: ID registers are immutable once
+ * a vCPU has run (a different value answers EBUSY), may be VM-scoped, and should be written before
+ * the rest of the vCPU's registers (Documentation/virt/kvm/arm/vcpu-features.rst, 'The ID Registers').
+ * KVM_ARM_VCPU_INIT features (api.rst 4.82): not given by the profile (the VMM's defaults apply)
+ * MIDR_EL1, REVIDR_EL1: a value other than the host's needs KVM_CAP_ARM_WRITABLE_IMP_ID_REGS (239) enabled
+ * on the VM before any vCPU is created (api.rst 7.42); without it KVM answers EINVAL.
+ * Each entry is one struct kvm_one_reg: .id is the one-reg ID, .addr points at .value.
+ */
+#ifndef CPUMODEL_CORTEX_A57_H
+#define CPUMODEL_CORTEX_A57_H
+
+#include <stdint.h>
+
+#ifndef CPUMODEL_REG_DEFINED
+#define CPUMODEL_REG_DEFINED
+struct cpumodel_reg {
+	uint64_t id;	/* KVM one-reg ID */
+	uint64_t value;	/* 64-bit register value */
+};
+#endif
+
+#define CPUMODEL_CORTEX_A57_NREGS 26
+static const struct cpumodel_reg cpumodel_cortex_a57_regs[CPUMODEL_CORTEX_A57_NREGS] = {
+	{ UINT64_C(0x603000000013c000), UINT64_C(0x00000000411fd070) },	/* MIDR_EL1 S3_0_C0_C0_0 */
+	{ UINT64_C(0x603000000013c006), UINT64_C(0x0000000000000000) },	/* REVIDR_EL1 S3_0_C0_C0_6 */
+	{ UINT64_C(0x603000000013c008), UINT64_C(0x0000000000000131) },	/* ID_PFR0_EL1 S3_0_C0_C1_0 */
+	{ UINT64_C(0x603000000013c009), UINT64_C(0x0000000000011011) },	/* ID_PFR1_EL1 S3_0_C0_C1_1 */
+	{ UINT64_C(0x603000000013c00a), UINT64_C(0x0000000003010066) },	/* ID_DFR0_EL1 S3_0_C0_C1_2 */
+	{ UINT64_C(0x603000000013c00b), UINT64_C(0x0000000000000000) },	/* ID_AFR0_EL1 S3_0_C0_C1_3 */
+	{ UINT64_C(0x603000000013c00c), UINT64_C(0x0000000010101105) },	/* ID_MMFR0_EL1 S3_0_C0_C1_4 */
+	{ UINT64_C(0x603000000013c00d), UINT64_C(0x0000000040000000) },	/* ID_MMFR1_EL1 S3_0_C0_C1_5 */
+	{ UINT64_C(0x603000000013c00e), UINT64_C(0x0000000001260000) },	/* ID_MMFR2_EL1 S3_0_C0_C1_6 */
+	{ UINT64_C(0x603000000013c00f), UINT64_C(0x0000000002102211) },	/* ID_MMFR3_EL1 S3_0_C0_C1_7 */
+	{ UINT64_C(0x603000000013c010), UINT64_C(0x0000000002101110) },	/* ID_ISAR0_EL1 S3_0_C0_C2_0 */
+	{ UINT64_C(0x603000000013c011), UINT64_C(0x0000000013112111) },	/* ID_ISAR1_EL1 S3_0_C0_C2_1 */
+	{ UINT64_C(0x603000000013c012), UINT64_C(0x0000000021232042) },	/* ID_ISAR2_EL1 S3_0_C0_C2_2 */
+	{ UINT64_C(0x603000000013c013), UINT64_C(0x0000000001112131) },	/* ID_ISAR3_EL1 S3_0_C0_C2_3 */
+	{ UINT64_C(0x603000000013c014), UINT64_C(0x0000000000011142) },	/* ID_ISAR4_EL1 S3_0_C0_C2_4 */
+	{ UINT64_C(0x603000000013c015), UINT64_C(0x0000000000011121) },	/* ID_ISAR5_EL1 S3_0_C0_C2_5 */
+	{ UINT64_C(0x603000000013c017), UINT64_C(0x0000000000000000) },	/* ID_ISAR6_EL1 S3_0_C0_C2_7 */
+	{ UINT64_C(0x603000000013c018), UINT64_C(0x0000000010110222) },	/* MVFR0_EL1 S3_0_C0_C3_0 */
+	{ UINT64_C(0x603000000013c019), UINT64_C(0x0000000012111111) },	/* MVFR1_EL1 S3_0_C0_C3_1 */
+	{ UINT64_C(0x603000000013c01a), UINT64_C(0x0000000000000043) },	/* MVFR2_EL1 S3_0_C0_C3_2 */
+	{ UINT64_C(0x603000000013c020), UINT64_C(0x0000000000002222) },	/* ID_AA64PFR0_EL1 S3_0_C0_C4_0 */
+	{ UINT64_C(0x603000000013c028), UINT64_C(0x0000000010305106) },	/* ID_AA64DFR0_EL1 S3_0_C0_C5_0 */
+	{ UINT64_C(0x603000000013c030), UINT64_C(0x0000000000011120) },	/* ID_AA64ISAR0_EL1 S3_0_C0_C6_0 */
+	{ UINT64_C(0x603000000013c038), UINT64_C(0x0000000000001124) },	/* ID_AA64MMFR0_EL1 S3_0_C0_C7_0 */
+	{ UINT64_C(0x603000000013c801), UINT64_C(0x000000000a200023) },	/* CLIDR_EL1 S3_1_C0_C0_1 */
+	{ UINT64_C(0x603000000013d801), UINT64_C(0x000000008444c004) },	/* CTR_EL0 S3_3_C0_C0_1 */
+};
+/* Not written (KVM has no one-reg for them, so no VMM can set them):
+ *   DCZID_EL0 = 0x0000000000000004: KVM has no one-reg for DCZID_EL0 (not in sys_reg_descs[], Linux 6.12-7.3); the guest reads the host's DCZID_EL0
+ */
+
+#endif /* CPUMODEL_CORTEX_A57_H */

@@ -1,0 +1,501 @@
+"""Tests of the VMM output formats: kvm, c-header, firecracker, qemu.
+
+Golden files: tests/golden/emit/<profile>.<fmt> (fmt: kvm, h, firecracker.json, qemu) for every
+shipped profile. Regenerate them after an intended change with::
+
+    CPUMODEL_UPDATE_GOLDEN=1 pytest tests/test_emit_formats.py
+
+and review the diff. The models behind the golden files are built here from each profile's
+``registers:`` (raw values, and field edits applied on top of a ``base:``), not through the
+resolver, so they pin the emitters alone: the ``arch:`` floor and ``features:`` of the resolver
+are not applied (no shipped profile needs them for the registers it lists).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import warnings
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cpumodel import regdb
+from cpumodel.emit import emit, kvmlist, qemu
+from cpumodel.emit import firecracker as fc
+from cpumodel.errors import CpumodelError
+from cpumodel.resolve import Model
+
+REPO = Path(__file__).resolve().parents[1]
+PROFILES = REPO / "profiles"
+GOLDEN = Path(__file__).resolve().parent / "golden" / "emit"
+UPDATE = os.environ.get("CPUMODEL_UPDATE_GOLDEN") == "1"
+FORMATS = {"kvm": "kvm", "c-header": "h", "firecracker": "firecracker.json", "qemu": "qemu"}
+SHIPPED = sorted(p.stem for p in PROFILES.glob("*.yaml"))
+REQUIRED = ("cortex-a57", "neoverse-n1", "neoverse-v1")
+
+
+def profile_model(name: str) -> Model:
+    """A Model with the registers the profile lists (field edits applied on its base's values)."""
+    db = regdb.load()
+    doc = yaml.safe_load((PROFILES / f"{name}.yaml").read_text())
+    values: dict[str, int] = dict(profile_model(doc["base"]).values) if doc.get("base") else {}
+    for reg, spec in (doc.get("registers") or {}).items():
+        r = db.get(reg)
+        if isinstance(spec, int):
+            values[r.name] = spec
+        else:
+            value = values.get(r.name, r.res1_mask)
+            for fname, fv in spec.items():
+                value = r.field(fname).put(value, int(fv))
+            values[r.name] = value
+    feats = doc.get("vcpu_features")
+    return Model(name=doc["name"], path=f"profiles/{name}.yaml", values=values,
+                 vcpu_features=frozenset(feats) if feats is not None else None)
+
+
+def render(model: Model, fmt: str, **opts: object) -> str:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fc.EmitNote)
+        return emit(model, fmt, **opts)
+
+
+def test_required_profiles_are_shipped() -> None:
+    assert set(REQUIRED) <= set(SHIPPED)
+
+
+# ---------------------------------------------------------------------------------------------
+# golden files
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+@pytest.mark.parametrize("name", SHIPPED)
+def test_golden(name: str, fmt: str) -> None:
+    text = render(profile_model(name), fmt)
+    path = GOLDEN / f"{name}.{FORMATS[fmt]}"
+    if UPDATE:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert path.is_file(), f"missing golden file {path}; run with CPUMODEL_UPDATE_GOLDEN=1"
+    assert text == path.read_text(), f"{path} differs; if intended, regenerate with CPUMODEL_UPDATE_GOLDEN=1"
+
+
+def test_no_stale_golden_files() -> None:
+    expected = {f"{n}.{ext}" for n in SHIPPED for ext in FORMATS.values()}
+    present = {p.name for p in GOLDEN.iterdir()} if GOLDEN.is_dir() else set()
+    assert present == expected
+
+
+# ---------------------------------------------------------------------------------------------
+# kvm list
+
+
+def kvm_lines(text: str) -> list[tuple[int, int, str]]:
+    rows = []
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        m = re.fullmatch(r"(0x[0-9a-f]{16}) (0x[0-9a-f]{16})  # (\w+)", line)
+        assert m, f"malformed line {line!r}"
+        rows.append((int(m[1], 16), int(m[2], 16), m[3]))
+    return rows
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_kvm_list_order_and_values(name: str) -> None:
+    model = profile_model(name)
+    db = regdb.load()
+    rows = kvm_lines(render(model, "kvm"))
+    regs = [db.registers[n] for _, _, n in rows]
+    # every line is a register of the model with its one-reg ID and value
+    assert all(r.onereg == i and model.values[r.name] == v for (i, v, _), r in zip(rows, regs, strict=True))
+    # ID registers first, each part in encoding order (which is also one-reg ID order)
+    keys = [(not kvmlist.is_id_space(r), r.encoding) for r in regs]
+    assert keys == sorted(keys)
+    assert [i for i, _, _ in rows] == sorted(i for i, _, _ in rows)
+    # all of the model's registers are there, except those KVM has no one-reg for
+    assert {n for _, _, n in rows} == set(model.values) - set(kvmlist.NO_ONE_REG)
+
+
+def test_kvm_list_header_and_unsettable() -> None:
+    model = profile_model("cortex-a57")
+    text = render(model, "kvm")
+    assert "Documentation/virt/kvm/api.rst" in text and "KVM_SET_ONE_REG" in text
+    assert "vcpu-features.rst" in text and "EBUSY" in text
+    # DCZID_EL0 has no one-reg: kept as a commented-out line with the reason
+    dczid = regdb.load().registers["DCZID_EL0"]
+    assert f"# {dczid.onereg:#018x} {model.values['DCZID_EL0']:#018x}  # DCZID_EL0: KVM has no one-reg" in text
+    # MIDR_EL1 needs the writable-implementation-ID capability for a non-host value
+    assert "KVM_CAP_ARM_WRITABLE_IMP_ID_REGS (239)" in text
+
+
+def test_kvm_list_vcpu_features_word() -> None:
+    model = profile_model("neoverse-v1")
+    text = render(model, "kvm", vcpu_features=frozenset({"sve", "ptrauth"}))
+    assert "features[0] |= 0x70" in text  # bits 4, 5, 6
+    assert kvmlist.features_word(frozenset({"el1_32bit", "pmu"})) == 0b1010
+    assert "not given by the profile" in render(model, "kvm")
+
+
+def test_write_order_puts_id_space_first() -> None:
+    # CTR_EL0 (op1=3) and CLIDR_EL1 (op1=1) are in KVM's ID range; MIDR_EL1 sorts first by encoding
+    model = Model(name="t", path="t.yaml", values={"CTR_EL0": 0, "CLIDR_EL1": 0, "ID_AA64PFR0_EL1": 0,
+                                                   "MIDR_EL1": 0})
+    assert [r.name for r, _ in kvmlist.write_order(model)] == ["MIDR_EL1", "ID_AA64PFR0_EL1", "CLIDR_EL1",
+                                                               "CTR_EL0"]
+
+
+# ---------------------------------------------------------------------------------------------
+# C header
+
+GCC = shutil.which("gcc")
+needs_gcc = pytest.mark.skipif(GCC is None, reason="gcc not installed")
+
+
+def gcc(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    assert GCC is not None
+    return subprocess.run([GCC, "-fsyntax-only", "-Wall", "-Wextra", "-Werror", "-std=c99", *map(str, args)],
+                          capture_output=True, text=True, check=False)
+
+
+@needs_gcc
+@pytest.mark.parametrize("name", SHIPPED)
+def test_c_header_compiles(name: str, tmp_path: Path) -> None:
+    model = profile_model(name)
+    header = tmp_path / f"{name}.h"
+    header.write_text(render(model, "c-header"))
+    ident = kvmlist.c_identifier(model.name)
+    ok, _ = kvmlist.settable(model)
+    # the header on its own, then a user that checks the count at compile time
+    r = gcc(header)
+    assert r.returncode == 0, r.stderr
+    user = tmp_path / "user.c"
+    user.write_text(
+        f'#include "{header.name}"\n#include "{header.name}"\n'
+        f"typedef char count_ok[(sizeof(cpumodel_{ident.lower()}_regs) / sizeof(struct cpumodel_reg)"
+        f" == {len(ok)} && CPUMODEL_{ident.upper()}_NREGS == {len(ok)}) ? 1 : -1];\n"
+        f"int main(void) {{ return (int)(cpumodel_{ident.lower()}_regs[0].id & 1u); }}\n")
+    r = gcc("-I", tmp_path, user)
+    assert r.returncode == 0, r.stderr
+
+
+@needs_gcc
+def test_two_c_headers_in_one_unit(tmp_path: Path) -> None:
+    for n in ("cortex-a57", "neoverse-n1"):
+        (tmp_path / f"{n}.h").write_text(render(profile_model(n), "c-header", vcpu_features=frozenset({"pmu"})))
+    user = tmp_path / "both.c"
+    user.write_text('#include "cortex-a57.h"\n#include "neoverse-n1.h"\n'
+                    "int main(void) { return (int)(cpumodel_cortex_a57_regs[0].value"
+                    " + cpumodel_neoverse_n1_regs[0].value + CPUMODEL_NEOVERSE_N1_VCPU_FEATURES0) & 1; }\n")
+    r = gcc("-I", tmp_path, user)
+    assert r.returncode == 0, r.stderr
+
+
+def test_c_header_entries_in_write_order() -> None:
+    model = profile_model("neoverse-v1")
+    text = render(model, "c-header")
+    entries = re.findall(r"\{ UINT64_C\((0x[0-9a-f]+)\), UINT64_C\((0x[0-9a-f]+)\) \},\t/\* (\w+) ", text)
+    ok, skipped = kvmlist.settable(model)
+    assert [(int(i, 16), int(v, 16), n) for i, v, n in entries] == [(r.onereg, v, r.name) for r, v in ok]
+    assert f"#define CPUMODEL_NEOVERSE_V1_NREGS {len(ok)}" in text
+    assert [r.name for r, _ in skipped] == ["DCZID_EL0"] and "DCZID_EL0 = 0x" in text
+
+
+def test_c_identifier() -> None:
+    assert kvmlist.c_identifier("neoverse-n1") == "neoverse_n1"
+    assert kvmlist.c_identifier("9x.y") == "_9x_y"
+
+
+# ---------------------------------------------------------------------------------------------
+# Firecracker: the custom CPU template schema, transcribed from Firecracker's own source
+# (firecracker-microvm/firecracker):
+#   src/vmm/src/cpu_config/aarch64/custom_cpu_template.rs @ 1bc7deef1426: CustomCpuTemplate has the
+#     optional fields kvm_capabilities, vcpu_features, reg_modifiers and deny_unknown_fields;
+#     VcpuFeatures {index: u32, bitmap: RegisterValueFilter<u32>}; RegisterModifier {addr: u64 from a
+#     string, bitmap: RegisterValueFilter<u128>}; validate(): the register size comes from the
+#     one-reg ID, U32/U64 bitmaps must fit the register, U128 always fits, other sizes are refused.
+#   src/vmm/src/cpu_config/templates.rs @ c82226848d58: KvmCapability is "N" or "!N" with N a u32;
+#     a bitmap is an optional "0b" then 0/1/x/_ read from the right, refused past the type's width.
+#   src/vmm/src/cpu_config/templates_serde.rs @ 074a6530a401: addr needs a 0x or 0b prefix.
+#   src/vmm/src/vstate/vcpu/aarch64.rs @ 00a8d521c845: features[index] of kvm_vcpu_init, which has
+#     7 words (Linux arch/arm64/include/uapi/asm/kvm.h struct kvm_vcpu_init).
+
+FC_KEYS = {"kvm_capabilities", "vcpu_features", "reg_modifiers"}
+KVM_REG_SIZE_SHIFT, KVM_REG_SIZE_MASK = 52, 0x00F0000000000000  # include/uapi/linux/kvm.h
+
+
+def fc_bitmap(text: str, width: int) -> tuple[int, int]:
+    """(filter, value) of a Firecracker bitmap string, or ValueError where Firecracker refuses it."""
+    body = text[2:] if text.startswith("0b") else text
+    filt = value = i = 0
+    for ch in reversed(body):
+        if ch == "_":
+            continue
+        if i == width:
+            raise ValueError(f"bitmap {text!r} longer than {width} bits")
+        if ch == "1":
+            filt |= 1 << i
+            value |= 1 << i
+        elif ch == "0":
+            filt |= 1 << i
+        elif ch != "x":
+            raise ValueError(f"bitmap {text!r}: unknown character {ch!r}")
+        i += 1
+    return filt, value
+
+
+def fc_number(text: str) -> int:
+    if text.startswith("0b"):
+        return int(text[2:], 2)
+    if text.startswith("0x"):
+        return int(text[2:], 16)
+    raise ValueError(f"no 0x/0b prefix in {text!r}")
+
+
+def fc_check(doc: object) -> list[tuple[int, int, int]]:
+    """Apply Firecracker's structure rules; returns (addr, filter, value) per reg modifier."""
+    if not isinstance(doc, dict) or set(doc) - FC_KEYS:
+        raise ValueError(f"unknown top-level keys: {sorted(set(doc) - FC_KEYS) if isinstance(doc, dict) else doc}")
+    for cap in doc.get("kvm_capabilities", []):
+        if not (isinstance(cap, str) and re.fullmatch(r"!?\d+", cap) and int(cap.lstrip("!")) < 2**32):
+            raise ValueError(f"bad kvm capability {cap!r}")
+    for feat in doc.get("vcpu_features", []):
+        if not (isinstance(feat, dict) and {"index", "bitmap"} <= set(feat) and isinstance(feat["index"], int)):
+            raise ValueError(f"bad vcpu feature {feat!r}")
+        if not 0 <= feat["index"] < 7:
+            raise ValueError(f"vcpu feature index {feat['index']} outside kvm_vcpu_init.features[7]")
+        fc_bitmap(feat["bitmap"], 32)
+    out = []
+    for mod in doc.get("reg_modifiers", []):
+        if not (isinstance(mod, dict) and isinstance(mod.get("addr"), str) and isinstance(mod.get("bitmap"), str)):
+            raise ValueError(f"bad reg modifier {mod!r}")
+        addr = fc_number(mod["addr"])
+        if not 0 <= addr < 2**64:
+            raise ValueError(f"addr {mod['addr']} is not a u64")
+        filt, value = fc_bitmap(mod["bitmap"], 128)
+        size = 1 << ((addr & KVM_REG_SIZE_MASK) >> KVM_REG_SIZE_SHIFT)
+        if size in (4, 8):
+            if max(filt, value) >= 1 << (8 * size):
+                raise ValueError(f"bitmap wider than register {addr:#x}")
+        elif size != 16:
+            raise ValueError(f"register {addr:#x}: only 32, 64 and 128 bit registers")
+        out.append((addr, filt, value))
+    return out
+
+
+def test_fc_checker_follows_firecracker_rules() -> None:
+    ok = {"kvm_capabilities": ["1", "!2"], "vcpu_features": [{"index": 0, "bitmap": "0b11_0x"}],
+          "reg_modifiers": [{"addr": "0x603000000013c020", "bitmap": "0bxx01"}]}
+    assert fc_check(ok) == [(0x603000000013C020, 0b11, 0b01)]
+    for bad in ({**ok, "notes": []},
+                {"kvm_capabilities": ["a1"]},
+                {"vcpu_features": [{"index": 0, "bitmap": "0b1" * 1 + "0" * 32}]},
+                {"reg_modifiers": [{"addr": "603000000013c020", "bitmap": "0b1"}]},
+                {"reg_modifiers": [{"addr": "0x603000000013c020", "bitmap": "0b2"}]},
+                {"reg_modifiers": [{"addr": "0x603000000013c020", "bitmap": "0b1" + "0" * 64}]},
+                {"reg_modifiers": [{"addr": "0x0010000000000000", "bitmap": "0b1"}]}):
+        with pytest.raises(ValueError):
+            fc_check(bad)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_firecracker_template_structure(name: str) -> None:
+    model = profile_model(name)
+    doc = json.loads(render(model, "firecracker"))
+    mods = fc_check(doc)
+    ok, _ = kvmlist.settable(model)
+    assert list(doc) == ["reg_modifiers"]  # no vCPU features in the profile: none in the template
+    assert [a for a, _, _ in mods] == [r.onereg for r, _ in ok]  # write order
+    for (addr, filt, value), (r, v), raw in zip(mods, ok, doc["reg_modifiers"], strict=True):
+        assert filt == (1 << 64) - 1 and value == v, r.name  # whole register: every bit 0 or 1
+        assert re.fullmatch(r"0b[01]{64}", raw["bitmap"]) and raw["addr"] == f"{addr:#x}"
+        # Firecracker's apply: (current & !filter) | value gives the model's value on any host
+        assert ((0x5A5A5A5A5A5A5A5A & ~filt) | value) == v
+
+
+def test_firecracker_vcpu_features() -> None:
+    model = profile_model("neoverse-v1")
+    doc = json.loads(render(model, "firecracker", vcpu_features=frozenset({"sve", "ptrauth"})))
+    fc_check(doc)
+    assert doc["kvm_capabilities"] == ["170", "171", "172"]
+    assert doc["vcpu_features"] == [{"index": 0, "bitmap": "0b1110x0x"}]
+    filt, value = fc_bitmap(doc["vcpu_features"][0]["bitmap"], 32)
+    assert filt == 0b1111010 and value == 0b1110000  # POWER_OFF (0) and PSCI_0_2 (2) left to Firecracker
+    none = json.loads(render(model, "firecracker", vcpu_features=frozenset()))
+    assert "kvm_capabilities" not in none and none["vcpu_features"] == [{"index": 0, "bitmap": "0b0000x0x"}]
+
+
+# Firecracker's static V1N1 template as (register, filter, value): src/vmm/src/cpu_config/aarch64/
+# static_cpu_templates/v1n1.rs @ 8cd9e20f822c lines 26-29, 57-60, 84-87, 93-96 (as quoted in the sources:
+# of profiles/firecracker-v1n1.yaml).
+V1N1 = (("ID_AA64PFR0_EL1", 0x000F000F00000000, 0x0),
+        ("ID_AA64ISAR0_EL1", 0xF0FF0FFF0000F000, 0x0000000000001000),
+        ("ID_AA64ISAR1_EL1", 0x00FFF00000FFF00F, 0x0000000000100001),
+        ("ID_AA64MMFR2_EL1", 0x0000000F00000000, 0x0))
+
+
+def test_firecracker_v1n1_template_matches_firecrackers_static_v1n1() -> None:
+    """Firecracker's own V1N1 masks applied to the Neoverse V1 values give our template's values."""
+    db = regdb.load()
+    v1 = profile_model("neoverse-v1").values
+    ours = {a: v for a, _, v in fc_check(json.loads(render(profile_model("firecracker-v1n1"), "firecracker")))}
+    for reg, filt, value in V1N1:
+        assert ours[db.registers[reg].onereg] == (v1[reg] & ~filt) | value, reg
+
+
+@pytest.mark.parametrize("feature", ["pmu", "el1_32bit"])
+def test_firecracker_refuses_what_it_cannot_run(feature: str) -> None:
+    with pytest.raises(CpumodelError, match=feature):
+        render(profile_model("neoverse-n1"), "firecracker", vcpu_features=frozenset({feature, "sve"}))
+
+
+def test_firecracker_drops_registers_without_one_reg_loudly() -> None:
+    model = profile_model("cortex-a57")
+    with pytest.warns(fc.EmitNote, match="DCZID_EL0"):
+        doc = json.loads(emit(model, "firecracker"))
+    dczid = regdb.load().registers["DCZID_EL0"].onereg
+    assert f"{dczid:#x}" not in {m["addr"] for m in doc["reg_modifiers"]}
+    with pytest.raises(CpumodelError, match="DCZID_EL0"):
+        emit(model, "firecracker", strict=True)
+    quiet = Model(name="q", path="q.yaml", values={"ID_AA64ISAR0_EL1": 0x1000})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert fc_check(json.loads(emit(quiet, "firecracker", strict=True))) == [
+            (regdb.load().registers["ID_AA64ISAR0_EL1"].onereg, (1 << 64) - 1, 0x1000)]
+
+
+# ---------------------------------------------------------------------------------------------
+# QEMU
+
+UPSTREAM_PROPS = {"pmu", "sve", "pauth", "aarch64"} | {f"sve{n}" for n in qemu.SVE_LENGTHS}
+
+
+def qemu_props(text: str) -> tuple[str, dict[str, str]]:
+    first, *rest = text.splitlines()
+    assert all(line.startswith("#") for line in rest)
+    model, *props = first.split(",")
+    pairs = dict(p.split("=", 1) for p in props)
+    assert len(pairs) == len(props), "a property appears twice"
+    return model, pairs
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_qemu_upstream_properties(name: str) -> None:
+    model = profile_model(name)
+    text = render(model, "qemu")
+    cpu, props = qemu_props(text)
+    assert cpu == "host"
+    assert set(props) <= UPSTREAM_PROPS and set(props.values()) <= {"on", "off"}
+    for p in props:
+        label = "sve<N>" if re.fullmatch(r"sve\d+", p) else p
+        assert f"# property {label}: since " in text
+    # every named field of every register is either set exactly by a property or listed in the notes
+    db = regdb.load()
+    for reg, value in model.values.items():
+        for f in db.registers[reg].named_fields:
+            prop = qemu.COVERED.get((reg, f.name)) or qemu.COVERED.get((reg, "*"))
+            exact = prop in props and props[prop] == "off" and f.get(value) == 0
+            assert exact or re.search(rf"^#   {reg}\b.*\b{f.name}={f.get(value):#x}\b", text, re.M), (reg, f.name)
+    assert "SYSREG_" not in text.splitlines()[0] and "not upstream" in text
+    with pytest.raises(CpumodelError, match="cannot express"):
+        render(model, "qemu", strict=True)
+
+
+def test_qemu_vcpu_feature_mapping() -> None:
+    model = profile_model("neoverse-v1")
+    _, props = qemu_props(render(model, "qemu", vcpu_features=frozenset({"sve", "ptrauth", "el1_32bit"})))
+    assert props == {"pmu": "off", "sve": "on", "pauth": "on", "aarch64": "off"}
+    _, props = qemu_props(render(model, "qemu", vcpu_features=frozenset({"pmu"})))
+    assert props == {"pmu": "on", "sve": "off", "pauth": "off", "aarch64": "on"}
+    # derived from the fields when no vCPU features are given: V1 has PMUv3, SVE and pointer auth
+    # (ID_AA64ISAR1_EL1.APA=3, GPA=1); the Cortex-A57 profile has no ID_AA64ISAR1_EL1, so no pauth
+    _, props = qemu_props(render(model, "qemu"))
+    assert props == {"pmu": "on", "sve": "on", "pauth": "on"}
+    _, props = qemu_props(render(profile_model("cortex-a57"), "qemu"))
+    assert props == {"pmu": "on", "sve": "off"}
+
+
+def test_qemu_sve_lengths() -> None:
+    model = profile_model("neoverse-v1")
+    first = render(model, "qemu", vcpu_features=frozenset({"sve"}), sve_lengths=[256, 128]).splitlines()[0]
+    assert first == "host,pmu=off,sve=on,sve128=on,sve256=on,pauth=off,aarch64=on"
+    with pytest.raises(CpumodelError, match="sve<N>"):
+        render(model, "qemu", vcpu_features=frozenset({"sve"}), sve_lengths=[100])
+    with pytest.raises(CpumodelError, match="SVE on"):
+        render(model, "qemu", vcpu_features=frozenset(), sve_lengths=[128])
+
+
+def test_qemu_sysreg_properties() -> None:
+    model = profile_model("neoverse-n1")
+    text = render(model, "qemu", sysreg_props=True)
+    _, props = qemu_props(text)
+    db = regdb.load()
+    sysreg = {k: v for k, v in props.items() if k.startswith("SYSREG_")}
+    expected = {f"SYSREG_{r}_{f.name}": f"{f.get(v):#x}" for r, v in model.values.items() if r in qemu.SYSREG_REGS
+                for f in db.registers[r].named_fields}
+    assert sysreg == expected
+    # registers outside QEMU's idregs index stay in the notes
+    assert re.search(r"^#   MIDR_EL1=0x[0-9a-f]{16}: Implementer=0x41", text, re.M)
+    assert "not upstream" in text
+    with pytest.raises(CpumodelError):
+        render(model, "qemu", sysreg_props=True, strict=True)
+    only_idregs = Model(name="s", path="s.yaml", values={"ID_AA64ISAR0_EL1": 0x10, "CTR_EL0": 0x8444C004})
+    assert render(only_idregs, "qemu", sysreg_props=True, strict=True).startswith("host,SYSREG_")
+
+
+def test_qemu_strict_passes_when_exact() -> None:
+    model = Model(name="z", path="z.yaml", values={"ID_AA64ZFR0_EL1": 0}, vcpu_features=frozenset())
+    assert render(model, "qemu", strict=True).splitlines()[0] == "host,pmu=off,sve=off,pauth=off,aarch64=on"
+
+
+QEMU = shutil.which("qemu-system-aarch64")
+
+
+@pytest.mark.skipif(QEMU is None, reason="qemu-system-aarch64 not installed")
+def test_qemu_binary_knows_the_properties() -> None:
+    """The installed QEMU's 'max' CPU (which is 'host' under KVM) has every upstream property emitted."""
+    assert QEMU is not None
+    cmds = ['{"execute":"qmp_capabilities"}',
+            '{"execute":"qom-list-properties","arguments":{"typename":"max-arm-cpu"}}', '{"execute":"quit"}']
+    r = subprocess.run([QEMU, "-machine", "none", "-nodefaults", "-display", "none", "-qmp", "stdio"],
+                       input="\n".join(cmds) + "\n", capture_output=True, text=True, timeout=60, check=False)
+    names: set[str] = set()
+    for line in r.stdout.splitlines():
+        msg = json.loads(line)
+        if isinstance(msg.get("return"), list):
+            names = {p["name"] for p in msg["return"]}
+    assert names >= UPSTREAM_PROPS, sorted(UPSTREAM_PROPS - names)
+
+
+# ---------------------------------------------------------------------------------------------
+# shared
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+def test_cli_vcpu_override_wins(fmt: str) -> None:
+    model = profile_model("neoverse-v1")
+    model.vcpu_features = frozenset({"sve"})
+    via_opt = render(model, fmt, vcpu_features=frozenset({"ptrauth"}))
+    via_profile = render(Model(name=model.name, path=model.path, values=model.values,
+                               vcpu_features=frozenset({"ptrauth"})), fmt)
+    if fmt == "qemu":  # the notes say where the features came from; the command is the same
+        assert via_opt.splitlines()[0] == via_profile.splitlines()[0]
+        assert "(from the vcpu_features option)" in via_opt and "(from the profile)" in via_profile
+    else:
+        assert via_opt == via_profile
+
+
+def test_feature_bits_match_kernel_uapi() -> None:
+    # arch/arm64/include/uapi/asm/kvm.h (Linux 7.3.4): EL1_32BIT 1, PMU_V3 3, SVE 4, PTRAUTH_ADDRESS 5,
+    # PTRAUTH_GENERIC 6; checked against the header when the kernel source is on this machine.
+    assert kvmlist.VCPU_FEATURE_BITS == {"el1_32bit": (1,), "pmu": (3,), "sve": (4,), "ptrauth": (5, 6)}
+    header = Path("/work/apt/src/k7.3/linux-source-7.3/arch/arm64/include/uapi/asm/kvm.h")
+    if not header.is_file():
+        pytest.skip("kernel source not on this machine")
+    defs = dict(re.findall(r"#define (KVM_ARM_VCPU_\w+)\s+(\d+)", header.read_text()))
+    assert [int(defs[k]) for k in ("KVM_ARM_VCPU_EL1_32BIT", "KVM_ARM_VCPU_PMU_V3", "KVM_ARM_VCPU_SVE",
+                                   "KVM_ARM_VCPU_PTRAUTH_ADDRESS", "KVM_ARM_VCPU_PTRAUTH_GENERIC")] == [1, 3, 4, 5, 6]
