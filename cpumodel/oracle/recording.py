@@ -75,13 +75,36 @@ class CaseResult:
             raise OracleError(f"bad errno {errno!r}")
         return cls(
             reg=str(d["reg"]),
-            encoding=check_encoding(d["encoding"]),
+            encoding=_encoding(d["encoding"]),
             value=int(str(d["value"]), 16),
-            features=check_features(d.get("features", [])),  # type: ignore[arg-type]
+            features=_features(d.get("features", [])),
             after_run=bool(d.get("after_run", False)),
             errno=errno,
             request=d.get("request"),
         )
+
+
+# Loading a recording means ~200,000 cases: validate each distinct encoding/feature list once.
+_ENCODINGS: dict[tuple[object, ...], Encoding] = {}
+_FEATURES: dict[tuple[object, ...], FeatureSet] = {}
+
+
+def _encoding(raw: object) -> Encoding:
+    key = tuple(raw) if isinstance(raw, list) else (raw,)
+    enc = _ENCODINGS.get(key)
+    if enc is None:
+        enc = _ENCODINGS[key] = check_encoding(raw)
+    return enc
+
+
+def _features(raw: object) -> FeatureSet:
+    if not isinstance(raw, list):
+        raise OracleError(f"features must be a list, got {raw!r}")
+    key = tuple(raw)
+    fs = _FEATURES.get(key)
+    if fs is None:
+        fs = _FEATURES[key] = check_features(str(f) for f in raw)
+    return fs
 
 
 @dataclass

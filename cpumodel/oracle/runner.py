@@ -19,7 +19,7 @@ from cpumodel.oracle.cases import (
 )
 from cpumodel.oracle.console import check_complete, errno_name, parse_console
 from cpumodel.oracle.errors import OracleError, ProbeCrash
-from cpumodel.oracle.kernel import KernelInfo, default_cache_dir
+from cpumodel.oracle.kernel import ARM64_IMAGE_MAGIC, KernelInfo, default_cache_dir
 from cpumodel.oracle.qemu import MACHINE, boot, qemu_version
 from cpumodel.oracle.recording import CaseResult, FeatureSetRecord, Recording
 from cpumodel.oracle.sysregs import (
@@ -100,10 +100,17 @@ def run_cases(
         fsl = [check_features(fs) for fs in feature_sets]
     if not Path(kernel_image).is_file():
         raise OracleError(f"kernel image {kernel_image} does not exist")
-    case_file = encode_case_file(cases, fsl)
+    with Path(kernel_image).open("rb") as f:
+        if f.read(0x40)[0x38:0x3C] != ARM64_IMAGE_MAGIC:
+            raise OracleError(
+                f"{kernel_image} is not an arm64 kernel Image (no ARM\\x64 magic at 0x38)",
+                hint="use --kernel VERSION to fetch a Debian kernel, or unpack vmlinuz first",
+            )
+    limit = timeout if timeout is not None else default_timeout(len(cases), len(fsl))
+    # the probe's own watchdog fires first, so a hang inside the guest gets a readable message
+    case_file = encode_case_file(cases, fsl, watchdog_seconds=max(30, int(limit) - 30))
     probe = build_probe(cache)
     initrd_bytes = build_initramfs(probe, case_file.text)
-    limit = timeout if timeout is not None else default_timeout(len(cases), len(fsl))
     qver = qemu_version()
 
     t0 = time.monotonic()

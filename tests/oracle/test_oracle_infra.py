@@ -359,6 +359,13 @@ def test_run_cases_missing_kernel(tmp_path: Path) -> None:
         run_cases(tmp_path / "nope", "max", [])
 
 
+def test_run_cases_rejects_non_image(tmp_path: Path) -> None:
+    bad = tmp_path / "vmlinuz"
+    bad.write_bytes(b"MZ" + bytes(200))
+    with pytest.raises(OracleError, match="not an arm64 kernel Image"):
+        run_cases(bad, "max", [])
+
+
 def test_run_cases_reports_missing_qemu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     image = tmp_path / "Image"
     image.write_bytes(_fake_image())
