@@ -86,7 +86,7 @@ def load(path: str | Path) -> Profile:
 
 
 def parse(node: Node | None, path: str) -> Profile:
-    if node is None:
+    if node is None or (isinstance(node, ScalarNode) and node.tag == NULL_TAG):  # also '---' or '~' alone
         raise CpumodelError("empty profile (expected a mapping with at least 'registers', "
                             "'base', 'arch' or 'features')", Location(path, 1))
     if not isinstance(node, MappingNode):

@@ -83,8 +83,8 @@ class Resolver:
         for c in candidates:
             if _is_file(c):
                 return str(c)
-        raise CpumodelError(f"base profile {shown(ref)} not found",
-                            where, hint=f"looked in {', '.join(sorted({str(c.parent) for c in candidates}))}")
+        dirs = sorted({_short(os.path.normpath(c.parent)) for c in candidates})
+        raise CpumodelError(f"base profile {shown(ref)} not found", where, hint=f"looked in {', '.join(dirs)}")
 
     def resolve_file(self, path: str) -> Model:
         return self._resolve(path, [])
@@ -171,6 +171,10 @@ class Resolver:
                 r = db.registers[reg]
                 model.values[reg] = r.field(fname).put(model.values.get(reg, 0), fv)
                 model.origin[(reg, fname)] = where
+
+
+def _short(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _is_file(p: Path) -> bool:
