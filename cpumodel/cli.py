@@ -282,3 +282,29 @@ def list_profiles(search: tuple[str, ...], fmt: str) -> None:
         do_list(list(search), fmt)
     except CpumodelError as e:
         _fail(e)
+
+
+@main.command()
+@click.argument("profile", type=click.Path(dir_okay=True))
+@click.option("--kernel-image", metavar="PATH", help="An arm64 kernel Image to boot as the KVM host.")
+@click.option("--debian-kernel", metavar="VERSION",
+              help="Fetch Debian's arm64 kernel VERSION (e.g. 6.12 or 7.3.4+deb13) with apt and boot it.")
+@click.option("--cpu", default="max", show_default=True, help="QEMU CPU model of the emulated host.")
+@click.option("--vcpu-features", "vcpu", metavar="LIST", help="Override the profile's vcpu_features.")
+@click.option("--timeout", type=float, help="Seconds before giving up on the emulated host.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("-I", "--profile-path", "search", multiple=True, metavar="DIR")
+def verify(profile: str, kernel_image: str | None, debian_kernel: str | None, cpu: str, vcpu: str | None,
+           timeout: float | None, fmt: str, search: tuple[str, ...]) -> None:
+    """Apply PROFILE to a real KVM (a Debian arm64 kernel under QEMU) and report each register's errno."""
+    from cpumodel.verify import verify as do_verify
+    from cpumodel.views import show_verify
+
+    (model,) = _resolve_many((profile,), search)
+    try:
+        report = do_verify(model, kernel_image=kernel_image, debian_kernel=debian_kernel, cpu=cpu,
+                           vcpu_features=_vcpu(vcpu), timeout=timeout)
+    except CpumodelError as e:
+        _fail(e)
+    show_verify(model, report, fmt)
+    sys.exit(0 if report.ok else 1)

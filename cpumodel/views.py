@@ -275,3 +275,31 @@ def _highest(m: Model) -> str | None:
     from cpumodel.features import FeatureModel
 
     return FeatureModel.load().highest_version(m.field_values())
+
+
+def show_verify(model: Model, report: Any, fmt: str) -> None:
+    if fmt == "json":
+        json.dump({"profile": model.path, "kernel": report.kernel, "cpu": report.cpu, "features": report.features,
+                   "init_errno": report.init_errno, "ok": report.ok, "skipped": report.skipped,
+                   "boot_seconds": report.boot_seconds,
+                   "registers": [{"register": r.register, "value": f"{r.value:#018x}",
+                                  "kvm_default": None if r.default is None else f"{r.default:#018x}",
+                                  "errno": r.errno} for r in report.results]}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    from rich.table import Table
+
+    console = _console()
+    console.print(f"real KVM: Linux {report.kernel} on QEMU -cpu {report.cpu}, vCPU features "
+                  f"{'+'.join(report.features) or 'none'}; KVM_ARM_VCPU_INIT: {report.init_errno or 'ok'}")
+    t = Table(title=f"{model.name}: KVM_SET_ONE_REG results", title_justify="left")
+    for col in ("register", "asked", "KVM default", "result"):
+        t.add_column(col)
+    for r in report.results:
+        res = "[green]accepted[/green]" if r.errno == 0 else f"[red]{r.errno}[/red]"
+        t.add_row(r.register, f"{r.value:#018x}", "-" if r.default is None else f"{r.default:#018x}", res)
+    console.print(t)
+    if report.skipped:
+        console.print(f"not written (KVM has no one-reg for them): {', '.join(report.skipped)}")
+    bad = sum(1 for r in report.results if r.errno != 0)
+    console.print(f"{len(report.results) - bad} accepted, {bad} refused")
