@@ -592,9 +592,16 @@ class FeatureModel:
                 known |= 1 << li
                 reach |= closure[li]
         both = reach | known
-        even = self._even
-        clash = both & even & (both >> 1)
-        new = reach & ~known & ~(clash | clash << 1)
+        clash = both & self._even & (both >> 1)
+        new = reach & ~known
+        if clash:
+            # what follows from either side of a contradiction is not trusted here
+            x = clash
+            while x:
+                low = x & -x
+                li = low.bit_length() - 1
+                new &= ~(closure[li] | closure[li + 1] | low | low << 1)
+                x ^= low
         while new:
             low = new & -new
             li = low.bit_length() - 1
@@ -1031,7 +1038,7 @@ class FeatureModel:
         if op in ("&&", "||"):
             decisive = (op == "&&") != want  # a False conjunct / a True disjunct decides
             if decisive:
-                kids = [x for x in kids if self._kval(x, st) is want][:1]
+                kids = [x for x in kids if self._kval(x, st) is want]
             out: list[str] = []
             for x in kids:
                 out += self._facts(x, want, st, keys, feats)
@@ -1159,8 +1166,20 @@ class FeatureModel:
                     cond += f" (when {g})"
                 if d.kind == "requires":
                     cond += " (required)"
-                out.append((cond, self._names[fi]))
-        return list(dict.fromkeys(out))
+                out.append((self._first_value(d.expr, k), cond, self._names[fi]))
+        out.sort(key=lambda x: (x[0], x[1], x[2]))
+        return list(dict.fromkeys((c, f) for _, c, f in out))
+
+    def _first_value(self, e: Expr, k: int) -> int:
+        """Smallest value of field ``k`` (in its natural order) at which ``e`` can hold."""
+        size = 1 << self._fwidth[k]
+        for r in sorted(range(len(self._cuts[k])), key=lambda r: self._order_key(k, self._cuts[k][r])):
+            b: list[Tri] = [None] * len(self._names)
+            d = list(self._full)
+            d[k] = 1 << r
+            if self._kdom(e, b, d) is not False:
+                return self._order_key(k, self._cuts[k][r])
+        return size
 
     def _guard_text(self, g: Expr | None) -> str:
         if g is None or g == "FEAT_AA64EL1":
@@ -1178,7 +1197,8 @@ class FeatureModel:
         if k is None or not 0 <= value < 1 << self._fwidth[k]:
             return []
         bit = 1 << (bisect.bisect_right(self._cuts[k], value) - 1)
-        out = []
+        out: list[str] = []
+        first: dict[str, int] = {}
         for fi, defs in enumerate(self._defs):
             for d in defs:
                 if d.kind != "iff" or not d.field_only:
@@ -1189,8 +1209,9 @@ class FeatureModel:
                     continue
                 if self._eval_fixed(d.expr, {k: bit}) and self._names[fi] not in out:
                     out.append(self._names[fi])
+                    first[self._names[fi]] = self._first_value(d.expr, k)
                 break
-        return out
+        return sorted(out, key=lambda n: (first[n], n))
 
     def _eval_fixed(self, e: Expr, dom: dict[int, int]) -> bool:
         if isinstance(e, bool):
@@ -1378,7 +1399,40 @@ class FeatureModel:
                 st.b[:] = saved
                 return flips
         st.b[:] = saved
+        # a feature that no field sets (a version, say) holds because something implies it:
+        # undo that instead (e.g. v8Ap1 --> FEAT_CRC32 with CRC32 off: drop what needs v8Ap1)
+        for v in self._cfeats[c]:
+            if st.b[v] is None or v in st.asserted or v in env or self._settable(v, st):
+                continue
+            src = self._source_of(v, st, locked, env, set())
+            if src is not None:
+                return [src]
         return []
+
+    def _source_of(self, v: int, st: _State, locked: dict[int, bool], env: set[int],
+                   seen: set[int]) -> tuple[int, bool] | None:
+        """A settable feature whose flip removes a reason for ``v``'s forced value."""
+        if v in seen or len(seen) > 6:
+            return None
+        seen.add(v)
+        val = st.b[v]
+        for c in self._live:
+            if v not in self._cfeats[c] or c in self._derived_of:
+                continue
+            st.b[v] = not val
+            forcing = self._kval(self._cexpr[c], st) is False
+            st.b[v] = val
+            if not forcing:
+                continue
+            for u in self._cfeats[c]:
+                if u == v or st.b[u] is None or u in st.asserted or u in env:
+                    continue
+                if u not in locked and self._settable(u, st):
+                    return (u, not st.b[u])
+                deeper = self._source_of(u, st, locked, env, seen)
+                if deeper is not None:
+                    return deeper
+        return None
 
     def _defs_by_rule(self) -> dict[int, list[tuple[int, _Def]]]:
         if self._by_rule is None:
