@@ -3,29 +3,35 @@
 The data (``data/features.json``, made by ``tools/gen_features.py`` from Arm's AARCHMRS
 ``Features.json``; BSD-3-Clause, see ``data/ARM-LICENSE.txt``) holds every constraint Arm
 states between architecture features (FEAT_*), architecture versions (v8Ap0..v9Ap6) and ID
-register fields.
+register fields, each with its id (``ARCH-<owner>-<n>``), a rendering, a compact expression
+and its clauses.
 
 Variables are of two kinds:
 
 * booleans: one per feature/version; True, False or unknown (None);
 * fields: one per ID register field the constraints read. Each field's values are cut into
-  *regions* that no comparison in the model distinguishes, and a field's state is a bit mask
+  *regions* that no comparison in the model tells apart, and a field's state is a bit mask
   of the regions it may still be in: one bit when its value is known, all bits when unknown.
+  Fields that no model can give (external-debug, PMU, SPE and trace registers) were
+  eliminated by the converter: each group of constraints over them is replaced by the
+  equivalent condition on the other variables.
 
-``check`` works in three stages, each sound (it never derives anything that a satisfying
+The engine takes an arm64 CPU for granted: FEAT_AA64EL1 holds unless ID_AA64PFR0_EL1.EL1 is
+given. ``check`` works in three stages, each sound (it derives nothing that a satisfying
 assignment of the unknowns could contradict), so a constraint is reported only when no
 assignment of the unknowns satisfies all constraints:
 
-1. generated straight-line code computes the features that known fields define
-   (``FEAT_X <-> expr`` under a guard that holds) and drops every constraint already true
-   under three-valued (Kleene) logic;
-2. propagation over the remaining constraints: a constraint that is false is a violation; a
-   constraint that would become false for one value of an unknown feature forces the other
-   value (features that are forced true are propagated first, so that "FEAT_X needs v8Ap2,
-   and v8Ap2 needs FEAT_Y" is reported at the rule that is missing a feature); unknown
-   fields lose the regions that would falsify a constraint;
-3. a small DPLL search over each connected group of constraints still undecided. A group
-   with no solution is reported with a minimal set of its constraints.
+1. stage 0, table-driven: the features that known fields define (``FEAT_X <-> expr`` under a
+   guard that holds), chaining along two-literal clauses (bit sets of implied literals), and
+   the constraints that stay open: those with a clause no known literal satisfies;
+2. propagation over the open constraints in three-valued (Kleene) logic, with evaluators
+   compiled on first need: a constraint that is false is a violation; one that would become
+   false for one value of an unknown feature forces the other value; unknown fields lose the
+   regions that would falsify it. Forcings to True come first, so that "FEAT_X needs v8Ap2,
+   and v8Ap2 needs FEAT_Y" is reported at the rule whose feature is missing;
+3. a small DPLL search over each group of constraints still undecided. A group with no
+   solution is reported with a minimal subset of its constraints (a search that exceeds its
+   budget reports nothing and counts in ``incomplete_searches``).
 """
 
 from __future__ import annotations
@@ -157,6 +163,8 @@ class FeatureModel:
             self._fmapped.append(mapped)
             self._flsb.append(lsb)
         self._kidx = {k: i for i, k in enumerate(self._fkeys)}
+        self._aa64el1 = self._fidx.get("FEAT_AA64EL1", -1)
+        self._pfr0_el1 = self._kidx.get(("ID_AA64PFR0_EL1", "EL1"), -1)
         self._atoms: list[tuple[int, str, str, Any]] = [(a[0], a[1], a[2], a[3]) for a in data["atoms"]]
         cuts: list[set[int]] = [{0} for _ in self._fkeys]
         for k, fn, _op, val in self._atoms:
@@ -395,6 +403,9 @@ class FeatureModel:
             for r in range(len(self._cuts[k])):
                 field_occ[k][r] |= pos if self._amask[ai] >> r & 1 else neg
         self._field_occ = field_occ
+        # region of each value, for fields up to 8 bits wide
+        self._lut = [[bisect.bisect_right(c, v) - 1 for v in range(1 << w)] if w <= 8 else []
+                     for c, w in zip(self._cuts, self._fwidth, strict=True)]
         # two-literal clauses over features: implication closure of every literal
         succ: list[list[int]] = [[] for _ in range(2 * nf)]
         for x, y in binary:
@@ -537,6 +548,7 @@ class FeatureModel:
         values: dict[int, int] = {}
         kidx = self._kidx
         cuts = self._cuts
+        lut = self._lut
         field_occ = self._field_occ
         sat = 0
         for key, v in fields.items():
@@ -546,7 +558,7 @@ class FeatureModel:
             if not 0 <= v < 1 << self._fwidth[k]:
                 raise ValueError(f"{key[0]}.{key[1]} = {v:#x} does not fit in {self._fwidth[k]} bits")
             values[k] = v
-            r = bisect.bisect_right(cuts[k], v) - 1
+            r = lut[k][v] if lut[k] else bisect.bisect_right(cuts[k], v) - 1
             d[k] = 1 << r
             sat |= field_occ[k][r]
         b: list[Tri] = [None] * nf
@@ -558,6 +570,10 @@ class FeatureModel:
                     raise FeatureError(f"{self._names[i]} asserted both true and false")
                 b[i] = val
                 asserted.add(i)
+        # an arm64 CPU: AArch64 at EL1 unless ID_AA64PFR0_EL1.EL1 is known and says otherwise
+        aa64 = self._aa64el1
+        if aa64 >= 0 and b[aa64] is None and self._pfr0_el1 not in values:
+            b[aa64] = True
         # features that known fields define
         for step in self._def_steps:
             fi = step[1]
@@ -584,13 +600,15 @@ class FeatureModel:
         # chaining along two-literal clauses; a literal reached together with its negation
         # (the model is inconsistent there) is left for propagation to sort out
         closure = self._closure
+        occ = self._occ
         known = 0
         reach = 0
-        for fi, val in enumerate(b):
+        for li, val in enumerate(b):
             if val is not None:
-                li = 2 * fi + (val is False)
+                li = 2 * li + (val is False)
                 known |= 1 << li
                 reach |= closure[li]
+                sat |= occ[li]
         both = reach | known
         clash = both & self._even & (both >> 1)
         new = reach & ~known
@@ -602,19 +620,13 @@ class FeatureModel:
                 li = low.bit_length() - 1
                 new &= ~(closure[li] | closure[li + 1] | low | low << 1)
                 x ^= low
+        # constraints with a clause that no known literal satisfies stay pending
         while new:
             low = new & -new
             li = low.bit_length() - 1
             b[li >> 1] = not li & 1
+            sat |= occ[li]
             new ^= low
-            known |= low
-        # constraints with a clause that no known literal satisfies stay pending
-        occ = self._occ
-        x = known
-        while x:
-            low = x & -x
-            sat |= occ[low.bit_length() - 1]
-            x ^= low
         open_ = self._all_clauses & ~sat
         owner = self._clause_owner
         pend = set(self._always)
@@ -925,8 +937,8 @@ class FeatureModel:
     def _signed_atoms(self, k: int) -> bool:
         return k in self._signed
 
-    def _short(self, e: Expr) -> str:
-        """Rendering with bare field names, for 'needs ...' notes."""
+    def _short(self, e: Expr, qualified: bool = False) -> str:
+        """Rendering without UInt(), with bare field names unless ``qualified`` (REG.FIELD)."""
         if isinstance(e, bool):
             return "TRUE" if e else "FALSE"
         if isinstance(e, str):
@@ -934,18 +946,19 @@ class FeatureModel:
         op = e[0]
         if op == "a":
             k, fn, aop, val = self._atoms[e[1]]
-            ref = self._fkeys[k][1] if fn == "UInt" else f"SInt({self._fkeys[k][1]})"
+            name = ".".join(self._fkeys[k]) if qualified else self._fkeys[k][1]
+            ref = name if fn == "UInt" else f"SInt({name})"
             if aop == "in":
                 return f"{ref} in {{{', '.join(map(str, val))}}}"
             return f"{ref} {aop} {val}"
         if op == "!":
-            return "!" + self._short_paren(e[1])
+            return "!" + self._short_paren(e[1], qualified)
         if op in ("&&", "||"):
-            return f" {op} ".join(self._short_paren(x) for x in e[1:])
-        return f"{self._short_paren(e[1])} {op} {self._short_paren(e[2])}"
+            return f" {op} ".join(self._short_paren(x, qualified) for x in e[1:])
+        return f"{self._short_paren(e[1], qualified)} {op} {self._short_paren(e[2], qualified)}"
 
-    def _short_paren(self, e: Expr) -> str:
-        s = self._short(e)
+    def _short_paren(self, e: Expr, qualified: bool = False) -> str:
+        s = self._short(e, qualified)
         return f"({s})" if isinstance(e, list) and e[0] not in ("a", "!") else s
 
     def _kval(self, e: Expr, st: _State) -> Tri:
@@ -966,6 +979,8 @@ class FeatureModel:
         val = st.b[fi]
         if fi in st.asserted:
             return f"{name} is asserted {'true' if val else 'false'}"
+        if fi == self._aa64el1 and self._pfr0_el1 not in st.values:
+            return f"{name} holds (an arm64 CPU; ID_AA64PFR0_EL1.EL1 not given)"
         c = st.reason.get(fi)
         if c is not None:
             return self._why_forced(fi, c, st, keys, depth)
@@ -1084,10 +1099,11 @@ class FeatureModel:
             if isinstance(need, list) and need[0] == "!":
                 head = f"{lhs} rules out {self._names_of(need[1], True, st)}"
             elif isinstance(need, list) and need[0] == "||":
-                head = f"{lhs} requires one of {', '.join(self._short(x) for x in need[1:])}"
+                head = f"{lhs} requires one of {', '.join(self._short(x, True) for x in need[1:])}"
+            elif self._is_feats(need):
+                head = f"{lhs} requires {self._req(need, st)}"
             else:
-                head = f"{lhs} requires {self._names_of(need, True, st).replace(' and ', ' and ')}"
-                head = f"{lhs} requires {self._short(need) if not self._is_feats(need) else self._req(need, st)}"
+                head = f"{lhs} requires {self._short(need, True)}"
             have = self._facts(e[1], True, st, keys, feats)
             miss = self._facts(need, False, st, keys, feats)
             msg = f"{head}: {'; '.join(dict.fromkeys(have))} but {'; '.join(dict.fromkeys(miss))}"
@@ -1095,7 +1111,7 @@ class FeatureModel:
             va, vb = self._kval(e[1], st), self._kval(e[2], st)
             left = self._facts(e[1], bool(va), st, keys, feats)
             right = self._facts(e[2], bool(vb), st, keys, feats)
-            msg = (f"{self._short(e[1])} must hold exactly when {self._short(e[2])}: "
+            msg = (f"{self._short(e[1], True)} must hold exactly when {self._short(e[2], True)}: "
                    f"{'; '.join(dict.fromkeys(left))} but {'; '.join(dict.fromkeys(right))}")
         else:
             facts = self._facts(e, False, st, keys, feats)

@@ -550,6 +550,14 @@ def test_version_implied_by_a_feature_blames_the_missing_mandatory_feature(fm: F
     assert "ID_AA64ISAR0_EL1.DP=1" in v.message and ("ID_AA64ISAR0_EL1", "DP") in v.fields
 
 
+def test_a_single_register_is_checked_on_its_own(fm: FeatureModel) -> None:
+    # without ID_AA64PFR0_EL1 the engine still takes AArch64 EL1 for granted (arm64)
+    vs = fm.check({("ID_AA64ISAR0_EL1", "SHA3"): 1, ("ID_AA64ISAR0_EL1", "SHA2"): 0, ("ID_AA64ISAR0_EL1", "SHA1"): 0})
+    assert "ARCH-FEAT_SHA3-3" in ids(vs)
+    assert fm.check({("ID_AA64ISAR0_EL1", "SHA3"): 1, ("ID_AA64ISAR0_EL1", "SHA2"): 1,
+                     ("ID_AA64ISAR0_EL1", "SHA1"): 1}) == []
+
+
 def test_sha512_without_sha256_cannot_be_encoded(fm: FeatureModel) -> None:
     n1 = decode(fm, NEOVERSE_N1)
     for sha2 in range(16):
