@@ -1045,6 +1045,8 @@ class FeatureModel:
         if op == "a":
             k = self._atoms[e[1]][0]
             keys.append(k)
+            if k not in st.values:
+                return [f"{'.'.join(self._fkeys[k])} is not given, and no value of it fits this rule and the others"]
             s = self._fmt_field(k, st)
             return [s if want else f"{s} (needs {self._short(e)})"]
         if op == "!":
@@ -1110,7 +1112,7 @@ class FeatureModel:
         elif isinstance(e, list) and e[0] == "<->":
             va, vb = self._kval(e[1], st), self._kval(e[2], st)
             left = self._facts(e[1], bool(va), st, keys, feats)
-            right = self._facts(e[2], bool(vb), st, keys, feats)
+            right = self._facts(e[2], bool(vb) if vb is not None else not va, st, keys, feats)
             msg = (f"{self._short(e[1], True)} must hold exactly when {self._short(e[2], True)}: "
                    f"{'; '.join(dict.fromkeys(left))} but {'; '.join(dict.fromkeys(right))}")
         else:

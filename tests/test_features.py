@@ -46,16 +46,13 @@ PROFILE_FINDINGS = {
     "a64fx": {"ARCH-FEAT_IESB-2", "ARCH-FEAT_RAS-2"},
     # QEMU's AArch64 view says CSV2=0, its AArch32 view ID_PFR0_EL1.CSV2=1.
     "cortex-a55": {"ARCH-FEAT_CSV2-4", "ARCH-FEAT_CSV2-5"},
-    # ID_AA64MMFR2_EL1.EVT=2 but the AArch32 view ID_MMFR4_EL1.EVT=0 (QEMU uses one ID_MMFR4
-    # value for several cores); Arm's rule ties the two whenever AArch32 EL0 exists.
-    "neoverse-n2": {"ARCH-FEAT_EVT-4"},
     # QEMU's model has no BF16 in ID_AA64ISAR1_EL1 but BF16 in ID_AA64ZFR0_EL1/ID_ISAR6_EL1,
     # and lacks FEAT_SEL2/TLBIOS/TLBIRANGE/TTL that v8.4 (the profile's arch) mandates.
-    "neoverse-v1": {"ARCH-FEAT_EVT-4", "ARCH-FEAT_SEL2-2", "ARCH-FEAT_TLBIOS-2", "ARCH-FEAT_TLBIRANGE-2",
+    "neoverse-v1": {"ARCH-FEAT_SEL2-2", "ARCH-FEAT_TLBIOS-2", "ARCH-FEAT_TLBIRANGE-2",
                     "ARCH-FEAT_TTL-2", "ARCH-FEAT_BF16-4", "ARCH-FEAT_AA32BF16-2"},
     # Firecracker's V1N1 template clears AArch64 fields on top of neoverse-v1 (arch v8Ap4) but
     # leaves the AArch32 views (ID_ISAR5/6_EL1, ID_PFR0_EL1, ID_MMFR4_EL1) and the v8.4 claim.
-    "firecracker-v1n1": {"ARCH-FEAT_EVT-4", "ARCH-FEAT_FHM-2", "ARCH-FEAT_FHM-5", "ARCH-FEAT_SEL2-2",
+    "firecracker-v1n1": {"ARCH-FEAT_FHM-2", "ARCH-FEAT_FHM-5", "ARCH-FEAT_SEL2-2",
                          "ARCH-FEAT_DIT-2", "ARCH-FEAT_DIT-4", "ARCH-FEAT_FlagM-2", "ARCH-FEAT_LSE2-2",
                          "ARCH-FEAT_LRCPC2-2", "ARCH-FEAT_TLBIOS-2", "ARCH-FEAT_TLBIRANGE-2", "ARCH-FEAT_TTL-2",
                          "ARCH-FEAT_JSCVT-2", "ARCH-FEAT_JSCVT-5", "ARCH-FEAT_FCMA-2", "ARCH-FEAT_FCMA-5",
@@ -346,15 +343,20 @@ def test_every_constraint_is_present_with_its_id_and_evaluates_like_arm_ast(fm: 
     for cid, owner, node in expected:
         rec = by_id[cid]
         assert rec["owner"] == owner
-        rendered = RenderedExpr(rec["text"])
+        amended = rec.get("amended")
+        rendered = RenderedExpr(amended["arm_text"] if amended else rec["text"])
         keys = ast.fields_in(node, set())
         for _ in range(12):
             env = _random_env(rng, names, keys)
             want = ast.eval(node, env)
             assert rendered.eval(env) == want, (cid, rec["text"], env)
+            if amended:  # the amendment only adds FEAT_AA32EL2 to the guard
+                want = want or not env["FEAT_AA32EL2"]
+                assert RenderedExpr(rec["text"]).eval(env) == want
             assert _engine_value(fm, rec["expr"], env) is want, (cid, rec["text"])
             checked += 1
     assert checked == 12 * len(expected)
+    assert sorted(c["id"] for c in data["constraints"] if "amended" in c) == ["ARCH-FEAT_EVT-4", "ARCH-FEAT_EVT-5"]
 
 
 @needs_reference
@@ -548,6 +550,15 @@ def test_version_implied_by_a_feature_blames_the_missing_mandatory_feature(fm: F
     assert "ARCH-FEAT_LSE-2" in ids(vs)
     v = next(v for v in vs if v.id == "ARCH-FEAT_LSE-2")
     assert "ID_AA64ISAR0_EL1.DP=1" in v.message and ("ID_AA64ISAR0_EL1", "DP") in v.fields
+
+
+def test_aarch32_evt_view_needs_aarch32_el2(fm: FeatureModel) -> None:
+    # Neoverse N2/V1: AArch64 EVT=2, ID_MMFR4_EL1.EVT=0 (required when EL2 has no AArch32)
+    n1 = decode(fm, NEOVERSE_N1)
+    f = with_fields(n1, ID_AA64MMFR2_EL1__EVT=2, ID_MMFR4_EL1__EVT=0)
+    assert "ARCH-FEAT_EVT-4" not in ids(fm.check(f))
+    f32 = with_fields(f, ID_AA64PFR0_EL1__EL2=2)  # EL2 with AArch32: the views must agree
+    assert "ARCH-FEAT_EVT-4" in ids(fm.check(f32))
 
 
 def test_a_single_register_is_checked_on_its_own(fm: FeatureModel) -> None:

@@ -56,6 +56,17 @@ _EXTRA_EL_RULES = (
     ("FEAT_AA64EL3", "EL3", 1),
     ("FEAT_AA32EL3", "EL3", 2),
 )
+# Constraints whose Features.json form contradicts the Arm ARM's own register description
+# (and shipped Arm cores): id -> (feature added to the guard, reason). The amended rule keeps
+# its id and records Arm's original rendering.
+_AMENDMENTS = {
+    cid: ("FEAT_AA32EL2",
+          "Arm ARM, ID_MMFR4_EL1.EVT: 'If EL2 is not implemented or does not support AArch32, the only "
+          "permitted value is 0b0000', so this AArch32 view reflects FEAT_EVT only when EL2 supports "
+          "AArch32 (Neoverse N2/V1 report ID_AA64MMFR2_EL1.EVT=2 with ID_MMFR4_EL1.EVT=0)")
+    for cid in ("ARCH-FEAT_EVT-4", "ARCH-FEAT_EVT-5")
+}
+
 _EXTRA_SOURCE = ("Arm ARM, ID_AA64PFR0_EL1.EL0/EL1/EL2/EL3 field descriptions: 0b0000 not implemented, "
                  "0b0001 AArch64 only, 0b0010 AArch64 and AArch32 (cpumodel addition, not in Features.json)")
 
@@ -534,6 +545,15 @@ def build(features: dict[str, Any], registers: dict[str, Any]) -> dict[str, Any]
         survey(node)
         e = conv.expr(node)
         c: dict[str, Any] = {"id": cid, "owner": owner, "text": conv.render(e), "expr": e}
+        if cid in _AMENDMENTS:
+            guard, why = _AMENDMENTS[cid]
+            c["amended"] = {"arm_text": c["text"], "why": why}
+            if e[0] == "-->":  # G --> body  becomes  (G && guard) --> body
+                g = e[1][1:] if isinstance(e[1], list) and e[1][0] == "&&" else [e[1]]
+                e = ["-->", ["&&", *g, guard], e[2]]
+            else:
+                e = ["-->", guard, e]
+            c["expr"], c["text"] = e, conv.render(e)
         if source:
             c["source"] = source
         constraints.append(c)
