@@ -642,6 +642,70 @@ def test_search_reports_conflicts_that_propagation_cannot_see() -> None:
     assert len(vs) == 1 and "no choice of FEAT_A, FEAT_B" in vs[0].message
 
 
+def _dpll(clauses: list[list[int]], assign: dict[int, bool]) -> bool:
+    """A plain DPLL: whether the clauses have a model extending ``assign``."""
+    assign = dict(assign)
+    while True:
+        unit = None
+        open_clause = None
+        for cl in clauses:
+            free = []
+            for x in cl:
+                v = assign.get(abs(x))
+                if v is None:
+                    free.append(x)
+                elif v == (x > 0):
+                    break
+            else:
+                if not free:
+                    return False
+                if len(free) == 1:
+                    unit = free[0]
+                    break
+                if open_clause is None:
+                    open_clause = free
+        if unit is not None:
+            assign[abs(unit)] = unit > 0
+            continue
+        if open_clause is None:
+            return True
+        var = abs(open_clause[0])
+        return any(_dpll(clauses, {**assign, var: val}) for val in (False, True))
+
+
+def test_agrees_with_an_independent_solver(fm: FeatureModel) -> None:
+    """With every modelled field known, a model has a violation exactly when the clauses of
+    all (live) constraints, with the fields' comparisons fixed, have no solution."""
+    data = json.loads((DATA / "features.json").read_text())
+    gone = {i for e in data["eliminated"] for i in e["of"]}
+    clauses = [cl for c in data["constraints"] if c["id"] not in gone for cl in c["cnf"]]
+    clauses += [cl for e in data["eliminated"] if e["expr"] is not True for cl in e["cnf"]]
+    nb = len(fm._names)
+    bases = [_resolve_profile(p)[0] for p in PROFILES] or [CORTEX_A57, NEOVERSE_N1]
+    rng = random.Random(1234)
+    keys = fm.fields()
+    disagreements = []
+    for trial in range(40):
+        regs = {**{name: 0 for name in REGISTERS}, **rng.choice(bases)}
+        fields = fm.decode(regs)
+        for key in rng.sample(keys, rng.choice([0, 1, 1, 2, 3])):
+            w = field_spec(*key)["msb"] - field_spec(*key)["lsb"] + 1
+            fields[key] = rng.randrange(1 << w)
+        asserts = [rng.choice(fm.versions())] if trial % 4 == 0 else []
+        assign: dict[int, bool] = {}
+        for ai, (reg, fld) in enumerate((fm._fkeys[a[0]] for a in data["atoms"])):
+            if (reg, fld) in fields:
+                k, fn, op, val = data["atoms"][ai]
+                assign[nb + ai + 1] = fm._atom_value(k, fn, op, val, fields[(reg, fld)])
+        for name in asserts:
+            assign[fm._names.index(name) + 1] = True
+        engine = bool(fm.check(fields, assert_true=asserts))
+        solver = not _dpll(clauses, assign)
+        if engine != solver:
+            disagreements.append((trial, asserts, engine, solver))
+    assert not disagreements
+
+
 def test_results_are_deterministic(fm: FeatureModel) -> None:
     bad = with_fields(decode(fm, NEOVERSE_N1), ID_AA64PFR0_EL1__SVE=1, ID_AA64PFR0_EL1__FP=0xF,
                       ID_AA64ISAR0_EL1__SHA3=1, ID_AA64ISAR0_EL1__SHA1=0)
