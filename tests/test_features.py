@@ -693,7 +693,7 @@ def test_agrees_with_an_independent_solver(fm: FeatureModel) -> None:
             fields[key] = rng.randrange(1 << w)
         asserts = [rng.choice(fm.versions())] if trial % 4 == 0 else []
         assign: dict[int, bool] = {}
-        for ai, (reg, fld) in enumerate((fm._fkeys[a[0]] for a in data["atoms"])):
+        for ai, (reg, fld) in enumerate(fm._fkeys[a[0]] for a in data["atoms"]):
             if (reg, fld) in fields:
                 k, fn, op, val = data["atoms"][ai]
                 assign[nb + ai + 1] = fm._atom_value(k, fn, op, val, fields[(reg, fld)])
