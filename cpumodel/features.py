@@ -370,6 +370,26 @@ class FeatureModel:
                 steps.append((0, d.feature, groups, k, m, self._full[k] & ~m))
             else:
                 steps.append((1, d.feature, d.guard, d.expr))
+        # the other shapes get a compiled three-valued evaluator of "guard and then body"
+        odd = [i for i, st in enumerate(steps) if st[0] == 1]
+        if odd:
+            def lf(i: int) -> str:
+                return f"b[{i}]"
+
+            def ld(k: int) -> str:
+                return f"d[{k}]"
+
+            src = ["STEPS = ("]
+            for i in odd:
+                _, _, g, e = steps[i]
+                gt = "True" if g is None else self._dt(g, True, lf, ld)
+                src.append(f"    lambda b, d: (True if {self._dt(e, True, lf, ld)} else (False if "
+                           f"{self._dt(e, False, lf, ld)} else None)) if {gt} else None,")
+            src.append(")")
+            ns: dict[str, Any] = {}
+            exec(compile("\n".join(src), "<cpumodel.features generated>", "exec"), ns)
+            for i, fn in zip(odd, ns["STEPS"], strict=True):
+                steps[i] = (1, steps[i][1], fn)
         self._def_steps = steps
         # clauses of the live constraints: bit j of OCC[lit] says clause j holds when lit does
         nlit = 2 * (nf + len(self._atoms))
@@ -555,10 +575,14 @@ class FeatureModel:
             k = kidx.get(key)
             if k is None:
                 continue
-            if not 0 <= v < 1 << self._fwidth[k]:
+            tbl = lut[k]
+            if tbl and 0 <= v < len(tbl):
+                r = tbl[v]
+            elif 0 <= v < 1 << self._fwidth[k] and not tbl:
+                r = bisect.bisect_right(cuts[k], v) - 1
+            else:
                 raise ValueError(f"{key[0]}.{key[1]} = {v:#x} does not fit in {self._fwidth[k]} bits")
             values[k] = v
-            r = lut[k][v] if lut[k] else bisect.bisect_right(cuts[k], v) - 1
             d[k] = 1 << r
             sat |= field_occ[k][r]
         b: list[Tri] = [None] * nf
@@ -594,9 +618,7 @@ class FeatureModel:
                     elif not dk & m:
                         b[fi] = False
             else:
-                _, _, guard, expr = step
-                if guard is None or self._kdom(guard, b, d) is True:
-                    b[fi] = self._kdom(expr, b, d)
+                b[fi] = step[2](b, d)
         # chaining along two-literal clauses; a literal reached together with its negation
         # (the model is inconsistent there) is left for propagation to sort out
         closure = self._closure
