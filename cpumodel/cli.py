@@ -34,7 +34,7 @@ def _vcpu(value: str | None) -> frozenset[str] | None:
 
 
 def _options(ignore: tuple[str, ...], kernel: str | None, host: str | None, vcpu: str | None,
-             no_kvm: bool, search: list[str]):  # type: ignore[no-untyped-def]
+             no_kvm: bool, search: list[str], role: str | None = None):  # type: ignore[no-untyped-def]
     from cpumodel.check import Options
 
     host_model = None
@@ -47,7 +47,7 @@ def _options(ignore: tuple[str, ...], kernel: str | None, host: str | None, vcpu
 
         kvm.kernel_rules(kernel)  # validates the version early, with a clear message
     return Options(ignore=list(ignore), kernel=kernel, host=host_model, vcpu_features=_vcpu(vcpu),
-                   kvm=not no_kvm)
+                   kvm=not no_kvm, role=role)
 
 
 def _common(fn):  # type: ignore[no-untyped-def]
@@ -62,6 +62,8 @@ def _common(fn):  # type: ignore[no-untyped-def]
         click.option("--ignore", multiple=True, metavar="RULE",
                      help="Silence a rule ID, group prefix or glob (repeatable)."),
         click.option("--no-kvm", is_flag=True, help="Check architecture rules only."),
+        click.option("--role", type=click.Choice(["guest", "host"]),
+                     help="Treat every profile as a guest model (all rules) or a host CPU (architecture rules)."),
         click.option("-I", "--profile-path", "search", multiple=True, metavar="DIR",
                      help="Extra directory to look up base: profiles in (also $CPUMODEL_PATH)."),
     ]):
@@ -90,8 +92,8 @@ def main() -> None:
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when violations are found.")
 @click.option("--strict", is_flag=True, help="Warnings fail the run too.")
 def check(profiles: tuple[str, ...], fmt: str, kernel: str | None, host: str | None, vcpu: str | None,
-          ignore: tuple[str, ...], no_kvm: bool, search: tuple[str, ...], output: str | None, quiet: bool,
-          statistics: bool, exit_zero: bool, strict: bool) -> None:
+          ignore: tuple[str, ...], no_kvm: bool, role: str | None, search: tuple[str, ...], output: str | None,
+          quiet: bool, statistics: bool, exit_zero: bool, strict: bool) -> None:
     """Check profiles; exit 0 if all are valid, 1 on any violation, 2 on unreadable input."""
     import io
 
@@ -99,7 +101,7 @@ def check(profiles: tuple[str, ...], fmt: str, kernel: str | None, host: str | N
     from cpumodel.report import render
 
     try:
-        opts = _options(ignore, kernel, host, vcpu, no_kvm, list(search))
+        opts = _options(ignore, kernel, host, vcpu, no_kvm, list(search), role)
     except CpumodelError as e:
         _fail(e)
     result = check_paths(list(profiles), opts, list(search))
@@ -126,7 +128,7 @@ def check(profiles: tuple[str, ...], fmt: str, kernel: str | None, host: str | N
 @click.option("-o", "--output", metavar="FILE", help="Write to FILE atomically instead of stdout.")
 @_common
 def emit(profile: str, fmt: str, output: str | None, kernel: str | None, host: str | None, vcpu: str | None,
-         ignore: tuple[str, ...], no_kvm: bool, search: tuple[str, ...]) -> None:
+         ignore: tuple[str, ...], no_kvm: bool, role: str | None, search: tuple[str, ...]) -> None:
     """Emit the resolved register set of a valid PROFILE (refuses an invalid one)."""
     from cpumodel.check import check_model
     from cpumodel.emit import emit as do_emit
@@ -134,7 +136,7 @@ def emit(profile: str, fmt: str, output: str | None, kernel: str | None, host: s
     from cpumodel.resolve import Resolver
 
     try:
-        opts = _options(ignore, kernel, host, vcpu, no_kvm, list(search))
+        opts = _options(ignore, kernel, host, vcpu, no_kvm, list(search), role)
         model = Resolver(list(search)).resolve_file(profile)
     except CpumodelError as e:
         _fail(e)
@@ -308,3 +310,13 @@ def verify(profile: str, kernel_image: str | None, debian_kernel: str | None, cp
         _fail(e)
     show_verify(model, report, fmt)
     sys.exit(0 if report.ok else 1)
+
+
+def _register_optional_commands() -> None:
+    from cpumodel.cli_capture import capture
+
+    main.add_command(capture)
+
+
+_register_optional_commands()
+

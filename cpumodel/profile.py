@@ -3,6 +3,9 @@
 Profile format (JSON Schema: ``data/profile.schema.json``)::
 
     name: my-model                  # optional; defaults to the file name
+    role: guest                     # guest (default): a model a VMM writes with KVM_SET_ONE_REG, checked
+                                    # against all rules; host: a physical CPU as its kernel sees it,
+                                    # checked against architecture rules only (not inherited)
     description: ...                # optional
     source: ...                     # optional: where the values come from
     base: neoverse-n1               # optional: a profile name or a path (relative to this file)
@@ -38,7 +41,8 @@ from cpumodel.yamlsrc import (
     shown,
 )
 
-TOP_KEYS = ("name", "description", "source", "base", "arch", "registers", "features",
+ROLES = ("guest", "host")
+TOP_KEYS = ("name", "description", "source", "role", "base", "arch", "registers", "features",
             "vcpu_features", "ignore", "sources")
 VCPU_FEATURES = ("pmu", "sve", "ptrauth", "el1_32bit")
 #: Longest name accepted for an architecture version, feature, vCPU feature or ignore entry
@@ -69,6 +73,7 @@ class Profile:
     loc: Location
     description: str = ""
     source: str = ""
+    role: str = "guest"
     base: tuple[str, Location] | None = None
     arch: tuple[str, Location] | None = None
     registers: dict[str, RegisterSpec] = field(default_factory=dict)
@@ -104,6 +109,12 @@ def parse(node: Node | None, path: str) -> Profile:
             prof.description = _string(vnode, path, key)
         elif key == "source":
             prof.source = _string(vnode, path, key)
+        elif key == "role":
+            role = _string(vnode, path, key).strip().lower()
+            if role not in ROLES:
+                raise CpumodelError(f"role: {role!r} is not one of {', '.join(ROLES)}", loc(path, vnode),
+                                    hint=suggest(role, ROLES))
+            prof.role = role
         elif key == "base":
             prof.base = (_name(vnode, path, key, MAX_BASE_CHARS), loc(path, vnode))
         elif key == "arch":

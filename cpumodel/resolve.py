@@ -43,6 +43,7 @@ class Model:
     notes: list[tuple[str, Location]] = field(default_factory=list)
     description: str = ""
     loc: Location | None = None
+    role: str = "guest"
 
     def where(self, register: str, fieldname: str = "") -> Location | None:
         """The location that set a register field (or the register), best effort."""
@@ -101,7 +102,7 @@ class Resolver:
     def resolve_profile(self, prof: Profile, stack: list[str] | None = None) -> Model:
         stack = stack or [os.path.realpath(prof.path)]
         db = regdb.load()
-        model = Model(name=prof.name, path=prof.path, loc=prof.loc, description=prof.description)
+        model = Model(name=prof.name, path=prof.path, loc=prof.loc, description=prof.description, role=prof.role)
         if prof.base:
             ref, where = prof.base
             base_path = self.find_base(ref, prof, where)
@@ -193,3 +194,12 @@ def _features():  # type: ignore[no-untyped-def]
 
 def resolve(path: str, paths: list[str] | None = None) -> Model:
     return Resolver(paths).resolve_file(path)
+
+
+def _display_path(p: Path) -> str:
+    """A path for messages: relative to the working directory when below it."""
+    try:
+        return str(p.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(p)
+

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from cpumodel import regdb
-from cpumodel.profile import TOP_KEYS, VCPU_FEATURES
+from cpumodel.profile import ROLES, TOP_KEYS, VCPU_FEATURES
 
 OUT = Path(__file__).resolve().parent.parent / "cpumodel" / "data" / "profile.schema.json"
 INT_TEXT = r"^[+-]?(0[xX][0-9a-fA-F](_?[0-9a-fA-F])*|0[bB][01](_?[01])*|0[oO][0-7](_?[0-7])*|0|[1-9](_?[0-9])*)$"
@@ -40,6 +40,9 @@ def build() -> dict[str, object]:
         "name": {"type": "string"},
         "description": {"type": "string"},
         "source": {"type": "string", "description": "Where the values come from (document, file:line)."},
+        "role": {"enum": list(ROLES),
+                 "description": "guest (default): a model a VMM writes with KVM_SET_ONE_REG, all rules apply; "
+                                "host: a physical CPU as its kernel sees it, architecture rules only."},
         "base": {"type": "string", "description": "A profile name or a path relative to this file."},
         "arch": {"type": "string", "description": "Architecture version asserted: v8Ap0..v9Ap6 or armv8.2-a."},
         "registers": {"type": ["object", "null"], "properties": regs, "additionalProperties": False},
