@@ -320,3 +320,35 @@ def _register_optional_commands() -> None:
 
 _register_optional_commands()
 
+
+
+@main.command()
+@click.argument("host", type=click.Path(dir_okay=True))
+@click.option("--kernel", metavar="X.Y", help="Kernel whose KVM rules apply (default: newest modelled).")
+@click.option("--vcpu-features", "vcpu", metavar="LIST",
+              help="KVM_ARM_VCPU_INIT features (default: those the host advertises: pmu, sve, ptrauth).")
+@click.option("--name", help="Name of the generated profile (default: <host>-kvm<kernel>).")
+@click.option("-o", "--output", metavar="FILE", help="Write the profile to FILE (atomically).")
+@click.option("-I", "--profile-path", "search", multiple=True, metavar="DIR")
+def defaults(host: str, kernel: str | None, vcpu: str | None, name: str | None, output: str | None,
+             search: tuple[str, ...]) -> None:
+    """The guest model KVM gives a new VM on HOST by default, as a profile (a base for your own)."""
+    from cpumodel.ops import defaults_yaml, kvm_defaults
+    from cpumodel.rules import Context
+    from cpumodel.rules.kvm import _effective_features, kernel_rules
+
+    (model,) = _resolve_many((host,), search)
+    try:
+        krules = kernel_rules(kernel)
+        kern = str(getattr(krules, "kernel", kernel))
+        feats, _ = _effective_features(model, Context(vcpu_features=_vcpu(vcpu)))
+        values, notes = kvm_defaults(model, kernel, feats)
+        text = defaults_yaml(model, values, notes, kern, feats, name or f"{model.name}-kvm{kern}")
+        if output:
+            from cpumodel.atomic import write_atomic
+
+            write_atomic(output, text)
+        else:
+            sys.stdout.write(text)
+    except CpumodelError as e:
+        _fail(e)
