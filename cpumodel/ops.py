@@ -118,14 +118,16 @@ def migratable(a: Model, b: Model, kernel: str | None = None) -> list[Verdict]:
                         "EXACT": "the values must match"}[p.kind]
                 reason = f"the guest saw {fa}, B has {fb}: {need}"
             out.append(Verdict(name, p.field, fa, fb, ok, p.describe(), reason))
-        rest = ~_covered(pols) & ((1 << 64) - 1)
+        # A register the kernel describes keeps only its described fields in the sanitised value
+        # (init_cpu_ftr_reg: "val &= valid_mask", cpufeature.c:1084 in Linux 7.3.4): the other
+        # bits never reach KVM or a guest, so only registers without a table compare exactly.
+        rest = 0 if pols else (1 << 64) - 1
         if (va ^ vb) & rest:
             reg = db.registers[name]
             for f in reg.fields:
                 if f.mask & rest and f.get(va) != f.get(vb):
                     out.append(Verdict(name, f.name, f.get(va), f.get(vb), False, "no kernel policy: exact",
-                                       "the kernel describes no policy for this field, so it must match "
-                                       "(KVM refuses any difference outside described, writable fields)"))
+                                       "the kernel has no safety policy for this register, so it must match"))
         elif not pols and va == vb:
             out.append(Verdict(name, "", va, vb, True, "exact", "same value"))
     return out
@@ -165,14 +167,23 @@ def baseline(models: list[Model], kernel: str | None = None) -> Baseline:
             value = (value & ~mask) | ((cur << p.shift) & mask)
             if any(p.value(m.values[name]) != cur for m in models):
                 limited[(name, p.field)] = who
+        # Bits outside the kernel's fields never reach KVM or a guest (see migratable()): keep them
+        # where every host agrees, clear them where hosts differ. A register without a table must
+        # match as a whole; when it does not, keep the first host's value and say so.
         rest = ~_covered(pols) & ((1 << 64) - 1)
+        differ = 0
         for m in models[1:]:
-            if (m.values[name] ^ first) & rest:
-                reg = db.registers[name]
-                bad = [f.name for f in reg.fields if f.mask & rest and f.get(m.values[name]) != f.get(first)]
+            differ |= (m.values[name] ^ first) & rest
+        if differ:
+            reg = db.registers[name]
+            bad = [f.name for f in reg.fields if f.mask & differ]
+            if pols:
+                value &= ~differ
+                conflicts.append(f"{name}.{'/'.join(bad)}: hosts differ in bits the kernel does not describe "
+                                 "(invisible to guests); cleared")
+            else:
                 conflicts.append(f"{name}.{'/'.join(bad)}: no kernel policy and the hosts differ; "
                                  f"kept {models[0].name}'s value")
-                break
         values[name] = value
     return Baseline(values, limited, conflicts)
 
