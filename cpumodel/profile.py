@@ -272,6 +272,11 @@ def field_value(f: regdb.Field, node: Node, path: str) -> int:
             raise CpumodelError(f"{what}: {value} is below the signed {width}-bit range", loc(path, node))
         return value & ((1 << width) - 1)
     if value >> width:
+        # Some value names are numbers (PARANGE '40', ASIDBITS '16'); a number always means the
+        # field value, but say which value the name stands for.
+        named = f.lookup_value(str(node.value).strip())
+        hint = (f"the value named {str(node.value).strip()!r} is {named:#x}: write {named:#x}"
+                if named is not None else None)
         raise CpumodelError(f"{what}: {shown(node.value)} does not fit the {width}-bit field "
-                            f"(bits {f.msb}:{f.lsb}; maximum {(1 << width) - 1:#x})", loc(path, node))
+                            f"(bits {f.msb}:{f.lsb}; maximum {(1 << width) - 1:#x})", loc(path, node), hint=hint)
     return value
