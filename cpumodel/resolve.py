@@ -83,7 +83,7 @@ class Resolver:
             d / f"{ref}{ext}" for d in [here, *self.paths] for ext in (".yaml", ".yml")]
         for c in candidates:
             if _is_file(c):
-                return str(c)
+                return _display_path(c)
         dirs = sorted({_short(os.path.normpath(c.parent)) for c in candidates})
         raise CpumodelError(f"base profile {shown(ref)} not found", where, hint=f"looked in {', '.join(dirs)}")
 
