@@ -44,6 +44,8 @@ class Model:
     description: str = ""
     loc: Location | None = None
     role: str = "guest"
+    base_role: str | None = None  # role of the immediate base profile, if any
+    base_path: str | None = None
 
     def where(self, register: str, fieldname: str = "") -> Location | None:
         """The location that set a register field (or the register), best effort."""
@@ -119,6 +121,7 @@ class Resolver:
             model.vcpu_features, model.vcpu_loc = base.vcpu_features, base.vcpu_loc
             model.ignore = list(base.ignore)
             model.chain = [*base.chain, base.name]
+            model.base_role, model.base_path = base.role, base.path
             model.notes = list(base.notes)
         if prof.arch:
             text, where = prof.arch
