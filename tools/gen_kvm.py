@@ -162,7 +162,7 @@ class Consts:
         if name in self.values:
             return self.values[name]
         if name in self.defines and name not in stack:
-            v = evaluate(self.defines[name], self, stack + (name,))
+            v = evaluate(self.defines[name], self, (*stack, name))
             self.values[name] = v
             return v
         raise GenError(f"unknown constant {name}")
@@ -467,7 +467,8 @@ def collect_macros(stripped: str) -> dict[str, Macro]:
     return macros
 
 
-def expand(tokens: list[str], macros: dict[str, Macro], keep: set[str], active: frozenset[str] = frozenset()) -> list[str]:
+def expand(tokens: list[str], macros: dict[str, Macro], keep: set[str],
+           active: frozenset[str] = frozenset()) -> list[str]:
     out: list[str] = []
     i = 0
     while i < len(tokens):
@@ -560,7 +561,10 @@ class FtrBits:
     text: str
 
 
-def parse_cpufeature(text: str, consts: Consts) -> tuple[dict[str, tuple[int, list[FtrBits]]], dict[int, tuple[str, int]]]:
+FtrTables = dict[str, tuple[int, list[FtrBits]]]
+
+
+def parse_cpufeature(text: str, consts: Consts) -> tuple[FtrTables, dict[int, tuple[str, int]]]:
     stripped = strip_comments(text)
     tables: dict[str, tuple[int, list[FtrBits]]] = {}
     for m in re.finditer(r"(?:static\s+)?const\s+struct\s+arm64_ftr_bits\s+(\w+)\[\]\s*=\s*\{", stripped):
@@ -757,7 +761,9 @@ def load_overlay(version: str) -> dict[str, Any]:
             if isinstance(val, dict) and isinstance(parent.get(key), dict):
                 merged = dict(parent[key])
                 merged.update(val)
-                parent[key] = {k: v for k, v in merged.items() if v is not None}
+                # null removes an inherited entry, except for feature aliases where
+                # null means "accepted and ignored by this kernel"
+                parent[key] = merged if key == "feature_aliases" else {k: v for k, v in merged.items() if v is not None}
             else:
                 parent[key] = val
         data = parent
