@@ -110,9 +110,9 @@ def parse(node: Node | None, path: str) -> Profile:
         elif key == "source":
             prof.source = _string(vnode, path, key)
         elif key == "role":
-            role = _string(vnode, path, key).strip().lower()
+            role = _name(vnode, path, key).strip().lower()
             if role not in ROLES:
-                raise CpumodelError(f"role: {role!r} is not one of {', '.join(ROLES)}", loc(path, vnode),
+                raise CpumodelError(f"role: {shown(role)} is not one of {', '.join(ROLES)}", loc(path, vnode),
                                     hint=suggest(role, ROLES))
             prof.role = role
         elif key == "base":
