@@ -203,6 +203,6 @@ def _display_path(p: Path) -> str:
     """A path for messages: relative to the working directory when below it."""
     try:
         return str(p.resolve().relative_to(Path.cwd()))
-    except ValueError:
+    except (ValueError, OSError, RuntimeError):  # not below it; no working directory (deleted); a loop
         return str(p)
 
