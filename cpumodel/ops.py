@@ -210,13 +210,16 @@ def kvm_defaults(host: Model, kernel: str | None, features: frozenset[str]) -> t
     from cpumodel import kvm as kvmmodel
     from cpumodel.rules.kvm import kernel_rules
 
+    from cpumodel.policy import sanitise
+
     rules = kernel_rules(kernel)
     db = regdb.load()
+    host_values = sanitise(host.values, str(rules.kernel))
     values: dict[str, int] = {}
     notes: list[str] = []
     for name in sorted(host.values, key=lambda n: db.registers[n].encoding):
         try:
-            values[name] = kvmmodel.kvm_default(rules, name, host.values, features)
+            values[name] = kvmmodel.kvm_default(rules, name, host_values, features)
         except kvmmodel.HostDependent as e:
             notes.append(f"{name} left out: {e}")
         except KeyError as e:
@@ -233,8 +236,12 @@ def defaults_yaml(host: Model, values: dict[str, int], notes: list[str], kernel:
              f"name: {name}",
              "role: guest",
              f"description: KVM {kernel} default guest view of {host.name}",
-             f"vcpu_features: [{', '.join(sorted(features))}]",
-             "registers:"]
+             f"vcpu_features: [{', '.join(sorted(features))}]"]
+    if host.ignore:
+        lines.append(f"# the host's documented deviations ({host.path}) hold for its guests too")
+        lines.append("ignore:")
+        lines += [f"  - {pattern}" for pattern, _ in host.ignore]
+    lines.append("registers:")
     for reg_name, v in values.items():
         mark = "" if host.values.get(reg_name) == v else f"  # host: {host.values[reg_name]:#018x}"
         lines.append(f"  {reg_name}: {v:#018x}{mark}")

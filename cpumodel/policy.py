@@ -92,3 +92,24 @@ def policies(kernel: str | None = None) -> dict[str, list[Policy]]:
         if fields:
             out[reg] = fields
     return out
+
+
+def sanitise(values: dict[str, int], kernel: str | None = None) -> dict[str, int]:
+    """A host's register values as its kernel sanitises them (``read_sanitised_ftr_reg``).
+
+    init_cpu_ftr_reg() keeps only the fields its arm64_ftr_bits table describes ("val &=
+    valid_mask", arch/arm64/kernel/cpufeature.c:1084 in Linux 7.3.4); KVM starts from that
+    value. Registers without a table are returned unchanged. Idempotent, so values captured
+    from a running kernel pass through as they are.
+    """
+    table = policies(kernel)
+    out = {}
+    for name, v in values.items():
+        pols = table.get(name)
+        if pols:
+            mask = 0
+            for p in pols:
+                mask |= ((1 << p.width) - 1) << p.shift
+            v &= mask
+        out[name] = v
+    return out

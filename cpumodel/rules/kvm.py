@@ -172,7 +172,9 @@ def check(model: Model, ctx: Context) -> list[Finding]:
                                        why=f"KVM hides {f} unless KVM_ARM_VCPU_INIT requests '{feat}'",
                                        location=model.where(r, f), kernel=kernel, errno="EINVAL",
                                        source=f"{SYS_REGS} __kvm_read_sanitised_id_reg(); api.rst KVM_ARM_VCPU_INIT"))
-    host = dict(ctx.host.values) if ctx.host is not None else None
+    from cpumodel.policy import sanitise
+
+    host = sanitise(ctx.host.values, str(kernel)) if ctx.host is not None else None
     db = regdb.load()
     pending: list[str] = []
     for name in sorted(model.values, key=lambda n: db.registers[n].encoding):
