@@ -54,12 +54,27 @@ class Model:
 
     def field_values(self) -> dict[tuple[str, str], int]:
         """(register, field) -> unsigned value for every named field of every specified register."""
-        db = regdb.load()
         out: dict[tuple[str, str], int] = {}
         for name, value in self.values.items():
-            for f in db.registers[name].named_fields:
-                out[(name, f.name)] = f.get(value)
+            out.update(_decoded(name, value))
         return out
+
+
+#: (register, value) -> its named fields' values. Rules decode the same registers many times per
+#: model, and profiles of one fleet share most register values; bounded, cleared when full.
+_DECODED: dict[tuple[str, int], tuple[tuple[tuple[str, str], int], ...]] = {}
+_DECODED_MAX = 1 << 16
+
+
+def _decoded(name: str, value: int) -> tuple[tuple[tuple[str, str], int], ...]:
+    hit = _DECODED.get((name, value))
+    if hit is None:
+        hit = tuple(((name, f.name), (value >> f.lsb) & ((1 << f.width) - 1))
+                    for f in regdb.load().registers[name].named_fields)
+        if len(_DECODED) >= _DECODED_MAX:
+            _DECODED.clear()
+        _DECODED[(name, value)] = hit
+    return hit
 
 
 def search_path(extra: list[str] | None = None) -> list[Path]:
