@@ -54,8 +54,9 @@ BOOL_TAG = "tag:yaml.org,2002:bool"
 NULL_TAG = "tag:yaml.org,2002:null"
 STR_TAG = "tag:yaml.org,2002:str"
 MERGE_TAG = "tag:yaml.org,2002:merge"
-STD_TAGS = {INT_TAG, FLOAT_TAG, BOOL_TAG, NULL_TAG, STR_TAG, MERGE_TAG,
-            "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
+MAP_TAG = "tag:yaml.org,2002:map"
+SEQ_TAG = "tag:yaml.org,2002:seq"
+STD_TAGS = {INT_TAG, FLOAT_TAG, BOOL_TAG, NULL_TAG, STR_TAG, MERGE_TAG, MAP_TAG, SEQ_TAG}
 
 
 def loc(path: str, node: Node) -> Location:
@@ -149,7 +150,8 @@ def _reader_error(e: ReaderError, text: str, path: str) -> CpumodelError:
 
 def _compose_events(loader: _Loader, path: str) -> Node | None:
     get = loader.get_event
-    resolve = loader.resolve
+    implicit_resolvers = loader.yaml_implicit_resolvers  # PyYAML's YAML 1.1 rules, inlined below
+    wildcard = implicit_resolvers.get(None, [])
     anchors: dict[str, Node] = {}
     # Open collections: [node, pending mapping key or None, keys seen (mappings only)].
     stack: list[list] = []  # type: ignore[type-arg]
@@ -157,15 +159,52 @@ def _compose_events(loader: _Loader, path: str) -> Node | None:
     budget = MAX_NODES
     get()  # StreamStartEvent
     ev = get()
-    if isinstance(ev, StreamEndEvent):
+    if type(ev) is StreamEndEvent:
         return None
     while True:  # the document's events, up to its DocumentEndEvent
         ev = get()
+        cls = type(ev)
         node: Node
-        if isinstance(ev, (MappingEndEvent, SequenceEndEvent)):
+        if cls is ScalarEvent:  # the common case first
+            budget -= 1
+            if budget < 0:
+                raise _too_many(path, ev.start_mark)
+            tag = ev.tag
+            value = ev.value
+            if tag is None or tag == "!":
+                tag = STR_TAG
+                if ev.implicit[0]:  # plain scalar: resolved like PyYAML's Resolver.resolve
+                    for rtag, regexp in implicit_resolvers.get(value[:1], []) + wildcard:
+                        if regexp.match(value):
+                            tag = rtag
+                            break
+            if tag not in STD_TAGS:  # explicit, or implicit ones such as timestamps
+                raise CpumodelError(f"YAML tag {shown(tag)} is not allowed in a profile", _mark(path, ev.start_mark))
+            node = ScalarNode(tag, value, ev.start_mark, ev.end_mark, style=ev.style)
+            if ev.anchor is not None:
+                _anchor(anchors, ev, node, path)
+        elif cls is MappingEndEvent or cls is SequenceEndEvent:
             node = stack.pop()[0]
             node.end_mark = ev.end_mark
-        elif isinstance(ev, AliasEvent):
+        elif cls is MappingStartEvent or cls is SequenceStartEvent:
+            budget -= 1
+            if budget < 0:
+                raise _too_many(path, ev.start_mark)
+            mapping = cls is MappingStartEvent
+            tag = ev.tag
+            if tag is None or tag == "!":
+                tag = MAP_TAG if mapping else SEQ_TAG
+            elif tag not in STD_TAGS:
+                raise CpumodelError(f"YAML tag {shown(tag)} is not allowed in a profile", _mark(path, ev.start_mark))
+            node = (MappingNode if mapping else SequenceNode)(tag, [], ev.start_mark, ev.end_mark,
+                                                               flow_style=ev.flow_style)
+            if ev.anchor is not None:
+                _anchor(anchors, ev, node, path)
+            if len(stack) >= MAX_DEPTH:
+                raise CpumodelError(f"nesting deeper than {MAX_DEPTH} levels", _mark(path, ev.start_mark))
+            stack.append([node, None, {} if mapping else None])
+            continue
+        elif cls is AliasEvent:
             budget -= 1
             if budget < 0:
                 raise _too_many(path, ev.start_mark)
@@ -177,60 +216,42 @@ def _compose_events(loader: _Loader, path: str) -> Node | None:
                 raise CpumodelError(f"YAML alias *{shown(ev.anchor)} refers to a node that contains it",
                                     _mark(path, ev.start_mark))
             node = target
-        elif isinstance(ev, DocumentEndEvent):
+        elif cls is DocumentEndEvent:
             break
-        else:
-            budget -= 1
-            if budget < 0:
-                raise _too_many(path, ev.start_mark)
-            if isinstance(ev, ScalarEvent):
-                kind: type[Node] = ScalarNode
-                tag = ev.tag if ev.tag not in (None, "!") else resolve(ScalarNode, ev.value, ev.implicit)
-                node = ScalarNode(tag, ev.value, ev.start_mark, ev.end_mark, style=ev.style)
-            elif isinstance(ev, (SequenceStartEvent, MappingStartEvent)):
-                kind = SequenceNode if isinstance(ev, SequenceStartEvent) else MappingNode
-                tag = ev.tag if ev.tag not in (None, "!") else resolve(kind, None, ev.implicit)
-                node = kind(tag, [], ev.start_mark, ev.end_mark, flow_style=ev.flow_style)
-            else:  # pragma: no cover - libyaml emits no other event inside a document
-                raise CpumodelError(f"unexpected YAML event {type(ev).__name__}", _mark(path, ev.start_mark))
-            if tag not in STD_TAGS:
-                raise CpumodelError(f"YAML tag {shown(tag)} is not allowed in a profile", _mark(path, ev.start_mark))
-            if ev.anchor is not None:
-                if ev.anchor in anchors:
-                    first = anchors[ev.anchor].start_mark.line + 1
-                    raise CpumodelError(f"YAML anchor &{shown(ev.anchor)} defined twice (first at line {first})",
-                                        _mark(path, ev.start_mark))
-                anchors[ev.anchor] = node
-            if kind is not ScalarNode:
-                if len(stack) >= MAX_DEPTH:
-                    raise CpumodelError(f"nesting deeper than {MAX_DEPTH} levels", _mark(path, ev.start_mark))
-                stack.append([node, None, {} if kind is MappingNode else None])
-                continue
+        else:  # pragma: no cover - libyaml emits no other event inside a document
+            raise CpumodelError(f"unexpected YAML event {cls.__name__}", _mark(path, ev.start_mark))
         if not stack:
             root = node
             continue
         top = stack[-1]
-        parent = top[0]
-        if top[2] is None:  # a sequence
-            parent.value.append(node)
+        seen = top[2]
+        if seen is None:  # in a sequence
+            top[0].value.append(node)
         elif top[1] is None:  # a mapping key
             if node.tag == MERGE_TAG:
                 raise CpumodelError("YAML merge keys ('<<') are not supported in profiles", loc(path, node))
-            if isinstance(node, ScalarNode):
-                seen = top[2]
+            if type(node) is ScalarNode:
                 if node.value in seen:
                     raise CpumodelError(f"duplicate key {shown(node.value)} (first defined at line "
                                         f"{seen[node.value].start_mark.line + 1})", loc(path, node))
                 seen[node.value] = node
             top[1] = node
         else:  # a mapping value
-            parent.value.append((top[1], node))
+            top[0].value.append((top[1], node))
             top[1] = None
     ev = get()
-    if not isinstance(ev, StreamEndEvent):
+    if type(ev) is not StreamEndEvent:
         raise CpumodelError("more than one YAML document in the file (a profile is a single document)",
                             _mark(path, ev.start_mark))
     return root
+
+
+def _anchor(anchors: dict[str, Node], ev: yaml.Event, node: Node, path: str) -> None:
+    if ev.anchor in anchors:
+        first = anchors[ev.anchor].start_mark.line + 1
+        raise CpumodelError(f"YAML anchor &{shown(ev.anchor)} defined twice (first at line {first})",
+                            _mark(path, ev.start_mark))
+    anchors[ev.anchor] = node
 
 
 def _too_many(path: str, mark: yaml.Mark) -> CpumodelError:
