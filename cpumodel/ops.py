@@ -208,9 +208,8 @@ def kvm_defaults(host: Model, kernel: str | None, features: frozenset[str]) -> t
     """The ID register values KVM gives a new VM on ``host`` (what KVM_GET_ONE_REG returns
     before any write): the host's values through KVM's hiding and capping for ``features``."""
     from cpumodel import kvm as kvmmodel
-    from cpumodel.rules.kvm import kernel_rules
-
     from cpumodel.policy import sanitise
+    from cpumodel.rules.kvm import kernel_rules
 
     rules = kernel_rules(kernel)
     db = regdb.load()
