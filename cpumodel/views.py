@@ -84,16 +84,16 @@ def show_model(model: Model, all_fields: bool = False) -> None:
 
 
 def explain_register(spec: str) -> None:
-    from cpumodel.yamlsrc import parse_int
+    from cpumodel.yamlsrc import parse_int, shown
 
     db = regdb.load()
     name, _, raw = spec.partition("=")
     reg = db.get(name.strip())
     value = None
     if raw.strip():
-        value = parse_int(raw)
+        value = parse_int(raw) if len(raw) < 200 else None
         if value is None or value < 0 or value >> 64:
-            raise CpumodelError(f"{raw.strip()!r} is not a 64-bit unsigned integer")
+            raise CpumodelError(f"{shown(raw.strip())} is not a 64-bit unsigned integer")
     console = _console()
     console.print(_register_table(reg, value, all_fields=True))
     console.print(f"source: {reg.source}")

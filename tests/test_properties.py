@@ -207,7 +207,7 @@ def yaml_quote(text: str) -> str:
 
 
 # Names and descriptions: any text without surrogates, but only from the Basic Multilingual Plane
-# while test_emit_yaml_non_bmp_text (xfail) shows that emit cannot write the others.
+# and test_emit_yaml_non_bmp_text checks that emit writes the others.
 TEXT = st.text(st.characters(max_codepoint=0xFFFF, blacklist_categories=("Cs",)), max_size=20)
 
 
@@ -374,28 +374,22 @@ def test_emit_yaml_round_trip(files: dict[str, str], workdir: Path) -> None:
         again_path = _fresh(workdir) / "emitted.yaml"
         again_path.write_text(text, encoding="utf-8")
         again = Resolver().resolve_file(str(again_path))
-        if model.role != "guest":  # Known (test_emit_yaml_keeps_role): the role is not emitted.
-            assert again.values == model.values
-            return
-        if model.chain and model.arch and set(again.values) - set(model.values):
-            # Known (test_emit_yaml_base_and_arch_round_trip): the emitted profile has arch: and no
-            # base:, so re-loading applies the arch floor, which adds registers the model lacked.
-            assert {k: again.values[k] for k in model.values} == model.values
-            return
         assert again.values == model.values
-        assert again.arch == model.arch
+        # arch: is kept unless its floor would add registers; then it is written as a comment
+        assert again.arch in (model.arch, None)
         assert again.vcpu_features == model.vcpu_features
         ignored = [p for p, _ in model.ignore]
         new = finding_keys(check_model(again, Options(kvm=opts().kvm, ignore=ignored))) - finding_keys(first)
+        if any(f.severity == "error" for f in first):
+            # an already contradictory model may have its conflict blamed on another rule once an
+            # assertion is lost: the values must survive, and a clean model must stay clean
+            new = {k for k in new if k[1] != "error"}
         assert not new, f"new findings after the round trip: {sorted(map(str, new))}\n--- emitted:\n{text}"
     except Exception:
         _save(raw, "roundtrip")
         raise
 
 
-@pytest.mark.xfail(strict=True, reason="emit/basic.py writes names with json.dumps, which escapes characters "
-                                       "outside the BMP as UTF-16 surrogate pairs (\\ud83d\\ude00); YAML parsers "
-                                       "refuse those escapes, so the emitted profile does not load")
 def test_emit_yaml_non_bmp_text(workdir: Path) -> None:
     files = {"main.yaml": "name: \"caf\u00e9 \U0001F600\"\ndescription: \"\U00010348\"\n"
                           "registers: {MIDR_EL1: 0x410fd0c0}\n".encode()}
@@ -407,9 +401,6 @@ def test_emit_yaml_non_bmp_text(workdir: Path) -> None:
     assert (again.name, again.description) == (model.name, model.description)
 
 
-@pytest.mark.xfail(strict=True, reason="emit/basic.py flattens a base: chain into raw registers but keeps arch:; "
-                                       "re-loading that applies the arch floor (documented: only without a base), "
-                                       "which adds the floor's registers that the model did not have")
 def test_emit_yaml_base_and_arch_round_trip(workdir: Path) -> None:
     """Found by test_emit_yaml_round_trip: a child with base: and arch: does not survive emit + re-load."""
     files = {"parent.yaml": b"base: cortex-a72\narch: v8Ap0\n", "main.yaml": b"base: parent\narch: v8Ap1\n"}
@@ -420,8 +411,6 @@ def test_emit_yaml_base_and_arch_round_trip(workdir: Path) -> None:
     assert Resolver().resolve_file(str(again_path)).values == model.values
 
 
-@pytest.mark.xfail(strict=True, reason="emit/basic.py does not write the profile's role: a host profile's "
-                                       "emitted YAML re-loads as a guest, and the KVM rules then add findings")
 def test_emit_yaml_keeps_role(workdir: Path) -> None:
     files = {"main.yaml": b"role: host\nregisters:\n  ID_AA64PFR0_EL1: 0x1100000010111112\n"}
     model = load_or_error(files, workdir)
