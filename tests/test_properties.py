@@ -505,12 +505,20 @@ def _regression_cases() -> list[Path]:
 
 @pytest.mark.parametrize("case", _regression_cases(), ids=lambda p: p.stem)
 def test_fuzz_regression(case: Path, workdir: Path) -> None:
-    """Replay a saved input (``NAME.yaml``, with its base as ``NAME.base.yaml`` -> parent.yaml if present)."""
+    """Replay a saved input (``NAME.yaml``; its base, if any, is ``NAME.base.yaml``, written as parent.yaml)."""
     files = {"main.yaml": case.read_bytes()}
     base = case.with_name(case.stem + ".base.yaml")
     if base.exists():
         files["parent.yaml"] = base.read_bytes()
-    load_or_error(files, workdir)
+    model = load_or_error(files, workdir)
+    if model is None:
+        return
+    # a model that loads also survives emit --format yaml and a re-load
+    again_path = _fresh(workdir) / "emitted.yaml"
+    again_path.write_text(emit(model, "yaml"), encoding="utf-8")
+    again = Resolver().resolve_file(str(again_path))
+    assert (again.values, again.role, again.vcpu_features) == (model.values, model.role, model.vcpu_features)
+    assert (again.name, again.description) == (model.name, model.description)
 
 
 def test_regression_directory_is_replayed() -> None:
