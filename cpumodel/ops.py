@@ -93,43 +93,73 @@ def _covered(pols: list[Policy]) -> int:
 
 
 def migratable(a: Model, b: Model, kernel: str | None = None) -> list[Verdict]:
-    """Per-field verdicts: can a guest that runs with model A run on B (host or model)?"""
+    """Per-field verdicts: can a guest that runs with model A run on B (a host, or a host's model)?
+
+    The destination VMM restores A's ID registers with KVM_SET_ONE_REG on B, so this asks KVM's
+    own question (cpumodel.kvm.check_write with B as the host, as its kernel sanitises it, and A's
+    vCPU features). Registers the KVM model cannot decide fall back to the kernel's field
+    policies (arm64_ftr_safe_value); registers without either must match exactly.
+    """
+    from cpumodel import kvm as kvmmodel
+    from cpumodel.policy import sanitise
+    from cpumodel.rules import Context
+    from cpumodel.rules.kvm import _effective_features, kernel_rules
+
     db = regdb.load()
-    table = policies(kernel)
+    rules = kernel_rules(kernel)
+    kern = str(rules.kernel)
+    table = policies(kern)
+    feats, _ = _effective_features(a, Context())
+    av, bv = sanitise(a.values, kern), sanitise(b.values, kern)
     out: list[Verdict] = []
-    for name in sorted(a.values, key=lambda n: db.registers[n].encoding):
-        va = a.values[name]
-        vb = b.values.get(name)
+    for name in sorted(av, key=lambda n: db.registers[n].encoding):
+        va, vb = av[name], bv.get(name)
         if vb is None:
             out.append(Verdict(name, "", va, None, False, "-",
                                f"B does not define {name}: the guest's value cannot be checked against it"))
             continue
-        pols = table.get(name, [])
-        for p in pols:
-            fa, fb = p.value(va), p.value(vb)
-            ok = p.allows(fa, fb)
-            if fa == fb:
-                reason = "same value"
-            elif ok:
-                reason = f"A's {fa} is safe against B's {fb} under {p.kind}"
-            else:
-                need = {"LOWER_SAFE": f"B must offer at least {fa}", "HIGHER_SAFE": f"B must be at most {fa}",
-                        "HIGHER_OR_ZERO_SAFE": f"B must be non-zero and at most {fa}",
-                        "EXACT": "the values must match"}[p.kind]
-                reason = f"the guest saw {fa}, B has {fb}: {need}"
-            out.append(Verdict(name, p.field, fa, fb, ok, p.describe(), reason))
-        # A register the kernel describes keeps only its described fields in the sanitised value
-        # (init_cpu_ftr_reg: "val &= valid_mask", cpufeature.c:1084 in Linux 7.3.4): the other
-        # bits never reach KVM or a guest, so only registers without a table compare exactly.
-        rest = 0 if pols else (1 << 64) - 1
-        if (va ^ vb) & rest:
-            reg = db.registers[name]
-            for f in reg.fields:
-                if f.mask & rest and f.get(va) != f.get(vb):
-                    out.append(Verdict(name, f.name, f.get(va), f.get(vb), False, "no kernel policy: exact",
-                                       "the kernel has no safety policy for this register, so it must match"))
-        elif not pols and va == vb:
-            out.append(Verdict(name, "", va, vb, True, "exact", "same value"))
+        try:
+            v = kvmmodel.check_write(rules, name, va, bv, feats)
+        except KeyError:
+            v = None
+        if v is not None and v.status in (kvmmodel.ACCEPTED, kvmmodel.REJECTED) and v.errno != "ENOENT":
+            for f in v.fields:
+                if f.asked != f.limit or not f.ok:
+                    out.append(Verdict(name, f.field, f.asked, f.limit, bool(f.ok),
+                                       f"{f.policy or 'must equal KVM value'} (KVM {kern})", f.reason))
+            if v.status == kvmmodel.REJECTED and not v.failing_fields:
+                out.append(Verdict(name, "", va, vb, False, f"KVM {kern}: {v.errno}", v.reason))
+            if v.status == kvmmodel.ACCEPTED and not v.fields:
+                out.append(Verdict(name, "", va, vb, True, f"KVM {kern}", v.reason))
+            continue
+        note = f" (KVM model: {v.reason})" if v is not None else ""
+        out += _policy_verdicts(name, va, vb, table.get(name, []), note)
+    return out
+
+
+def _policy_verdicts(name: str, va: int, vb: int, pols: list[Policy], note: str = "") -> list[Verdict]:
+    out: list[Verdict] = []
+    for p in pols:
+        fa, fb = p.value(va), p.value(vb)
+        ok = p.allows(fa, fb)
+        if fa == fb:
+            reason = "same value"
+        elif ok:
+            reason = f"A's {fa} is safe against B's {fb} under {p.kind}"
+        else:
+            need = {"LOWER_SAFE": f"B must offer at least {fa}", "HIGHER_SAFE": f"B must be at most {fa}",
+                    "HIGHER_OR_ZERO_SAFE": f"B must be non-zero and at most {fa}",
+                    "EXACT": "the values must match"}[p.kind]
+            reason = f"the guest saw {fa}, B has {fb}: {need}"
+        out.append(Verdict(name, p.field, fa, fb, ok, p.describe(), reason + note))
+    if not pols:
+        reg = regdb.load().registers[name]
+        diff_fields = [f for f in reg.fields if f.get(va) != f.get(vb)]
+        for f in diff_fields:
+            out.append(Verdict(name, f.name, f.get(va), f.get(vb), False, "no kernel policy: exact",
+                               "the kernel has no safety policy for this register, so it must match" + note))
+        if not diff_fields:
+            out.append(Verdict(name, "", va, vb, True, "exact", "same value" + note))
     return out
 
 
@@ -137,11 +167,20 @@ def migratable(a: Model, b: Model, kernel: str | None = None) -> list[Verdict]:
 class Baseline:
     values: dict[str, int]
     limited_by: dict[tuple[str, str], str]  # (register, field) -> host name that set the value
-    conflicts: list[str]  # fields without a kernel policy whose values differ across hosts
+    conflicts: list[str]  # fields the hosts cannot share (no policy, or KVM will not change them)
+    features: frozenset[str] | None = None  # vCPU features the baseline assumes (KVM baselines)
 
 
-def baseline(models: list[Model], kernel: str | None = None) -> Baseline:
-    """The richest model safe on every host: arm64_ftr_safe_value folded over the hosts."""
+def baseline(models: list[Model], kernel: str | None = None, kvm: bool = True) -> Baseline:
+    """The richest model safe on every host: arm64_ftr_safe_value folded over the hosts.
+
+    With ``kvm`` (the default) the fold runs over what KVM shows a VM on each host (``kvm_defaults``
+    with the vCPU features all hosts support), and the result is then put to KVM on every host
+    (``migratable``): fields KVM will not let a VMM change (outside the writable mask) must already
+    agree across the hosts, and each disagreement is reported in ``conflicts``.
+    """
+    if kvm:
+        return _kvm_baseline(models, kernel)
     db = regdb.load()
     table = policies(kernel)
     common = set(models[0].values)
@@ -188,12 +227,37 @@ def baseline(models: list[Model], kernel: str | None = None) -> Baseline:
     return Baseline(values, limited, conflicts)
 
 
+def _kvm_baseline(models: list[Model], kernel: str | None) -> Baseline:
+    from cpumodel.rules import Context
+    from cpumodel.rules.kvm import _effective_features
+
+    feats = frozenset.intersection(*(_effective_features(m, Context())[0] for m in models))
+    views = []
+    for m in models:
+        values, _ = kvm_defaults(m, kernel, feats)
+        views.append(Model(name=m.name, path=m.path, values=values, vcpu_features=feats))
+    b = baseline(views, kernel, kvm=False)
+    guest = Model(name="baseline", path="<baseline>", values=b.values, vcpu_features=feats)
+    seen: set[tuple[str, str]] = set()
+    for host in models:
+        for v in migratable(guest, host, kernel):
+            if not v.ok and (v.register, v.field) not in seen:
+                seen.add((v.register, v.field))
+                b.conflicts.append(f"{v.register}.{v.field or '*'}: not accepted on {host.name} "
+                                   f"({v.reason}); KVM cannot give all hosts one value")
+    b.features = feats
+    return b
+
+
 def baseline_yaml(b: Baseline, models: list[Model], name: str = "baseline") -> str:
     hosts = ", ".join(m.name for m in models)
     lines = [f"# Baseline of {len(models)} hosts: {hosts}",
              f"# Per field: {POLICY_SOURCE} folded over the hosts.",
              f"name: {name}",
+             "role: guest",
              f"description: Richest model safe on all of {hosts}"]
+    if b.features is not None:
+        lines.append(f"vcpu_features: [{', '.join(sorted(b.features))}]")
     for c in b.conflicts:
         lines.append(f"# conflict: {c}")
     lines.append("registers:")
