@@ -128,6 +128,8 @@ def compose(text: str, path: str) -> Node | None:
         mark = e.problem_mark or e.context_mark
         msg = " ".join(s for s in (e.context, e.problem) if s) or "invalid YAML"
         where = Location(path, mark.line + 1, mark.column + 1) if mark else Location(path)
+        if "maximum nesting depth" in msg:  # libyaml >= 0.2.5's own limit, met before ours
+            raise CpumodelError(f"nesting deeper than {MAX_DEPTH} levels", where) from None
         raise CpumodelError(f"YAML syntax error: {msg}", where) from None
     except ReaderError as e:
         raise _reader_error(e, text, path) from None
