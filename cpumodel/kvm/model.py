@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any
 
 from cpumodel.kvm.rules import Encoding, KernelRules, RegisterRules
@@ -417,6 +418,16 @@ def field_allowed(policy: str, signed: bool, width: int, asked: int, limit: int,
     return safe_value(policy, a, lim, safe_val) == a
 
 
+@lru_cache(maxsize=65536)
+def _allowed_for_any_limit(policy: str, signed: bool, width: int, asked: int, safe_val: int) -> bool | None:
+    """The verdict on ``asked`` when KVM's limit for the field is unknown: True or False when every
+    possible limit gives the same answer, else None (depends on the host)."""
+    if width > 8:
+        return None
+    outcomes = {field_allowed(policy, signed, width, asked, x, safe_val) for x in range(1 << width)}
+    return outcomes.pop() if len(outcomes) == 1 else None
+
+
 def _check_features(ctx: _Ctx, reg: RegisterRules, val: int,
                     limit: Partial) -> tuple[str | None, list[FieldVerdict], str]:
     """(errno or None, per-field detail, reason) of arm64_check_features()."""
@@ -440,9 +451,7 @@ def _check_features(ctx: _Ctx, reg: RegisterRules, val: int,
         if lim is not None:
             ok: bool | None = field_allowed(f.policy, f.signed, f.width, asked, lim, f.safe_val)
         else:
-            outcomes = {field_allowed(f.policy, f.signed, f.width, asked, x, f.safe_val)
-                        for x in range(1 << min(f.width, 8))} if f.width <= 8 else {True, False}
-            ok = outcomes.pop() if len(outcomes) == 1 else None
+            ok = _allowed_for_any_limit(f.policy, f.signed, f.width, asked, f.safe_val)
         if ok:
             reason = f"{f.name}={asked} allowed by {f.policy}" + ("" if lim is None else f" against limit {lim}")
         elif ok is False:

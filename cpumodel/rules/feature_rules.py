@@ -35,19 +35,33 @@ def rules() -> dict[str, Rule]:
     return out
 
 
+_MEMO: dict[tuple[object, ...], list] = {}  # type: ignore[type-arg]
+
+
+def _violations(fm, fields: dict[tuple[str, str], int], arch: str | None) -> list:  # type: ignore[no-untyped-def,type-arg]
+    """fm.check, memoised per distinct model: CI lints many profiles that share a base."""
+    key = (arch, *sorted(fields.items()))
+    hit = _MEMO.get(key)
+    if hit is None:
+        if len(_MEMO) > 4096:
+            _MEMO.clear()
+        hit = _MEMO[key] = fm.check(fields, assert_true=[arch] if arch else [])
+    return hit
+
+
 def check(model: Model, ctx: Context) -> list[Finding]:
     from cpumodel.features import FeatureModel
 
     fm = FeatureModel.load()
-    assert_true = [model.arch] if model.arch else []
     out = []
-    for v in fm.check(model.field_values(), assert_true=assert_true):
+    fields = model.field_values()
+    for v in _violations(fm, fields, model.arch):
         reg, field = v.fields[0] if v.fields else (None, None)
         loc = model.where(reg, field) if reg else model.loc
         if v.owner == model.arch or (model.arch and v.text.startswith(model.arch)):
             loc = model.arch_loc or loc
         out.append(Finding(v.id, "error", v.message, register=reg, field=field,
-                           asked=model.field_values().get((reg, field)) if reg and field else None,
+                           asked=fields.get((reg, field)) if reg and field else None,
                            why=f"Arm constraint: {v.text}", location=loc,
                            source=f"{SOURCE} ({fm.spec_version})",
                            extra={"fields": [f"{r}.{f}" for r, f in v.fields]}))

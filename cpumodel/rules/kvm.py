@@ -8,7 +8,7 @@ those verdicts into findings and adds the vCPU-feature rules that need the whole
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
 
 from cpumodel import regdb
 from cpumodel.errors import CpumodelError
@@ -137,6 +137,14 @@ def _effective_features(model: Model, ctx: Context) -> tuple[frozenset[str], boo
     return frozenset(inferred), True
 
 
+@lru_cache(maxsize=16384)
+def _check_write(kernel: str, name: str, value: int, feats: frozenset[str]):  # type: ignore[no-untyped-def]
+    """check_write without a host, memoised: profiles linted together share most register values."""
+    from cpumodel import kvm as kvmmodel
+
+    return kvmmodel.check_write(kvmmodel.load_kernel(kernel), name, value, None, feats)
+
+
 def check(model: Model, ctx: Context) -> list[Finding]:
     from cpumodel import kvm as kvmmodel
 
@@ -179,7 +187,8 @@ def check(model: Model, ctx: Context) -> list[Finding]:
     pending: list[str] = []
     for name in sorted(model.values, key=lambda n: db.registers[n].encoding):
         value = model.values[name]
-        v = kvmmodel.check_write(krules, name, value, host, feats)
+        v = _check_write(str(krules.kernel_full), name, value, feats) if host is None else \
+            kvmmodel.check_write(krules, name, value, host, feats)
         if v.status == kvmmodel.ACCEPTED:
             continue
         if v.status in (kvmmodel.DEPENDS, kvmmodel.UNMODELLED):

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import lru_cache
 
 from cpumodel.findings import Finding
 from cpumodel.resolve import Model
 from cpumodel.rules import Context, all_rules, matches, rule
+
+
+@lru_cache(maxsize=4096)
+def _matches_some_rule(pattern: str) -> bool:
+    return any(matches(i, [pattern]) for i in all_rules())
 
 
 @rule("P001", "unknown-ignore", kind="profile", severity="warning",
@@ -22,12 +28,11 @@ def unknown_ignore(model: Model, ctx: Context) -> Iterator[Finding]:
     """
     if not model.ignore:
         return
-    ids = list(all_rules())
     for pattern, where in model.ignore:
-        if not any(matches(i, [pattern]) for i in ids):
+        if not _matches_some_rule(pattern):
             from cpumodel.errors import suggest
 
-            hint = suggest(pattern, ids)
+            hint = suggest(pattern, list(all_rules()))
             yield Finding("P001", "warning", f"ignore entry {pattern!r} matches no rule"
                           + (f" ({hint})" if hint else ""), location=where,
                           why="it silences nothing", source="cpumodel rule registry")
