@@ -76,6 +76,8 @@ def show_model(model: Model, all_fields: bool = False) -> None:
         head += f"  base: {' -> '.join(model.chain)}"
     if model.arch:
         head += f"  arch: {model.arch}"
+    else:
+        head += f"  (highest architecture version satisfied: {_highest(model) or 'none'})"
     console.print(head)
     if model.description:
         console.print(model.description)

@@ -151,3 +151,13 @@ def test_unknown_kernel_is_usage_error(write) -> None:  # type: ignore[no-untype
 def test_list(fmt: str) -> None:
     code, out = run("list", "--format", fmt)
     assert code == 0 and "neoverse-n1" in out
+
+
+def test_shell_completion_script() -> None:
+    r = CliRunner().invoke(main, [], prog_name="cpumodel", env={"_CPUMODEL_COMPLETE": "bash_source"})
+    assert r.exit_code == 0 and "_cpumodel_completion" in r.output and "complete " in r.output
+
+
+def test_show_reports_highest_version() -> None:
+    code, out = run("show", str(PROFILES / "cortex-a57.yaml"))
+    assert code == 0 and "highest architecture version satisfied: v8Ap0" in out
