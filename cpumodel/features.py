@@ -1515,6 +1515,8 @@ class FeatureModel:
         the fields that differ from 0 (or from ``base``), with reasons.
         """
         v = self.version_name(version)
+        if base is None and v not in self._floors:
+            self._load_shipped_floors()
         if base is None and v in self._floors:
             return self._floors[v].copy()
         start: dict[FieldKey, int] = dict(base) if base is not None else self.zero_model()
@@ -1531,6 +1533,21 @@ class FeatureModel:
         if base is None:
             self._floors[v] = out.copy()
         return out
+
+    def _load_shipped_floors(self) -> None:
+        """Floors precomputed by tools/gen_floors.py (deriving one takes ~0.1 s)."""
+        if getattr(self, "_shipped_floors_loaded", False):
+            return
+        self._shipped_floors_loaded = True
+        path = Path(__file__).resolve().parent / "data" / "version_floors.json"
+        if not path.exists():
+            return
+        for v, rows in json.loads(path.read_text())["floors"].items():
+            ch = FieldChanges()
+            for reg, field, val, why in rows:
+                ch[(reg, field)] = val
+                ch.reasons[(reg, field)] = why
+            self._floors.setdefault(v, ch)
 
     def zero_model(self) -> dict[FieldKey, int]:
         """Every mapped field at 0, except AArch64 at EL0/EL1 (the base of ``version_floor``)."""
