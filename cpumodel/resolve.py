@@ -61,9 +61,9 @@ class Model:
 
 
 #: (register, value) -> its named fields' values. Rules decode the same registers many times per
-#: model, and profiles of one fleet share most register values; bounded, cleared when full.
+#: model, and profiles of one fleet share most register values; bounded (~2 MB), cleared when full.
 _DECODED: dict[tuple[str, int], tuple[tuple[tuple[str, str], int], ...]] = {}
-_DECODED_MAX = 1 << 16
+_DECODED_MAX = 1 << 14
 
 
 def _decoded(name: str, value: int) -> tuple[tuple[tuple[str, str], int], ...]:
