@@ -113,7 +113,8 @@ class Resolver:
             return self._cache[key]
         prof = load_profile(path)
         model = self.resolve_profile(prof, [*stack, key])
-        self._cache[key] = model
+        if stack:  # only bases are cached: a run over many files keeps no model it does not need
+            self._cache[key] = model
         return model
 
     def resolve_profile(self, prof: Profile, stack: list[str] | None = None) -> Model:
