@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cpumodel.findings import Finding
@@ -48,15 +49,22 @@ def check_model(model: Model, opts: Options | None = None) -> list[Finding]:
 class RunResult:
     findings: list[Finding] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # profiles that could not be read, "file:line: msg"
-    models: list[Model] = field(default_factory=list)
+    checked: int = 0  # models resolved and checked (they are not kept: memory stays flat)
+    severities: dict[str, int] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
-        return any(f.severity == "error" for f in self.findings)
+        return self.severities.get("error", 0) > 0
 
 
-def check_paths(paths: list[str], opts: Options | None = None, search: list[str] | None = None) -> RunResult:
-    """Load, resolve and check many profiles; unreadable ones become ``errors``, the rest go on."""
+def check_paths(paths: list[str], opts: Options | None = None, search: list[str] | None = None,
+                sink: Callable[[list[Finding]], None] | None = None,
+                on_error: Callable[[str], None] | None = None) -> RunResult:
+    """Load, resolve and check many profiles; unreadable ones become ``errors``, the rest go on.
+
+    With ``sink`` (and ``on_error``) each profile's findings go there as they are made and are not
+    kept, so checking any number of files takes flat memory; ``severities`` counts them either way.
+    """
     from cpumodel.errors import CpumodelError
     from cpumodel.resolve import Resolver
 
@@ -70,8 +78,17 @@ def check_paths(paths: list[str], opts: Options | None = None, search: list[str]
                 from cpumodel.errors import Location
 
                 e.location = Location(path)
-            result.errors.append(str(e))
+            if on_error is not None:
+                on_error(str(e))
+            else:
+                result.errors.append(str(e))
             continue
-        result.models.append(model)
-        result.findings += check_model(model, opts)
+        result.checked += 1
+        found = check_model(model, opts)
+        for f in found:
+            result.severities[f.severity] = result.severities.get(f.severity, 0) + 1
+        if sink is not None:
+            sink(found)
+        else:
+            result.findings += found
     return result

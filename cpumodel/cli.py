@@ -104,10 +104,22 @@ def check(profiles: tuple[str, ...], fmt: str, kernel: str | None, host: str | N
         opts = _options(ignore, kernel, host, vcpu, no_kvm, list(search), role)
     except CpumodelError as e:
         _fail(e)
-    result = check_paths(list(profiles), opts, list(search))
     buf = io.StringIO() if output else None
-    render(result.findings, fmt, errors=result.errors, profiles=len(profiles), stream=buf or sys.stdout,
-           statistics=statistics, quiet=quiet)
+    stream = buf or sys.stdout
+    unreadable = 0
+    if fmt == "text":  # streamed: findings are printed per profile and not kept
+        from cpumodel.report import use_color
+        from cpumodel.report.text import TextRenderer
+
+        renderer = TextRenderer(stream, color=use_color(stream), statistics=statistics, quiet=quiet)
+        result = check_paths(list(profiles), opts, list(search), sink=renderer.add, on_error=renderer.error)
+        renderer.finish(len(profiles))
+        unreadable = renderer.unreadable
+    else:
+        result = check_paths(list(profiles), opts, list(search))
+        render(result.findings, fmt, errors=result.errors, profiles=len(profiles), stream=stream,
+               statistics=statistics, quiet=quiet)
+        unreadable = len(result.errors)
     if output and buf is not None:
         from cpumodel.atomic import write_atomic
 
@@ -115,9 +127,9 @@ def check(profiles: tuple[str, ...], fmt: str, kernel: str | None, host: str | N
             write_atomic(output, buf.getvalue())
         except CpumodelError as e:
             _fail(e)
-    if result.errors:
+    if unreadable:
         sys.exit(2)
-    failed = result.failed or (strict and any(f.severity == "warning" for f in result.findings))
+    failed = result.failed or (strict and result.severities.get("warning", 0) > 0)
     sys.exit(1 if failed and not exit_zero else 0)
 
 

@@ -16,44 +16,67 @@ def _fmt_int(v: int | None) -> str:
     return "" if v is None else f"{v:#x}"
 
 
+class TextRenderer:
+    """Streams findings as they come (memory stays flat however many profiles are checked)."""
+
+    def __init__(self, out: TextIO, *, color: bool = False, statistics: bool = False, quiet: bool = False) -> None:
+        self.out, self.color, self.statistics, self.quiet = out, color, statistics, quiet
+        self.severities: Counter[str] = Counter()
+        self.rules: Counter[str] = Counter()
+        self.unreadable = 0
+
+    def _c(self, code: str, text: str) -> str:
+        return f"{code}{text}{_RESET}" if self.color else text
+
+    def error(self, message: str) -> None:
+        self.unreadable += 1
+        self.out.write(f"{self._c(_BOLD, 'error')}: {message}\n")
+
+    def add(self, findings: Sequence[Finding]) -> None:
+        c, out = self._c, self.out
+        for f in findings:
+            self.severities[f.severity] += 1
+            self.rules[f.rule] += 1
+            where = str(f.location) if f.location else f.profile
+            out.write(f"{c(_BOLD, where)}: {c(_COLORS.get(f.severity, ''), f.rule)} {f.severity}: {f.message}\n")
+            if self.quiet:
+                continue
+            details = []
+            if f.asked is not None:
+                details.append(f"asked {_fmt_int(f.asked)}")
+            if f.host_value is not None:
+                details.append(f"host {_fmt_int(f.host_value)}")
+            if f.allowed:
+                details.append(f"allowed {f.allowed}")
+            if f.policy:
+                details.append(f"policy {f.policy}")
+            if f.kernel:
+                details.append(f"kernel {f.kernel}")
+            if f.errno:
+                details.append(f"KVM returns {f.errno}")
+            if details:
+                out.write(c(_DIM, "    " + "; ".join(details)) + "\n")
+            if f.why:
+                out.write(c(_DIM, f"    why: {f.why}") + "\n")
+            if f.source:
+                out.write(c(_DIM, f"    source: {f.source}") + "\n")
+
+    def finish(self, profiles: int) -> None:
+        out, counts = self.out, self.severities
+        if self.statistics and self.rules:
+            for rule, n in sorted(self.rules.items(), key=lambda kv: (-kv[1], kv[0])):
+                out.write(f"{n:6d}  {rule}\n")
+        parts = [f"{counts[s]} {s}{'s' if counts[s] != 1 else ''}" for s in ("error", "warning", "info") if counts[s]]
+        if self.unreadable:
+            parts.insert(0, f"{self.unreadable} unreadable profile{'s' if self.unreadable != 1 else ''}")
+        summary = ", ".join(parts) if parts else "no problems"
+        out.write(f"{summary} in {profiles} profile{'s' if profiles != 1 else ''}\n")
+
+
 def render_text(findings: Sequence[Finding], errors: Sequence[str], profiles: int, out: TextIO, *,
                 color: bool = False, statistics: bool = False, quiet: bool = False) -> None:
-    def c(code: str, text: str) -> str:
-        return f"{code}{text}{_RESET}" if color else text
-
+    r = TextRenderer(out, color=color, statistics=statistics, quiet=quiet)
     for e in errors:
-        out.write(f"{c(_BOLD, 'error')}: {e}\n")
-    for f in findings:
-        where = str(f.location) if f.location else f.profile
-        out.write(f"{c(_BOLD, where)}: {c(_COLORS.get(f.severity, ''), f.rule)} "
-                  f"{f.severity}: {f.message}\n")
-        if quiet:
-            continue
-        details = []
-        if f.asked is not None:
-            details.append(f"asked {_fmt_int(f.asked)}")
-        if f.host_value is not None:
-            details.append(f"host {_fmt_int(f.host_value)}")
-        if f.allowed:
-            details.append(f"allowed {f.allowed}")
-        if f.policy:
-            details.append(f"policy {f.policy}")
-        if f.kernel:
-            details.append(f"kernel {f.kernel}")
-        if f.errno:
-            details.append(f"KVM returns {f.errno}")
-        if details:
-            out.write(c(_DIM, "    " + "; ".join(details)) + "\n")
-        if f.why:
-            out.write(c(_DIM, f"    why: {f.why}") + "\n")
-        if f.source:
-            out.write(c(_DIM, f"    source: {f.source}") + "\n")
-    if statistics and findings:
-        for rule, n in sorted(Counter(f.rule for f in findings).items(), key=lambda kv: (-kv[1], kv[0])):
-            out.write(f"{n:6d}  {rule}\n")
-    counts = Counter(f.severity for f in findings)
-    parts = [f"{counts[s]} {s}{'s' if counts[s] != 1 else ''}" for s in ("error", "warning", "info") if counts[s]]
-    if errors:
-        parts.insert(0, f"{len(errors)} unreadable profile{'s' if len(errors) != 1 else ''}")
-    summary = ", ".join(parts) if parts else "no problems"
-    out.write(f"{summary} in {profiles} profile{'s' if profiles != 1 else ''}\n")
+        r.error(e)
+    r.add(findings)
+    r.finish(profiles)

@@ -43,7 +43,7 @@ def _violations(fm, fields: dict[tuple[str, str], int], arch: str | None) -> lis
     key = (arch, *sorted(fields.items()))
     hit = _MEMO.get(key)
     if hit is None:
-        if len(_MEMO) > 4096:
+        if len(_MEMO) > 1024:
             _MEMO.clear()
         hit = _MEMO[key] = fm.check(fields, assert_true=[arch] if arch else [])
     return hit

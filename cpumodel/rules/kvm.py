@@ -137,7 +137,7 @@ def _effective_features(model: Model, ctx: Context) -> tuple[frozenset[str], boo
     return frozenset(inferred), True
 
 
-@lru_cache(maxsize=16384)
+@lru_cache(maxsize=2048)
 def _check_write(kernel: str, name: str, value: int, feats: frozenset[str]):  # type: ignore[no-untyped-def]
     """check_write without a host, memoised: profiles linted together share most register values."""
     from cpumodel import kvm as kvmmodel
