@@ -23,6 +23,16 @@ def _fail(e: CpumodelError) -> NoReturn:
     sys.exit(2)
 
 
+def _deliver(text: str, output: str | None) -> None:
+    """Write ``text`` to ``output`` atomically, or to stdout."""
+    if output:
+        from cpumodel.atomic import write_atomic
+
+        write_atomic(output, text)
+    else:
+        sys.stdout.write(text)
+
+
 def _vcpu(value: str | None) -> frozenset[str] | None:
     if value is None:
         return None
@@ -159,12 +169,7 @@ def emit(profile: str, fmt: str, output: str | None, kernel: str | None, host: s
         sys.exit(1)
     try:
         text = do_emit(model, fmt, kernel=opts.kernel, vcpu_features=opts.vcpu_features)
-        if output:
-            from cpumodel.atomic import write_atomic
-
-            write_atomic(output, text)
-        else:
-            sys.stdout.write(text)
+        _deliver(text, output)
     except CpumodelError as e:
         _fail(e)
 
@@ -270,12 +275,7 @@ def baseline(hosts: tuple[str, ...], output: str | None, name: str, kernel: str 
     models = _resolve_many(hosts, search)
     try:
         text, findings = make_baseline(models, name, kernel)
-        if output:
-            from cpumodel.atomic import write_atomic
-
-            write_atomic(output, text)
-        else:
-            sys.stdout.write(text)
+        _deliver(text, output)
     except CpumodelError as e:
         _fail(e)
     if findings:
@@ -356,11 +356,6 @@ def defaults(host: str, kernel: str | None, vcpu: str | None, name: str | None, 
         feats, _ = _effective_features(model, Context(vcpu_features=_vcpu(vcpu)))
         values, notes = kvm_defaults(model, kernel, feats)
         text = defaults_yaml(model, values, notes, kern, feats, name or f"{model.name}-kvm{kern}")
-        if output:
-            from cpumodel.atomic import write_atomic
-
-            write_atomic(output, text)
-        else:
-            sys.stdout.write(text)
+        _deliver(text, output)
     except CpumodelError as e:
         _fail(e)
