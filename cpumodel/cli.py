@@ -43,8 +43,21 @@ def _vcpu(value: str | None) -> frozenset[str] | None:
     return frozenset() if items == {"none"} else items
 
 
+def _caps(value: str | None) -> frozenset[str] | None:
+    from cpumodel.profile import KVM_CAPS
+
+    if value is None:
+        return None
+    items = frozenset(v.strip().lower() for v in value.split(",") if v.strip())
+    bad = sorted(items - set(KVM_CAPS) - {"none"})
+    if bad:
+        raise click.BadParameter(f"unknown KVM capability {', '.join(bad)}; choose from {', '.join(KVM_CAPS)}")
+    return frozenset(items - {"none"})
+
+
 def _options(ignore: tuple[str, ...], kernel: str | None, host: str | None, vcpu: str | None,
-             no_kvm: bool, search: list[str], role: str | None = None):  # type: ignore[no-untyped-def]
+             no_kvm: bool, search: list[str], role: str | None = None,
+             kvm_caps: str | None = None):  # type: ignore[no-untyped-def]
     from cpumodel.check import Options
 
     host_model = None
@@ -53,11 +66,11 @@ def _options(ignore: tuple[str, ...], kernel: str | None, host: str | None, vcpu
 
         host_model = Resolver(search).resolve_file(host)
     if kernel is not None:
-        from cpumodel.rules import kvm
+        from cpumodel.rules import kvm_writes as kvm
 
         kvm.kernel_rules(kernel)  # validates the version early, with a clear message
     return Options(ignore=list(ignore), kernel=kernel, host=host_model, vcpu_features=_vcpu(vcpu),
-                   kvm=not no_kvm, role=role)
+                   kvm=not no_kvm, role=role, kvm_caps=_caps(kvm_caps))
 
 
 def _common(fn):  # type: ignore[no-untyped-def]
@@ -69,6 +82,9 @@ def _common(fn):  # type: ignore[no-untyped-def]
         click.option("--vcpu-features", "vcpu", metavar="LIST",
                      help="KVM_ARM_VCPU_INIT features the VMM sets: comma list of pmu,sve,ptrauth,el1_32bit "
                           "(or 'none'); overrides the profile's vcpu_features."),
+        click.option("--kvm-caps", "kvm_caps", metavar="LIST",
+                     help="VM capabilities the VMM enables with KVM_ENABLE_CAP: writable_imp_id_regs "
+                          "(or 'none'); overrides the profile's kvm_caps."),
         click.option("--ignore", multiple=True, metavar="RULE",
                      help="Silence a rule ID, group prefix or glob (repeatable)."),
         click.option("--no-kvm", is_flag=True, help="Check architecture rules only."),
@@ -102,8 +118,8 @@ def main() -> None:
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when violations are found.")
 @click.option("--strict", is_flag=True, help="Warnings fail the run too.")
 def check(profiles: tuple[str, ...], fmt: str, kernel: str | None, host: str | None, vcpu: str | None,
-          ignore: tuple[str, ...], no_kvm: bool, role: str | None, search: tuple[str, ...], output: str | None,
-          quiet: bool, statistics: bool, exit_zero: bool, strict: bool) -> None:
+          kvm_caps: str | None, ignore: tuple[str, ...], no_kvm: bool, role: str | None, search: tuple[str, ...],
+          output: str | None, quiet: bool, statistics: bool, exit_zero: bool, strict: bool) -> None:
     """Check profiles; exit 0 if all are valid, 1 on any violation, 2 on unreadable input."""
     import io
 
@@ -111,7 +127,7 @@ def check(profiles: tuple[str, ...], fmt: str, kernel: str | None, host: str | N
     from cpumodel.report import render
 
     try:
-        opts = _options(ignore, kernel, host, vcpu, no_kvm, list(search), role)
+        opts = _options(ignore, kernel, host, vcpu, no_kvm, list(search), role, kvm_caps)
     except CpumodelError as e:
         _fail(e)
     buf = io.StringIO() if output else None
@@ -150,7 +166,8 @@ def check(profiles: tuple[str, ...], fmt: str, kernel: str | None, host: str | N
 @click.option("-o", "--output", metavar="FILE", help="Write to FILE atomically instead of stdout.")
 @_common
 def emit(profile: str, fmt: str, output: str | None, kernel: str | None, host: str | None, vcpu: str | None,
-         ignore: tuple[str, ...], no_kvm: bool, role: str | None, search: tuple[str, ...]) -> None:
+         kvm_caps: str | None, ignore: tuple[str, ...], no_kvm: bool, role: str | None,
+         search: tuple[str, ...]) -> None:
     """Emit the resolved register set of a valid PROFILE (refuses an invalid one)."""
     from cpumodel.check import check_model
     from cpumodel.emit import emit as do_emit
@@ -158,7 +175,7 @@ def emit(profile: str, fmt: str, output: str | None, kernel: str | None, host: s
     from cpumodel.resolve import Resolver
 
     try:
-        opts = _options(ignore, kernel, host, vcpu, no_kvm, list(search), role)
+        opts = _options(ignore, kernel, host, vcpu, no_kvm, list(search), role, kvm_caps)
         model = Resolver(list(search)).resolve_file(profile)
     except CpumodelError as e:
         _fail(e)
@@ -251,7 +268,7 @@ def diff(a: str, b: str, migratable: bool, kernel: str | None, fmt: str, search:
 
     ma, mb = _resolve_many((a, b), search)
     if kernel is not None:
-        from cpumodel.rules import kvm
+        from cpumodel.rules import kvm_writes as kvm
 
         try:
             kvm.kernel_rules(kernel)
@@ -347,7 +364,8 @@ def defaults(host: str, kernel: str | None, vcpu: str | None, name: str | None, 
     """The guest model KVM gives a new VM on HOST by default, as a profile (a base for your own)."""
     from cpumodel.ops import defaults_yaml, kvm_defaults
     from cpumodel.rules import Context
-    from cpumodel.rules.kvm import _effective_features, kernel_rules
+    from cpumodel.rules.kvm_writes import kernel_rules
+    from cpumodel.rules.vcpu import effective_features as _effective_features
 
     (model,) = _resolve_many((host,), search)
     try:
