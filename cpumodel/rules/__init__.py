@@ -68,9 +68,13 @@ def _load_builtin() -> None:
     from cpumodel.rules import arch, kvm_writes, profile_rules, vcpu  # noqa: F401
 
 
+_LOADED: list[bool] = []
+
+
 def hand_rules() -> dict[str, Rule]:
-    if not _RULES:
+    if not _LOADED:  # not "if not _RULES": importing one rule module registers only its own rules
         _load_builtin()
+        _LOADED.append(True)
     return _RULES
 
 
