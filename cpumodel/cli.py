@@ -296,6 +296,52 @@ def baseline(hosts: tuple[str, ...], output: str | None, name: str, kernel: str 
         sys.exit(1)
 
 
+@main.command()
+@click.argument("profile", type=click.Path(dir_okay=True))
+@click.option("--kernel", metavar="X.Y", help="Guest kernel line whose errata tables apply (default: newest; "
+              "6.1, 6.12, 6.17, 6.18, 6.19, 7.1, 7.2, 7.3).")
+@click.option("--host", metavar="HOST.yaml", help="Host CPU profile: answers the guest's Spectre firmware calls "
+              "the way KVM does (from the host's own state).")
+@click.option("--target-impl", "impls", multiple=True, metavar="PROFILE",
+              help="An implementation the VMM announces with the target-implementation hypercall (6.15+; "
+                   "repeatable): the guest then matches every erratum against all of them.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("-I", "--profile-path", "search", multiple=True, metavar="DIR")
+def errata(profile: str, kernel: str | None, host: str | None, impls: tuple[str, ...], fmt: str,
+           search: tuple[str, ...]) -> None:
+    """The errata workarounds and Spectre mitigations a guest kernel selects for PROFILE's MIDR/REVIDR
+    and features, each with its Linux source line."""
+    from cpumodel import identity
+    from cpumodel.report.identity import render
+
+    models = _resolve_many((profile, *((host,) if host else ()), *impls), search)
+    model = models[0]
+    try:
+        line = identity.line_for(kernel)
+        host_dec = None
+        if host:
+            hm = models[1]
+            hd = identity.of_model(hm.values, hm.field_values(), line, identity.bare_metal())
+            if hd is None:
+                raise CpumodelError(f"{hm.path}: the host profile sets no MIDR_EL1")
+            host_dec = hd.spectre
+        targets = None
+        if impls:
+            tms = models[1 + bool(host):]
+            for tm in tms:
+                if "MIDR_EL1" not in tm.values:
+                    raise CpumodelError(f"{tm.path}: a target implementation needs MIDR_EL1")
+            targets = [identity.Impl(tm.values["MIDR_EL1"], tm.values.get("REVIDR_EL1", 0)) for tm in tms]
+            if not identity.load(line)["target_impl"].get("supported"):
+                raise CpumodelError(f"Linux {line} has no target-implementation hypercall (6.15+ has)")
+        dec = identity.of_model(model.values, model.field_values(), line, host_dec, targets)
+        if dec is None:
+            raise CpumodelError(f"{model.path}: the profile sets no MIDR_EL1, so there is no identity to match")
+    except CpumodelError as e:
+        _fail(e)
+    render(model.name, dec, fmt, sys.stdout)
+
+
 @main.command(name="list")
 @_search_options
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
