@@ -365,7 +365,8 @@ _register_optional_commands()
 def defaults(host: str, kernel: str | None, vcpu: str | None, name: str | None, output: str | None,
              search: tuple[str, ...]) -> None:
     """The guest model KVM gives a new VM on HOST by default, as a profile (a base for your own)."""
-    from cpumodel.ops import defaults_yaml, kvm_defaults
+    from cpumodel.ops import kvm_defaults
+    from cpumodel.report.profiles import defaults_yaml
     from cpumodel.rules import Context
     from cpumodel.rules.kvm import _effective_features, kernel_rules
 

@@ -215,7 +215,8 @@ def show_migration(a: Model, b: Model, kernel: str | None, fmt: str) -> bool:
 
 def make_baseline(models: list[Model], name: str, kernel: str | None) -> tuple[str, list[Any]]:
     from cpumodel.check import Options, check_model
-    from cpumodel.ops import baseline, baseline_yaml
+    from cpumodel.ops import baseline
+    from cpumodel.report.profiles import baseline_yaml
     from cpumodel.resolve import Model as M
 
     b = baseline(models, kernel)
