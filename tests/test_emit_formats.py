@@ -609,7 +609,8 @@ def test_emit_kvm_view_of_a_host_is_kvms_defaults_never_raw_host_values() -> Non
 def test_template_for_a_pool_is_relative_to_every_hosts_kvm_view(tmp_path: Path) -> None:
     """A baseline of two hosts, emitted for both: only the fields where the pool differs from a host's
     KVM view are written, each with the pool's value; MIDR (each host's own) is left to the host."""
-    from cpumodel.ops import baseline, baseline_yaml
+    from cpumodel.ops import baseline
+    from cpumodel.report.profiles import baseline_yaml
     from cpumodel.template import effective_features, kvm_view
 
     hosts = [resolved("neoverse-n1"), resolved("cortex-a76")]

@@ -36,7 +36,6 @@ is), equal to KVM's view on every target host outside the changed fields.
 from __future__ import annotations
 
 import re
-
 from typing import TYPE_CHECKING
 
 from cpumodel import __version__, regdb
