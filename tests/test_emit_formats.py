@@ -638,7 +638,7 @@ def test_imp_id_registers_need_the_capability(tmp_path: Path) -> None:
     model = resolved("neoverse-v1")
     model.role = "guest"
     prof = tmp_path / "midr.yaml"
-    prof.write_text(f"base: {PROFILES / 'neoverse-n1.yaml'}\nname: midr\nvcpu_features: []\n"
+    prof.write_text("base: neoverse-n1\nname: midr\nvcpu_features: []\n"
                     "registers:\n  MIDR_EL1: 0x410fd0c0\n")
     guest = Resolver().resolve_file(str(prof))
     with pytest.raises(CpumodelError, match="writable_imp_id_regs"):
@@ -652,7 +652,7 @@ def test_imp_id_registers_need_the_capability(tmp_path: Path) -> None:
 
 def test_only_changed_kvm_list_and_c_header(tmp_path: Path) -> None:
     prof = tmp_path / "g.yaml"
-    prof.write_text(f"base: {PROFILES / 'neoverse-v1-kvm7.3.yaml'}\nname: g\n"
+    prof.write_text("base: neoverse-v1-kvm7.3\nname: g\n"
                     "registers:\n  ID_AA64ISAR0_EL1: {RNDR: 0, SM3: 0, SM4: 0}\n")
     host = ("--host", str(PROFILES / "neoverse-v1.yaml"))
     code, out, err = cli("emit", str(prof), "--format", "kvm", "--only-changed", "--kernel", KERNEL, *host)
