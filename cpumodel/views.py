@@ -228,10 +228,10 @@ def make_baseline(models: list[Model], name: str, kernel: str | None) -> tuple[s
     return text, findings
 
 
-def list_profiles(search: list[str], fmt: str) -> None:
+def list_profiles(search: list[str], fmt: str, allow_outside: bool = False) -> None:
     from cpumodel.resolve import Resolver
 
-    resolver = Resolver(search)
+    resolver = Resolver(search, allow_outside)
     rows = []
     seen: set[str] = set()
     for d in resolver.paths:
