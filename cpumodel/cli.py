@@ -185,8 +185,8 @@ def check(profiles: tuple[str, ...], fmt: str, kernel: str | None, host: str | N
               help="For a role: host PROFILE: emit KVM's default view of a VM on it (as 'cpumodel defaults').")
 @functools.partial(_common, hosts=True)
 def emit(profile: str, fmt: str, output: str | None, only_changed: bool, kvm_view: bool, kernel: str | None,
-         host: tuple[str, ...], vcpu: str | None, kvm_caps: str | None, ignore: tuple[str, ...], no_kvm: bool, role: str | None,
-         search: tuple[str, ...], allow_outside: bool) -> None:
+         host: tuple[str, ...], vcpu: str | None, kvm_caps: str | None, ignore: tuple[str, ...], no_kvm: bool,
+         role: str | None, search: tuple[str, ...], allow_outside: bool) -> None:
     """Emit the resolved register set of a valid PROFILE (refuses an invalid one, and a host)."""
     from cpumodel.check import check_model
     from cpumodel.emit import emit as do_emit
