@@ -20,7 +20,6 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from cpumodel.features.closure import implication_closure
 from cpumodel.features.types import Constraint, Def, Eval, Expr, FeatureError, FieldKey, Tri
 
 # Tables shipped verbatim in the generated module (name -> attribute), in this order.
@@ -223,6 +222,8 @@ class Program:
                 field_occ[k][r] |= pos if self._amask[ai] >> r & 1 else neg
         self._field_occ = field_occ
         self._occ = occ[:2 * nf]  # the atoms' literals are in _field_occ
+        from cpumodel.features.closure import implication_closure
+
         succ: list[list[int]] = [[] for _ in range(2 * nf)]
         for x, y in binary:
             succ[x ^ 1].append(y)  # not x --> y
