@@ -441,7 +441,7 @@ _register_optional_commands()
 def defaults(host: str, kernel: str | None, vcpu: str | None, name: str | None, output: str | None,
              search: tuple[str, ...], allow_outside: bool) -> None:
     """The guest model KVM gives a new VM on HOST by default, as a profile (a base for your own)."""
-    from cpumodel.ops import kvm_defaults
+    from cpumodel.ops import hidden_host_fields, kvm_defaults
     from cpumodel.report.profiles import defaults_yaml
     from cpumodel.rules import Context
     from cpumodel.rules.kvm_writes import kernel_rules
@@ -453,7 +453,8 @@ def defaults(host: str, kernel: str | None, vcpu: str | None, name: str | None, 
         kern = str(getattr(krules, "kernel", kernel))
         feats, _ = _effective_features(model, Context(vcpu_features=_vcpu(vcpu)))
         values, notes = kvm_defaults(model, kernel, feats)
-        text = defaults_yaml(model, values, notes, kern, feats, name or f"{model.name}-kvm{kern}")
+        text = defaults_yaml(model, values, notes, kern, feats, name or f"{model.name}-kvm{kern}",
+                             hidden_host_fields(model, kern))
         _deliver(text, output)
     except CpumodelError as e:
         _fail(e)

@@ -260,21 +260,61 @@ def _kvm_baseline(models: list[Model], kernel: str | None) -> Baseline:
 
 def kvm_defaults(host: Model, kernel: str | None, features: frozenset[str]) -> tuple[dict[str, int], list[str]]:
     """The ID register values KVM gives a new VM on ``host`` (what KVM_GET_ONE_REG returns
-    before any write): the host's values through KVM's hiding and capping for ``features``."""
+    before any write): the host's values through KVM's hiding and capping for ``features``.
+    The host's facts count (``vulnerabilities``; CTR_EL0's effective IDC for ``origin: cpu``);
+    fields it could not see (``unseen``) are not guessed: a default that needs them is left out."""
     from cpumodel import kvm as kvmmodel
-    from cpumodel.policy import sanitise
-    from cpumodel.rules.kvm_writes import kernel_rules
+    from cpumodel.rules.kvm_writes import kernel_names, kernel_rules
 
     rules = kernel_rules(kernel)
     db = regdb.load()
-    host_values = sanitise(host.values, str(rules.kernel))
+    host_values, unknown = host_facts(host, str(rules.kernel))
+    kv, ku = kernel_names(rules, host_values), kernel_names(rules, unknown)
+    caps = kvmmodel.host_caps_from_vulnerabilities(host.vulnerabilities)
     values: dict[str, int] = {}
     notes: list[str] = []
     for name in sorted(host.values, key=lambda n: db.registers[n].encoding):
         try:
-            values[name] = kvmmodel.kvm_default(rules, name, host_values, features)
+            values[name] = kvmmodel.kvm_default(rules, db.registers[name].encoding, kv, features,  # type: ignore[arg-type]
+                                                host_caps=caps, unknown=ku)
         except kvmmodel.HostDependent as e:
             notes.append(f"{name} left out: {e}")
         except KeyError as e:
             notes.append(f"{name} left out: {e.args[0] if e.args else e}")
     return values, notes
+
+
+def host_facts(host: Model, kernel: str) -> tuple[dict[str, int], dict[str, int]]:
+    """A host profile's register values as its kernel sanitises them (plus the raw fields of
+    ``host_registers``), and register -> bits that are not known (``unseen`` fields; CTR_EL0.IDC
+    when it depends on a CLIDR_EL1 not given)."""
+    from cpumodel.policy import sanitise, unknown_bits
+
+    cpu = host.value_origin == "cpu"
+    values: dict[str, int] = {**sanitise(host.values, kernel, cpu=cpu), **host.host_fields}
+    unknown = dict(host.unseen)
+    for k, m in unknown_bits(host.values, cpu=cpu).items():
+        unknown[k] = unknown.get(k, 0) | m
+    return values, unknown
+
+
+def hidden_host_fields(host: Model, kernel: str) -> dict[str, dict[str, int]]:
+    """register -> {field: the host's sanitised value} for the fields KVM's defaults do not show
+    (``host_registers`` of a ``cpumodel defaults`` output), where the host profile knows them."""
+    from cpumodel import kvm as kvmmodel
+    from cpumodel.rules.kvm_writes import kernel_rules
+
+    rules = kernel_rules(kernel)
+    db = regdb.load()
+    values, unknown = host_facts(host, kernel)
+    out: dict[str, dict[str, int]] = {}
+    for name, v in values.items():
+        if "." in name or name not in db.registers:
+            continue
+        reg = db.registers[name]
+        for lname in kvmmodel.rewritten_fields(rules, reg.encoding):  # type: ignore[arg-type]
+            f = reg.find_field(lname)
+            if f is not None and not f.mask & unknown.get(name, 0):
+                out.setdefault(name, {})[f.name] = f.get(v)
+    return out
+
