@@ -110,7 +110,7 @@ def migratable(a: Model, b: Model, kernel: str | None = None) -> list[Verdict]:
     kern = str(rules.kernel)
     table = policies(kern)
     feats, _ = _effective_features(a, Context())
-    av, bv = sanitise(a.values, kern), sanitise(b.values, kern)
+    av, bv = sanitise(a.values, kern), sanitise(b.values, kern, cpu=b.value_origin == "cpu")
     out: list[Verdict] = []
     for name in sorted(av, key=lambda n: db.registers[n].encoding):
         va, vb = av[name], bv.get(name)
@@ -246,6 +246,7 @@ def _kvm_baseline(models: list[Model], kernel: str | None) -> Baseline:
             b.conflicts = [c for c in b.conflicts if not c.startswith(f"{name}.")]
             b.conflicts.append(f"{name}: the hosts differ; left out, so each VM sees its host's own "
                                "(one value for all needs KVM_CAP_ARM_WRITABLE_IMP_ID_REGS)")
+    _agreeable(b, views, models, kernel, feats)
     guest = Model(name="baseline", path="<baseline>", values=b.values, vcpu_features=feats)
     seen: set[tuple[str, str]] = set()
     for host in models:
@@ -256,6 +257,28 @@ def _kvm_baseline(models: list[Model], kernel: str | None) -> Baseline:
                                    f"({v.reason}); KVM cannot give all hosts one value")
     b.features = feats
     return b
+
+
+def _agreeable(b: Baseline, views: list[Model], hosts: list[Model], kernel: str | None,
+               feats: frozenset[str]) -> None:
+    """For a register without a kernel safety policy on which the hosts' KVM views differ (CLIDR_EL1:
+    KVM makes it up from each host's CTR_EL0), take the first host's value that KVM accepts on every
+    host (set_clidr() accepts any CLIDR_EL1 that does not need an IDC the host lacks)."""
+    from cpumodel.rules.kvm_writes import host_view, kernel_rules
+
+    rules = kernel_rules(kernel)
+    db = regdb.load()
+    table = policies(str(rules.kernel))
+    for name in list(b.values):
+        candidates = list(dict.fromkeys(v.values[name] for v in views if name in v.values))
+        if name in table or len(candidates) < 2 or name in ("MIDR_EL1", "REVIDR_EL1", "AIDR_EL1"):
+            continue
+        enc = db.registers[name].encoding
+        for value in candidates:
+            if all(host_view(h, rules, feats).check(enc, value).accepted for h in hosts):
+                b.values[name] = value
+                b.conflicts = [c for c in b.conflicts if not c.startswith(f"{name}.")]
+                break
 
 
 def kvm_defaults(host: Model, kernel: str | None, features: frozenset[str]) -> tuple[dict[str, int], list[str]]:
