@@ -43,7 +43,7 @@ from cpumodel.yamlsrc import (
 
 ROLES = ("guest", "host")
 TOP_KEYS = ("name", "description", "source", "role", "base", "arch", "registers", "features",
-            "vcpu_features", "ignore", "sources")
+            "vcpu_features", "ignore", "sources", "kernel_release")
 VCPU_FEATURES = ("pmu", "sve", "ptrauth", "el1_32bit")
 #: Longest name accepted for an architecture version, feature, vCPU feature or ignore entry
 #: (the longest real one is under 40), and for a base: reference (PATH_MAX on Linux).
@@ -81,6 +81,7 @@ class Profile:
     vcpu_features: list[tuple[str, Location]] | None = None
     ignore: list[tuple[str, Location]] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)
+    kernel_release: str = ""  # the host's `uname -r`, recorded by capture (--kernel host)
 
 
 def load(path: str | Path, *, referenced: bool = False) -> Profile:
@@ -150,6 +151,8 @@ def parse(node: Node | None, path: str) -> Profile:
             prof.ignore = [(_name(n, path, "ignore entry"), loc(path, n)) for n in _seq(vnode, path, key)]
         elif key == "sources":
             prof.sources = _sources(vnode, path, db)
+        elif key == "kernel_release":
+            prof.kernel_release = _name(vnode, path, key).strip()
         else:
             raise CpumodelError(f"unknown key {shown(key)}", loc(path, knode),
                                 hint=suggest(key, TOP_KEYS) or f"expected one of: {', '.join(TOP_KEYS)}")
