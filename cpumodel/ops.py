@@ -110,7 +110,8 @@ def migratable(a: Model, b: Model, kernel: str | None = None) -> list[Verdict]:
     kern = str(rules.kernel)
     table = policies(kern)
     feats, _ = _effective_features(a, Context())
-    av, bv = sanitise(a.values, kern), sanitise(b.values, kern, cpu=b.value_origin == "cpu")
+    av = sanitise(a.values, kern, cpu=a.value_origin == "cpu")
+    bv = sanitise(b.values, kern, cpu=b.value_origin == "cpu")
     out: list[Verdict] = []
     for name in sorted(av, key=lambda n: db.registers[n].encoding):
         va, vb = av[name], bv.get(name)
