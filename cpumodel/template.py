@@ -259,7 +259,7 @@ def _equalisable(tpl: Template, reg: regdb.Register, mask: int, value: int, host
     """``mask`` without the fields KVM refuses on some host (unless set by name above the origin)."""
     from cpumodel import kvm as kvmmodel
     from cpumodel.policy import sanitise
-    from cpumodel.rules.kvm import kernel_rules
+    from cpumodel.rules.kvm_writes import kernel_rules
 
     rules = kernel_rules(kernel)
     kern = str(rules.kernel)
@@ -267,9 +267,11 @@ def _equalisable(tpl: Template, reg: regdb.Register, mask: int, value: int, host
         if reg.name not in ref.values:
             continue
         written = (ref.values[reg.name] & ~mask & MASK64) | (value & mask)
-        host_values = host.values if host.role == "host" and not is_kvm_view(host) else ref.values
         try:
-            v = kvmmodel.check_write(rules, reg.name, written, sanitise(host_values, kern), feats)
+            if host.role == "host" and not is_kvm_view(host):  # a CPU's registers: KVM's limit from them
+                v = kvmmodel.check_write(rules, reg.name, written, sanitise(host.values, kern), feats)
+            else:  # KVM's own view (origin: kvm-defaults, a capture): the limit is that view
+                v = kvmmodel.check_write_against_defaults(rules, reg.name, written, ref.values, feats)
         except KeyError:
             continue
         if v.status != kvmmodel.REJECTED:

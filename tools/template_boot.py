@@ -1,6 +1,7 @@
 """Prove emitted templates at boot: apply them to a real KVM (the oracle) and record its answers.
 
     flock /work/qemu.lock python -m tools.template_boot record [--kernel 7.3 ...] [--cpu max ...]
+    python -m tools.template_boot regen     # rewrite the views and pools from the recordings
 
 Per kernel, for the oracle's QEMU CPUs (``max``, ``neoverse-n1``, ``cortex-a72``, ``a64fx``):
 
@@ -84,7 +85,8 @@ def capture_yaml(release: str, cpu: str, defaults: dict[str, int | None]) -> str
     w.comment(f"KVM's default view of a VM (no vCPU feature, in-kernel GICv3) on QEMU -cpu {cpu}, Linux {release},")
     w.comment(f"read with KVM_GET_ONE_REG by the oracle probe: {release}_{cpu}.json.gz (tools/template_boot.py)")
     w.value("name", f"qemu-{cpu}-kvm{release}")
-    w.word("role", "guest")
+    w.word("role", "host")
+    w.word("origin", "kvm-defaults")
     w.value("description", f"KVM {release}'s view of a VM on QEMU's {cpu}, as recorded")
     w.flow("vcpu_features", [])
     w.mapping("registers")
@@ -166,13 +168,31 @@ def record(kernel_spec: str, cpus: tuple[str, ...]) -> None:
               + "".join(f"\n  {c.reg} = {c.value:#018x}: {c.errno}" for c in refused), file=sys.stderr)
 
 
+def regen() -> None:
+    """Rewrite the captured views and the pools from the recordings' defaults (no QEMU)."""
+    from cpumodel.oracle import load_recording
+
+    releases = sorted({p.name.split("_")[0] for p in OUT.glob("*.json.gz")})
+    for release in releases:
+        for cpu in CPUS:
+            rec = load_recording(OUT / f"{release}_{cpu}.json.gz")
+            capture_path(release, cpu).write_text(capture_yaml(release, cpu, rec.feature_set(VM_FEATURES).defaults))
+        for name, pool_cpus in POOLS.items():
+            (OUT / f"{release}_{name}.yaml").write_text(
+                pool_yaml(name, release, ".".join(release.split(".")[:2]), pool_cpus))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tools.template_boot", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     rp = sub.add_parser("record", help="boot the oracle and record the templates' writes")
     rp.add_argument("--kernel", action="append", help=f"kernel line or Debian ABI (default: {', '.join(KERNELS)})")
     rp.add_argument("--cpu", action="append", choices=CPUS, help="QEMU CPU to record (default: all)")
+    sub.add_parser("regen", help="rewrite the .kvm.yaml views and the pools from the recordings (no QEMU)")
     args = ap.parse_args(argv)
+    if args.cmd == "regen":
+        regen()
+        return 0
     for k in args.kernel or KERNELS:
         record(k, tuple(args.cpu or CPUS))
     return 0
