@@ -77,9 +77,11 @@ def _options(ignore: tuple[str, ...], kernel: str | None, host: str | None, vcpu
 
 def _kernel(kernel: str | None, host_model) -> str | None:  # type: ignore[no-untyped-def]
     """--kernel, with 'host' (or no --kernel) meaning the host profile's recorded kernel_release."""
+    recorded = getattr(host_model, "kernel_release", "") if host_model is not None else ""
+    if kernel is None and not recorded:
+        return None  # nothing to pick; and a check of host CPUs needs no KVM code (start-up cost)
     from cpumodel.kvm.rules import pick_kernel
 
-    recorded = getattr(host_model, "kernel_release", "") if host_model is not None else ""
     where = getattr(host_model, "path", "") or "the host profile"
     try:
         return pick_kernel(kernel, recorded, where)
@@ -204,7 +206,6 @@ def emit(profile: str, fmt: str, output: str | None, only_changed: bool, kvm_vie
          host: tuple[str, ...], vcpu: str | None, kvm_caps: str | None, ignore: tuple[str, ...], no_kvm: bool,
          role: str | None, search: tuple[str, ...], allow_outside: bool) -> None:
     """Emit the resolved register set of a valid PROFILE (refuses an invalid one, and a host)."""
-    from cpumodel.check import check_model
     from cpumodel.emit import emit as do_emit
     from cpumodel.report import render
     from cpumodel.resolve import Resolver
@@ -220,10 +221,13 @@ def emit(profile: str, fmt: str, output: str | None, only_changed: bool, kvm_vie
             model = kvm_view_model(model, opts.kernel, opts.vcpu_features)
     except CpumodelError as e:
         _fail(e)
-    findings = []
-    for h in hosts or [None]:
-        opts.host = h
-        findings += [f for f in check_model(model, opts) if f not in findings]
+    from cpumodel.template import check_for_targets
+
+    try:
+        findings = check_for_targets(model, hosts, opts, template=fmt == "firecracker" or only_changed,
+                                     resolver=resolver)
+    except CpumodelError as e:
+        _fail(e)
     if any(f.severity == "error" for f in findings):
         render(findings, "text", profiles=1, stream=sys.stderr)
         click.echo(f"cpumodel: refusing to emit {profile}: the model has violations", err=True)
