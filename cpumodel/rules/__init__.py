@@ -36,7 +36,7 @@ CheckFn = Callable[["Model", Context], Iterable["Finding"]]
 class Rule:
     id: str
     name: str
-    kind: str  # "arch" | "kvm" | "vcpu" | "profile"
+    kind: str  # "arch" | "kvm" | "vcpu" | "profile" | "identity"
     severity: str
     summary: str
     source: str
@@ -61,7 +61,7 @@ def rule(id: str, name: str, *, kind: str, severity: str, source: str) -> Callab
 
 def _load_builtin() -> None:
     # Importing the modules registers their rules.
-    from cpumodel.rules import arch, profile_rules  # noqa: F401
+    from cpumodel.rules import arch, identity, profile_rules  # noqa: F401
 
 
 def hand_rules() -> dict[str, Rule]:
