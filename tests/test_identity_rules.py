@@ -107,12 +107,14 @@ def test_diff_migratable_reports_the_boot_time_choice() -> None:
 
 
 def test_baseline_pool_and_target_implementations() -> None:
-    """A pool of a Cortex-A55 and a Neoverse N1: the pool's identity (A55, the first host) leaves N1
-    unprotected, and with the target-implementation hypercall (7.3) the A55 on the safe list makes the
-    guest believe the whole pool is unaffected (is_midr_in_range_list() answers 'any')."""
+    """A pool of a Cortex-A55 and a Neoverse N1: the baseline leaves MIDR out (each VM sees its boot host's),
+    so a guest booted on the A55 keeps no BHB mitigation when it moves to the N1; and with the
+    target-implementation hypercall (7.3) the A55 on the safe list makes the guest believe the whole pool
+    is unaffected (is_midr_in_range_list() answers 'any')."""
     r = CliRunner().invoke(main, ["baseline", A55, N1, "--kernel", "7.3"])
     text = r.output
-    assert "identity finding: I003: [host neoverse-n1]" in text
+    assert "identity finding: I003: [booted on cortex-a55, runs on neoverse-n1]" in text
+    assert "[booted on neoverse-n1, runs on cortex-a55] Spectre-BHB" not in text
     i5 = [ln for ln in text.splitlines() if "identity finding: I005" in ln]
     assert i5 and "safe list" in i5[0] and "target implementations" in i5[0]
     assert r.exit_code == 1

@@ -275,13 +275,25 @@ def target_implementations(model: Model, ctx: Context) -> Iterator[Finding]:
 def pool_findings(guest: Model, hosts: list[Model], kernel: str | None, boot: Model | None = None) -> list[Finding]:
     """I002-I004 for a guest model against every host of a pool (a ``diff --migratable`` target or a
     ``baseline``'s hosts), and I005: what the target-implementation hypercall changes, on kernels
-    that have it. ``boot``: the host the guest booted on (its firmware answers), when known."""
+    that have it. ``boot``: the host the guest booted on (its firmware answers), when known. A guest
+    without MIDR_EL1 sees its boot host's own identity and keeps what it chose from it after a
+    migration, so each host is then judged as the boot host of a guest running on every other."""
     out: list[Finding] = []
-    for h in hosts:
-        ctx = Context(kernel=kernel, host=h, extra={"boot_host": boot} if boot is not None else {})
+    if "MIDR_EL1" in guest.values:
+        pairs = [(guest, boot, h, f"[host {h.name}] ") for h in hosts]
+    else:
+        pairs = []
+        for b in hosts:
+            if "MIDR_EL1" not in b.values:
+                continue
+            g = Model(name=guest.name, path=guest.path, values={**guest.values, "MIDR_EL1": b.values["MIDR_EL1"],
+                                                                 "REVIDR_EL1": b.values.get("REVIDR_EL1", 0)})
+            pairs += [(g, b, h, f"[booted on {b.name}, runs on {h.name}] ") for h in hosts if h is not b]
+    for g, bt, h, prefix in pairs:
+        ctx = Context(kernel=kernel, host=h, extra={"boot_host": bt} if bt is not None else {})
         for fn in (errata_differ, bhb_weaker, safe_list_identity):
-            for f in fn(guest, ctx):
-                f.message = f"[host {h.name}] {f.message}"
+            for f in fn(g, ctx):
+                f.message = prefix + f.message
                 out.append(f)
     out += _target_impl_findings(guest, hosts, kernel)
     return out
@@ -292,7 +304,7 @@ def _target_impl_findings(guest: Model, hosts: list[Model], kernel: str | None) 
     data: dict[str, Any] = identity.load(line)
     ti = data["target_impl"]
     hs = [h for h in hosts if "MIDR_EL1" in h.values]
-    if not ti.get("supported") or len(hs) < 2 or "MIDR_EL1" not in guest.values:
+    if not ti.get("supported") or len(hs) < 2:
         return []
     impls = [identity.Impl(h.values["MIDR_EL1"], h.values.get("REVIDR_EL1", 0)) for h in hs]
     out: list[Finding] = []
