@@ -44,9 +44,21 @@ def _vcpu(value: str | None) -> frozenset[str] | None:
     return frozenset() if items == {"none"} else items
 
 
+def _caps(value: str | None) -> frozenset[str] | None:
+    from cpumodel.profile import KVM_CAPS
+
+    if value is None:
+        return None
+    items = frozenset(v.strip().lower() for v in value.split(",") if v.strip())
+    bad = sorted(items - set(KVM_CAPS) - {"none"})
+    if bad:
+        raise click.BadParameter(f"unknown KVM capability {', '.join(bad)}; choose from {', '.join(KVM_CAPS)}")
+    return frozenset(items - {"none"})
+
+
 def _options(ignore: tuple[str, ...], kernel: str | None, host: str | None, vcpu: str | None,
              no_kvm: bool, search: list[str], role: str | None = None,
-             allow_outside: bool = False):  # type: ignore[no-untyped-def]
+             allow_outside: bool = False, kvm_caps: str | None = None):  # type: ignore[no-untyped-def]
     from cpumodel.check import Options
 
     host_model = None
@@ -55,11 +67,11 @@ def _options(ignore: tuple[str, ...], kernel: str | None, host: str | None, vcpu
 
         host_model = Resolver(search, allow_outside).resolve_file(host)
     if kernel is not None:
-        from cpumodel.rules import kvm
+        from cpumodel.rules import kvm_writes as kvm
 
         kvm.kernel_rules(kernel)  # validates the version early, with a clear message
     return Options(ignore=list(ignore), kernel=kernel, host=host_model, vcpu_features=_vcpu(vcpu),
-                   kvm=not no_kvm, role=role)
+                   kvm=not no_kvm, role=role, kvm_caps=_caps(kvm_caps))
 
 
 def _search_options(fn):  # type: ignore[no-untyped-def]
@@ -84,6 +96,9 @@ def _common(fn, hosts: bool = False):  # type: ignore[no-untyped-def]
         click.option("--vcpu-features", "vcpu", metavar="LIST",
                      help="KVM_ARM_VCPU_INIT features the VMM sets: comma list of pmu,sve,ptrauth,el1_32bit "
                           "(or 'none'); overrides the profile's vcpu_features."),
+        click.option("--kvm-caps", "kvm_caps", metavar="LIST",
+                     help="VM capabilities the VMM enables with KVM_ENABLE_CAP: writable_imp_id_regs "
+                          "(or 'none'); overrides the profile's kvm_caps."),
         click.option("--ignore", multiple=True, metavar="RULE",
                      help="Silence a rule ID, group prefix or glob (repeatable)."),
         click.option("--no-kvm", is_flag=True, help="Check architecture rules only."),
@@ -118,8 +133,9 @@ def main() -> None:
               help="Check many files in N worker processes (default 0: one per usable core; 1: none). "
                    "The output is the same either way.")
 def check(profiles: tuple[str, ...], fmt: str, kernel: str | None, host: str | None, vcpu: str | None,
-          ignore: tuple[str, ...], no_kvm: bool, role: str | None, search: tuple[str, ...], allow_outside: bool,
-          output: str | None, quiet: bool, statistics: bool, exit_zero: bool, strict: bool, jobs: int) -> None:
+          kvm_caps: str | None, ignore: tuple[str, ...], no_kvm: bool, role: str | None, search: tuple[str, ...],
+          allow_outside: bool, output: str | None, quiet: bool, statistics: bool, exit_zero: bool, strict: bool,
+          jobs: int) -> None:
     """Check profiles; exit 0 if all are valid, 1 on any violation, 2 on unreadable input."""
     import io
 
@@ -127,7 +143,7 @@ def check(profiles: tuple[str, ...], fmt: str, kernel: str | None, host: str | N
     from cpumodel.report import render
 
     try:
-        opts = _options(ignore, kernel, host, vcpu, no_kvm, list(search), role, allow_outside)
+        opts = _options(ignore, kernel, host, vcpu, no_kvm, list(search), role, allow_outside, kvm_caps)
     except CpumodelError as e:
         _fail(e)
     buf = io.StringIO() if output else None
@@ -172,8 +188,8 @@ def check(profiles: tuple[str, ...], fmt: str, kernel: str | None, host: str | N
               help="For a role: host PROFILE: emit KVM's default view of a VM on it (as 'cpumodel defaults').")
 @functools.partial(_common, hosts=True)
 def emit(profile: str, fmt: str, output: str | None, only_changed: bool, kvm_view: bool, kernel: str | None,
-         host: tuple[str, ...], vcpu: str | None, ignore: tuple[str, ...], no_kvm: bool, role: str | None,
-         search: tuple[str, ...], allow_outside: bool) -> None:
+         host: tuple[str, ...], vcpu: str | None, kvm_caps: str | None, ignore: tuple[str, ...], no_kvm: bool,
+         role: str | None, search: tuple[str, ...], allow_outside: bool) -> None:
     """Emit the resolved register set of a valid PROFILE (refuses an invalid one, and a host)."""
     from cpumodel.check import check_model
     from cpumodel.emit import emit as do_emit
@@ -182,7 +198,7 @@ def emit(profile: str, fmt: str, output: str | None, only_changed: bool, kvm_vie
 
     resolver = Resolver(list(search), allow_outside)
     try:
-        opts = _options(ignore, kernel, None, vcpu, no_kvm, list(search), role, allow_outside)
+        opts = _options(ignore, kernel, None, vcpu, no_kvm, list(search), role, allow_outside, kvm_caps)
         model = resolver.resolve_file(profile)
         hosts = [resolver.resolve_file(h) for h in host]
         if kvm_view and model.role == "host":
@@ -286,7 +302,7 @@ def diff(a: str, b: str, migratable: bool, kernel: str | None, fmt: str, search:
 
     ma, mb = _resolve_many((a, b), search, allow_outside)
     if kernel is not None:
-        from cpumodel.rules import kvm
+        from cpumodel.rules import kvm_writes as kvm
 
         try:
             kvm.kernel_rules(kernel)
@@ -429,7 +445,8 @@ def defaults(host: str, kernel: str | None, vcpu: str | None, name: str | None, 
     from cpumodel.ops import kvm_defaults
     from cpumodel.report.profiles import defaults_yaml
     from cpumodel.rules import Context
-    from cpumodel.rules.kvm import _effective_features, kernel_rules
+    from cpumodel.rules.kvm_writes import kernel_rules
+    from cpumodel.rules.vcpu import effective_features as _effective_features
 
     (model,) = _resolve_many((host,), search, allow_outside)
     try:
