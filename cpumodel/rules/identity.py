@@ -48,12 +48,11 @@ def reference_cores() -> dict[int, Model]:
 def visible_fields(kernel: str | None) -> dict[str, list[tuple[str, str]]]:
     """register -> [(field, source)] of the fields cpufeature.c marks FTR_VISIBLE: the ones Linux
     shows to user space (MRS emulation, HWCAPs), i.e. what software keyed on a CPU also uses."""
-    from cpumodel.errors import CpumodelError
-    from cpumodel.rules.kvm import kernel_rules
+    from cpumodel import kvm as kvmmodel
 
     try:
-        krules = kernel_rules(kernel)
-    except CpumodelError:
+        krules = kvmmodel.load_kernel(kernel or kvmmodel.kernels()[-1])
+    except KeyError:
         return {}
     out: dict[str, list[tuple[str, str]]] = {}
     for name in krules.registers:
@@ -153,14 +152,16 @@ def _comparison(model: Model, ctx: Context) -> identity.HostComparison | None:
         return None
     line = identity.line_or_newest(ctx.kernel)
     boot = None
-    bm = ctx.extra.get("boot_host")
+    if "identity.comparison" in ctx.memo:
+        cached: identity.HostComparison | None = ctx.memo["identity.comparison"]
+        return cached
+    bm = ctx.memo.get("identity.boot_host")
     if bm is not None and "MIDR_EL1" in bm.values:
         bd = identity.of_model(bm.values, bm.field_values(), line, identity.bare_metal())
         boot = bd.spectre if bd else None
     c = identity.compare(line, model.values, model.field_values(), host.values, host.field_values(), boot=boot)
-    if c is None or c.same_identity:
-        return None
-    return c
+    ctx.memo["identity.comparison"] = None if c is None or c.same_identity else c
+    return ctx.memo["identity.comparison"]  # type: ignore[no-any-return]
 
 
 def _ident(c: identity.HostComparison) -> tuple[str, str]:
@@ -290,7 +291,7 @@ def pool_findings(guest: Model, hosts: list[Model], kernel: str | None, boot: Mo
                                                                  "REVIDR_EL1": b.values.get("REVIDR_EL1", 0)})
             pairs += [(g, b, h, f"[booted on {b.name}, runs on {h.name}] ") for h in hosts if h is not b]
     for g, bt, h, prefix in pairs:
-        ctx = Context(kernel=kernel, host=h, extra={"boot_host": bt} if bt is not None else {})
+        ctx = Context(kernel=kernel, host=h, memo={"identity.boot_host": bt} if bt is not None else {})
         for fn in (errata_differ, bhb_weaker, safe_list_identity):
             for f in fn(g, ctx):
                 f.message = prefix + f.message
