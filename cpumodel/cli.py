@@ -66,12 +66,25 @@ def _options(ignore: tuple[str, ...], kernel: str | None, host: str | None, vcpu
         from cpumodel.resolve import Resolver
 
         host_model = Resolver(search, allow_outside).resolve_file(host)
+    kernel = _kernel(kernel, host_model)
     if kernel is not None:
         from cpumodel.rules import kvm_writes as kvm
 
         kvm.kernel_rules(kernel)  # validates the version early, with a clear message
     return Options(ignore=list(ignore), kernel=kernel, host=host_model, vcpu_features=_vcpu(vcpu),
                    kvm=not no_kvm, role=role, kvm_caps=_caps(kvm_caps))
+
+
+def _kernel(kernel: str | None, host_model) -> str | None:  # type: ignore[no-untyped-def]
+    """--kernel, with 'host' (or no --kernel) meaning the host profile's recorded kernel_release."""
+    from cpumodel.kvm.rules import pick_kernel
+
+    recorded = getattr(host_model, "kernel_release", "") if host_model is not None else ""
+    where = getattr(host_model, "path", "") or "the host profile"
+    try:
+        return pick_kernel(kernel, recorded, where)
+    except KeyError as exc:
+        raise CpumodelError(str(exc), hint=getattr(exc, "hint", None)) from None
 
 
 def _search_options(fn):  # type: ignore[no-untyped-def]
@@ -130,7 +143,7 @@ def main() -> None:
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when violations are found.")
 @click.option("--strict", is_flag=True, help="Warnings fail the run too.")
 @click.option("-j", "--jobs", type=click.IntRange(min=0), default=0, metavar="N",
-              help="Check many files in N worker processes (default 0: one per usable core; 1: none). "
+              help="Check many files in N worker processes (default 0: one per idle usable core; 1: none). "
                    "The output is the same either way.")
 def check(profiles: tuple[str, ...], fmt: str, kernel: str | None, host: str | None, vcpu: str | None,
           kvm_caps: str | None, ignore: tuple[str, ...], no_kvm: bool, role: str | None, search: tuple[str, ...],
@@ -269,12 +282,32 @@ def rules(rule_id: str | None, kind: str | None, fmt: str) -> None:
         _fail(e)
 
 
-@main.command()
-def kernels() -> None:
-    """List the kernel versions whose KVM rules are modelled."""
-    from cpumodel.views import list_kernels
+@main.group(invoke_without_command=True)
+@click.pass_context
+def kernels(ctx: click.Context) -> None:
+    """List the kernel lines whose KVM rules are modelled (built in and imported)."""
+    if ctx.invoked_subcommand is None:
+        from cpumodel.views import list_kernels
 
-    list_kernels()
+        list_kernels()
+
+
+@kernels.command("import")
+@click.argument("tree", type=click.Path(file_okay=False))
+@click.option("--name", help="Name for --kernel (default: the tree's release, e.g. 6.8.12).")
+@click.option("--force", is_flag=True, help="Replace an imported kernel of that name.")
+def kernels_import(tree: str, name: str | None, force: bool) -> None:
+    """Generate the KVM rules of a Linux source tree, check them and store them for --kernel."""
+    from pathlib import Path
+
+    from cpumodel.kvm.rules import import_kernel
+
+    try:
+        e, overlay = import_kernel(Path(tree), name, force=force)
+    except KeyError as exc:
+        _fail(CpumodelError(str(exc), hint=getattr(exc, "hint", None)))
+    click.echo(f"imported Linux {e.release} as {e.name!r} ({e.path}); overlay of line {overlay}, every quote "
+               f"found in this tree; use --kernel {e.name}")
 
 
 def _resolve_many(paths: tuple[str, ...], search: tuple[str, ...], allow_outside: bool = False):  # type: ignore[no-untyped-def]
@@ -433,7 +466,8 @@ _register_optional_commands()
 
 @main.command()
 @click.argument("host", type=click.Path(dir_okay=True))
-@click.option("--kernel", metavar="X.Y", help="Kernel whose KVM rules apply (default: newest modelled).")
+@click.option("--kernel", metavar="X.Y", help="Kernel whose KVM rules apply: X.Y, X.Y.Z, an imported name or 'host' "
+              "(default: the release HOST records, else the newest modelled).")
 @click.option("--vcpu-features", "vcpu", metavar="LIST",
               help="KVM_ARM_VCPU_INIT features (default: those the host advertises: pmu, sve, ptrauth).")
 @click.option("--name", help="Name of the generated profile (default: <host>-kvm<kernel>).")
@@ -450,6 +484,7 @@ def defaults(host: str, kernel: str | None, vcpu: str | None, name: str | None, 
 
     (model,) = _resolve_many((host,), search, allow_outside)
     try:
+        kernel = _kernel(kernel, model)
         krules = kernel_rules(kernel)
         kern = str(getattr(krules, "kernel", kernel))
         feats, _ = _effective_features(model, Context(vcpu_features=_vcpu(vcpu)))

@@ -53,7 +53,7 @@ from cpumodel.yamlsrc import (
 ROLES = ("guest", "host")
 TOP_KEYS = ("name", "description", "source", "role", "base", "arch", "registers", "features",
             "vcpu_features", "kvm_caps", "origin", "vulnerabilities", "host_registers", "unseen", "ignore",
-            "sources")
+            "sources", "kernel_release")
 VCPU_FEATURES = ("pmu", "sve", "ptrauth", "el1_32bit")
 #: VM capabilities a VMM enables with KVM_ENABLE_CAP that change KVM's ID-register verdicts.
 KVM_CAPS = ("writable_imp_id_regs",)
@@ -103,6 +103,7 @@ class Profile:
     unseen: dict[str, tuple[list[str], Location]] = field(default_factory=dict)  # register -> fields not seen
     ignore: list[tuple[str, Location]] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)
+    kernel_release: str = ""  # the host's `uname -r`, recorded by capture (--kernel host)
 
 
 def load(path: str | Path, *, referenced: bool = False) -> Profile:
@@ -186,6 +187,8 @@ def parse(node: Node | None, path: str) -> Profile:
             prof.ignore = [(_name(n, path, "ignore entry"), loc(path, n)) for n in _seq(vnode, path, key)]
         elif key == "sources":
             prof.sources = _sources(vnode, path, db)
+        elif key == "kernel_release":
+            prof.kernel_release = _name(vnode, path, key).strip()
         else:
             raise CpumodelError(f"unknown key {shown(key)}", loc(path, knode),
                                 hint=suggest(key, TOP_KEYS) or f"expected one of: {', '.join(TOP_KEYS)}")

@@ -55,6 +55,7 @@ class Model:
     loc: Location | None = None
     role: str = "guest"
     base_role: str | None = None  # role of the immediate base profile, if any
+    kernel_release: str = ""  # the host's kernel release (uname -r) the profile records, if any
     base_path: str | None = None
     kvm_caps: frozenset[str] | None = None  # KVM_ENABLE_CAP capabilities the VMM enables
     kvm_caps_loc: Location | None = None
@@ -186,7 +187,8 @@ class Resolver:
     def resolve_profile(self, prof: Profile, stack: list[str] | None = None) -> Model:
         stack = stack or [os.path.realpath(prof.path)]
         db = regdb.load()
-        model = Model(name=prof.name, path=prof.path, loc=prof.loc, description=prof.description, role=prof.role)
+        model = Model(name=prof.name, path=prof.path, loc=prof.loc, description=prof.description, role=prof.role,
+                      kernel_release=prof.kernel_release)
         if prof.base:
             ref, where = prof.base
             base_path = self.find_base(ref, prof, where, top=stack[0])

@@ -68,6 +68,9 @@ def build() -> dict[str, object]:
                    "description": "Fields the capture could not see (unknown, not 0), by register."},
         "ignore": names,
         "sources": {"type": "object", "additionalProperties": {"type": "string"}},
+        "kernel_release": {"type": "string",
+                           "description": "The host's kernel release (uname -r), recorded by cpumodel capture; "
+                                          "--kernel host (or no --kernel) picks that kernel's KVM rule set."},
     }
     assert set(props) == set(TOP_KEYS)
     return {
