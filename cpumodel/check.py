@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from cpumodel.errors import CpumodelError
 from cpumodel.findings import Finding
 from cpumodel.resolve import Model
 from cpumodel.rules import Context, hand_rules, matches, run
@@ -59,13 +60,12 @@ class RunResult:
 
 def check_paths(paths: list[str], opts: Options | None = None, search: list[str] | None = None,
                 sink: Callable[[list[Finding]], None] | None = None,
-                on_error: Callable[[str], None] | None = None, allow_outside: bool = False) -> RunResult:
+                on_error: Callable[[CpumodelError], None] | None = None, allow_outside: bool = False) -> RunResult:
     """Load, resolve and check many profiles; unreadable ones become ``errors``, the rest go on.
 
     With ``sink`` (and ``on_error``) each profile's findings go there as they are made and are not
     kept, so checking any number of files takes flat memory; ``severities`` counts them either way.
     """
-    from cpumodel.errors import CpumodelError
     from cpumodel.resolve import Resolver
 
     resolver = Resolver(search, allow_outside)
@@ -79,7 +79,7 @@ def check_paths(paths: list[str], opts: Options | None = None, search: list[str]
 
                 e.location = Location(path)
             if on_error is not None:
-                on_error(str(e))
+                on_error(e)
             else:
                 result.errors.append(str(e))
             continue
@@ -92,3 +92,28 @@ def check_paths(paths: list[str], opts: Options | None = None, search: list[str]
         else:
             result.findings += found
     return result
+
+
+#: File names ``expand_paths`` takes from a directory.
+PROFILE_SUFFIXES = (".yaml", ".yml")
+
+
+def expand_paths(paths: list[str]) -> list[str]:
+    """The profiles named by ``paths``: files as given; directories searched recursively for
+    ``*.yaml`` and ``*.yml`` (sorted; hidden files and directories, like ``.git``, skipped), as
+    ``ruff check .`` or ``yamllint .`` do. A path that does not exist, and a directory without
+    any profile, are kept: loading them says what they are."""
+    import os
+
+    out: list[str] = []
+    for p in paths:
+        if not os.path.isdir(p):
+            out.append(p)
+            continue
+        found: list[str] = []
+        for root, dirs, files in os.walk(p):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            found += [os.path.join(root, f) for f in files
+                      if f.endswith(PROFILE_SUFFIXES) and not f.startswith(".")]
+        out += sorted(found) or [p]
+    return out

@@ -20,13 +20,57 @@ VCPU_CHOICES = ("pmu", "sve", "ptrauth", "el1_32bit")
 
 
 def _fail(e: CpumodelError) -> NoReturn:
-    click.echo(f"cpumodel: error: {e}", err=True)
+    """The one error form of every command: ``cpumodel: error: file:line: message`` on stderr, exit 2."""
+    from cpumodel.report import error_line
+
+    click.echo(error_line(e), err=True)
     sys.exit(2)
 
 
+def _note(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: object = None,
+          line: str | None = None) -> None:
+    """A Python warning (an output format's note, say) as one line on stderr, without Python's source line."""
+    from cpumodel.emit.escape import one_line
+
+    sys.stderr.write(f"cpumodel: note: {one_line(str(message))}\n")
+
+
+#: Exit code after stdout was closed early (``cpumodel check . | head -1``): the shell's code for
+#: a process ended by SIGPIPE (128 + 13), never 1 (a violation).
+EXIT_PIPE = 141
+
+
+class _Main(click.Group):
+    """The command group: the same error form, warning form and closed-pipe behaviour for every command."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.showwarning = _note
+            try:
+                return super().invoke(ctx)
+            except CpumodelError as e:
+                _fail(e)
+            except BrokenPipeError:
+                _quiet_stdout()
+                sys.exit(EXIT_PIPE)
+
+
+def _quiet_stdout() -> None:
+    """stdout's reader is gone: point the descriptor at /dev/null so the final flush cannot fail."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # not a real descriptor (a test runner's stream)
+        pass
+
+
 def _deliver(text: str, output: str | None) -> None:
-    """Write ``text`` to ``output`` atomically, or to stdout."""
-    if output:
+    """Write ``text`` to ``output`` atomically, or to stdout (no ``-o``, or ``-o -``)."""
+    if output and output != "-":
         from cpumodel.atomic import write_atomic
 
         write_atomic(output, text)
@@ -94,7 +138,7 @@ def _common(fn, hosts: bool = False):  # type: ignore[no-untyped-def]
     return _search_options(fn)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cpumodel")
 def main() -> None:
     """Check and emit arm64 KVM guest CPU models (ID registers).
@@ -109,7 +153,7 @@ def main() -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "github", "sarif", "junit"]),
               default="text", show_default=True)
 @_common
-@click.option("-o", "--output", metavar="FILE", help="Write the report to FILE (atomically).")
+@click.option("-o", "--output", metavar="FILE", help="Write the report to FILE (atomically; '-': stdout).")
 @click.option("-q", "--quiet", is_flag=True, help="One line per finding; no details.")
 @click.option("--statistics", is_flag=True, help="Count findings per rule.")
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when violations are found.")
@@ -117,41 +161,24 @@ def main() -> None:
 def check(profiles: tuple[str, ...], fmt: str, kernel: str | None, host: str | None, vcpu: str | None,
           ignore: tuple[str, ...], no_kvm: bool, role: str | None, search: tuple[str, ...], allow_outside: bool,
           output: str | None, quiet: bool, statistics: bool, exit_zero: bool, strict: bool) -> None:
-    """Check profiles; exit 0 if all are valid, 1 on any violation, 2 on unreadable input."""
+    """Check profiles (files, or directories searched for *.yaml/*.yml); exit 0 if all are valid,
+    1 on any violation, 2 on unreadable input."""
     import io
 
-    from cpumodel.check import check_paths
-    from cpumodel.report import render
+    from cpumodel.check import check_paths, expand_paths
+    from cpumodel.report import renderer
 
-    try:
-        opts = _options(ignore, kernel, host, vcpu, no_kvm, list(search), role, allow_outside)
-    except CpumodelError as e:
-        _fail(e)
-    buf = io.StringIO() if output else None
-    stream = buf or sys.stdout
-    unreadable = 0
-    if fmt == "text":  # streamed: findings are printed per profile and not kept
-        from cpumodel.report import use_color
-        from cpumodel.report.text import TextRenderer
-
-        renderer = TextRenderer(stream, color=use_color(stream), statistics=statistics, quiet=quiet)
-        result = check_paths(list(profiles), opts, list(search), allow_outside=allow_outside, sink=renderer.add,
-                             on_error=renderer.error)
-        renderer.finish(len(profiles))
-        unreadable = renderer.unreadable
-    else:
-        result = check_paths(list(profiles), opts, list(search), allow_outside=allow_outside)
-        render(result.findings, fmt, errors=result.errors, profiles=len(profiles), stream=stream,
-               statistics=statistics, quiet=quiet)
-        unreadable = len(result.errors)
-    if output and buf is not None:
-        from cpumodel.atomic import write_atomic
-
-        try:
-            write_atomic(output, buf.getvalue())
-        except CpumodelError as e:
-            _fail(e)
-    if unreadable:
+    opts = _options(ignore, kernel, host, vcpu, no_kvm, list(search), role, allow_outside)
+    paths = expand_paths(list(profiles))
+    to_file = output not in (None, "-")
+    buf = io.StringIO() if to_file else None
+    report = renderer(fmt, buf or sys.stdout, err=sys.stderr, statistics=statistics, quiet=quiet, strict=strict)
+    result = check_paths(paths, opts, list(search), allow_outside=allow_outside, sink=report.add,
+                         on_error=report.error)
+    report.finish(len(paths))
+    if buf is not None:
+        _deliver(buf.getvalue(), output)
+    if report.unreadable:
         sys.exit(2)
     failed = result.failed or (strict and result.severities.get("warning", 0) > 0)
     sys.exit(1 if failed and not exit_zero else 0)
@@ -161,7 +188,7 @@ def check(profiles: tuple[str, ...], fmt: str, kernel: str | None, host: str | N
 @click.argument("profile", type=click.Path(dir_okay=True))
 @click.option("--format", "fmt", type=click.Choice(["json", "yaml", "kvm", "c-header", "firecracker", "qemu"]),
               default="json", show_default=True)
-@click.option("-o", "--output", metavar="FILE", help="Write to FILE atomically instead of stdout.")
+@click.option("-o", "--output", metavar="FILE", help="Write to FILE atomically instead of stdout ('-': stdout).")
 @click.option("--only-changed", is_flag=True,
               help="kvm, c-header: write only the registers the model changes relative to KVM's view on the "
                    "--host(s) or its origin (firecracker templates always are).")
@@ -294,7 +321,7 @@ def diff(a: str, b: str, migratable: bool, kernel: str | None, fmt: str, search:
 
 @main.command()
 @click.argument("hosts", nargs=-1, required=True, type=click.Path(dir_okay=True))
-@click.option("-o", "--output", metavar="FILE", help="Write the baseline profile to FILE (atomically).")
+@click.option("-o", "--output", metavar="FILE", help="Write the baseline profile to FILE (atomically; '-': stdout).")
 @click.option("--name", default="baseline", show_default=True, help="Name of the baseline profile.")
 @click.option("--kernel", metavar="X.Y", help="Kernel whose field policies apply (default: newest modelled).")
 @_search_options
@@ -417,7 +444,7 @@ _register_optional_commands()
 @click.option("--vcpu-features", "vcpu", metavar="LIST",
               help="KVM_ARM_VCPU_INIT features (default: those the host advertises: pmu, sve, ptrauth).")
 @click.option("--name", help="Name of the generated profile (default: <host>-kvm<kernel>).")
-@click.option("-o", "--output", metavar="FILE", help="Write the profile to FILE (atomically).")
+@click.option("-o", "--output", metavar="FILE", help="Write the profile to FILE (atomically; '-': stdout).")
 @_search_options
 def defaults(host: str, kernel: str | None, vcpu: str | None, name: str | None, output: str | None,
              search: tuple[str, ...], allow_outside: bool) -> None:
