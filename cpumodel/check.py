@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from cpumodel.errors import CpumodelError
 from cpumodel.findings import Finding
-from cpumodel.resolve import Model
+from cpumodel.resolve import Model, Resolver
 from cpumodel.rules import Context, hand_rules, matches, run
 
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
@@ -60,31 +60,37 @@ class RunResult:
 
 def check_paths(paths: list[str], opts: Options | None = None, search: list[str] | None = None,
                 sink: Callable[[list[Finding]], None] | None = None,
-                on_error: Callable[[CpumodelError], None] | None = None, allow_outside: bool = False) -> RunResult:
+                on_error: Callable[[CpumodelError], None] | None = None, allow_outside: bool = False,
+                jobs: int | None = 1) -> RunResult:
     """Load, resolve and check many profiles; unreadable ones become ``errors``, the rest go on.
 
     With ``sink`` (and ``on_error``) each profile's findings go there as they are made and are not
     kept, so checking any number of files takes flat memory; ``severities`` counts them either way.
+    ``jobs``: worker processes for many files (None or 0: the usable cores; see cpumodel.parallel);
+    the results come in the order of ``paths`` either way.
     """
-    from cpumodel.resolve import Resolver
-
-    resolver = Resolver(search, allow_outside)
     result = RunResult()
-    for path in paths:
-        try:
-            model = resolver.resolve_file(path)
-        except CpumodelError as e:
-            if e.location is None:
-                from cpumodel.errors import Location
+    workers = 0
+    if jobs != 1 and len(paths) > 1:
+        from cpumodel.parallel import workers_for
 
-                e.location = Location(path)
+        workers = workers_for(jobs, len(paths))
+    if workers:
+        from cpumodel.parallel import outcomes
+
+        results = outcomes(paths, workers, opts, search, allow_outside)
+    else:
+        resolver = Resolver(search, allow_outside)
+        results = (check_one(resolver, path, opts) for path in paths)
+    for found, error in results:
+        if error is not None:
             if on_error is not None:
-                on_error(e)
+                on_error(error)
             else:
-                result.errors.append(str(e))
+                result.errors.append(str(error))
             continue
+        assert found is not None
         result.checked += 1
-        found = check_model(model, opts)
         for f in found:
             result.severities[f.severity] = result.severities.get(f.severity, 0) + 1
         if sink is not None:
@@ -92,6 +98,20 @@ def check_paths(paths: list[str], opts: Options | None = None, search: list[str]
         else:
             result.findings += found
     return result
+
+
+def check_one(resolver: Resolver, path: str, opts: Options | None) -> tuple[list[Finding] | None,
+                                                                           CpumodelError | None]:
+    """One profile's findings, or (None, its error) when it cannot be read."""
+    try:
+        model = resolver.resolve_file(path)
+    except CpumodelError as e:
+        if e.location is None:
+            from cpumodel.errors import Location
+
+            e.location = Location(path)
+        return None, e
+    return check_model(model, opts), None
 
 
 #: File names ``expand_paths`` takes from a directory.
