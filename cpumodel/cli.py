@@ -30,7 +30,7 @@ def _fail(e: CpumodelError) -> NoReturn:
 def _note(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: object = None,
           line: str | None = None) -> None:
     """A Python warning (an output format's note, say) as one line on stderr, without Python's source line."""
-    from cpumodel.emit.escape import one_line
+    from cpumodel.escape import one_line
 
     sys.stderr.write(f"cpumodel: note: {one_line(str(message))}\n")
 
@@ -240,26 +240,23 @@ def emit(profile: str, fmt: str, output: str | None, only_changed: bool, kvm_vie
 @click.option("--all-fields", is_flag=True, help="Also list fields that are zero.")
 def show(profile: str, search: tuple[str, ...], allow_outside: bool, all_fields: bool) -> None:
     """Decode every register of PROFILE field by field, with feature names."""
-    from cpumodel.resolve import Resolver
-    from cpumodel.views import show_model
+    from cpumodel.ops import highest_version
+    from cpumodel.report.tables import show_model
 
-    try:
-        model = Resolver(list(search), allow_outside).resolve_file(profile)
-    except CpumodelError as e:
-        _fail(e)
-    show_model(model, all_fields=all_fields)
+    (model,) = _resolve_many((profile,), search, allow_outside)
+    show_model(model, None if model.arch else highest_version(model), all_fields=all_fields)
 
 
 @main.command()
 @click.argument("spec", metavar="REGISTER[=VALUE]")
-def explain(spec: str) -> None:
+@click.option("--all-fields", is_flag=True, help="With a VALUE: also list fields that are zero.")
+def explain(spec: str, all_fields: bool) -> None:
     """Show a register's layout, or decode VALUE field by field (e.g. ID_AA64PFR0_EL1=0x1100000010111112)."""
-    from cpumodel.views import explain_register
+    from cpumodel.ops import decode_spec
+    from cpumodel.report.tables import explain_register
 
-    try:
-        explain_register(spec)
-    except CpumodelError as e:
-        _fail(e)
+    reg, value = decode_spec(spec)
+    explain_register(reg, value, all_fields)
 
 
 @main.command()
@@ -267,24 +264,25 @@ def explain(spec: str) -> None:
 @click.option("--kind", type=click.Choice(["arch", "kvm", "vcpu", "profile"]), help="Only rules of this kind.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def rules(rule_id: str | None, kind: str | None, fmt: str) -> None:
-    """List all rules, or explain RULE_ID (e.g. A001, ARCH-FEAT_SVE-2, K003)."""
-    from cpumodel.views import explain_rule, list_rules
+    """List all rules, or explain RULE_ID (e.g. A001, ARCH-FEAT_SVE-2, K003); an ID prefix or a glob
+    ('ARCH-FEAT_SVE-*', as ignore: takes) lists the rules it matches."""
+    from cpumodel.ops import select_rules
+    from cpumodel.report.tables import explain_rule, list_rules
 
-    try:
-        if rule_id:
-            explain_rule(rule_id, fmt)
-        else:
-            list_rules(kind, fmt)
-    except CpumodelError as e:
-        _fail(e)
+    found = select_rules(rule_id, kind)
+    if rule_id and len(found) == 1 and found[0].id.upper() == rule_id.upper():
+        explain_rule(found[0], fmt)
+    else:
+        list_rules(found, fmt)
 
 
 @main.command()
 def kernels() -> None:
     """List the kernel versions whose KVM rules are modelled."""
-    from cpumodel.views import list_kernels
+    from cpumodel.report.tables import list_kernels
+    from cpumodel.rules.kvm import describe_kernels
 
-    list_kernels()
+    list_kernels(describe_kernels())
 
 
 def _resolve_many(paths: tuple[str, ...], search: tuple[str, ...], allow_outside: bool = False):  # type: ignore[no-untyped-def]
@@ -308,18 +306,20 @@ def _resolve_many(paths: tuple[str, ...], search: tuple[str, ...], allow_outside
 def diff(a: str, b: str, migratable: bool, kernel: str | None, fmt: str, search: tuple[str, ...],
          allow_outside: bool) -> None:
     """Compare two CPU models field by field; exit 0 if equal (or migratable), 1 if not."""
-    from cpumodel.views import show_diff, show_migration
+    from cpumodel import ops
+    from cpumodel.report.tables import show_diff, show_migration
 
     ma, mb = _resolve_many((a, b), search, allow_outside)
-    if kernel is not None:
-        from cpumodel.rules import kvm
+    if migratable:
+        from cpumodel.rules.kvm import kernel_rules
 
-        try:
-            kvm.kernel_rules(kernel)
-        except CpumodelError as e:
-            _fail(e)
-    ok = show_migration(ma, mb, kernel, fmt) if migratable else show_diff(ma, mb, fmt)
-    sys.exit(0 if ok else 1)
+        kern = str(kernel_rules(kernel).kernel)
+        verdicts = ops.migratable(ma, mb, kernel)
+        show_migration(ma, mb, verdicts, kern, fmt)
+        sys.exit(0 if all(v.ok for v in verdicts) else 1)
+    d = ops.diff(ma, mb)
+    show_diff(ma, mb, d, fmt)
+    sys.exit(0 if d.equal else 1)
 
 
 @main.command()
@@ -331,14 +331,12 @@ def diff(a: str, b: str, migratable: bool, kernel: str | None, fmt: str, search:
 def baseline(hosts: tuple[str, ...], output: str | None, name: str, kernel: str | None,
              search: tuple[str, ...], allow_outside: bool) -> None:
     """The richest model safe on every given host (a migration pool's CPU model), as a profile."""
-    from cpumodel.views import make_baseline
+    from cpumodel.ops import checked_baseline
+    from cpumodel.report.profiles import baseline_yaml
 
     models = _resolve_many(hosts, search, allow_outside)
-    try:
-        text, findings = make_baseline(models, name, kernel)
-        _deliver(text, output)
-    except CpumodelError as e:
-        _fail(e)
+    b, findings = checked_baseline(models, name, kernel)
+    _deliver(baseline_yaml(b, models, name, findings), output)
     if findings:
         from cpumodel.report import render
 
@@ -356,15 +354,15 @@ def baseline(hosts: tuple[str, ...], output: str | None, name: str, kernel: str 
               help="An implementation the VMM announces with the target-implementation hypercall (6.15+; "
                    "repeatable): the guest then matches every erratum against all of them.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("-I", "--profile-path", "search", multiple=True, metavar="DIR")
+@_search_options
 def errata(profile: str, kernel: str | None, host: str | None, impls: tuple[str, ...], fmt: str,
-           search: tuple[str, ...]) -> None:
+           search: tuple[str, ...], allow_outside: bool) -> None:
     """The errata workarounds and Spectre mitigations a guest kernel selects for PROFILE's MIDR/REVIDR
     and features, each with its Linux source line."""
     from cpumodel import identity
     from cpumodel.report.identity import render
 
-    models = _resolve_many((profile, *((host,) if host else ()), *impls), search)
+    models = _resolve_many((profile, *((host,) if host else ()), *impls), search, allow_outside)
     model = models[0]
     try:
         line = identity.line_for(kernel)
@@ -397,12 +395,11 @@ def errata(profile: str, kernel: str | None, host: str | None, impls: tuple[str,
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def list_profiles(search: tuple[str, ...], allow_outside: bool, fmt: str) -> None:
     """List the shipped profiles (and those in -I dirs) with arch level and key features."""
-    from cpumodel.views import list_profiles as do_list
+    from cpumodel.ops import catalog
+    from cpumodel.report.tables import list_profiles as show_list
+    from cpumodel.resolve import Resolver
 
-    try:
-        do_list(list(search), fmt, allow_outside)
-    except CpumodelError as e:
-        _fail(e)
+    show_list(catalog(Resolver(list(search), allow_outside)), fmt)
 
 
 @main.command()
@@ -418,8 +415,8 @@ def list_profiles(search: tuple[str, ...], allow_outside: bool, fmt: str) -> Non
 def verify(profile: str, kernel_image: str | None, debian_kernel: str | None, cpu: str, vcpu: str | None,
            timeout: float | None, fmt: str, search: tuple[str, ...], allow_outside: bool) -> None:
     """Apply PROFILE to a real KVM (a Debian arm64 kernel under QEMU) and report each register's errno."""
+    from cpumodel.report.tables import show_verify
     from cpumodel.verify import verify as do_verify
-    from cpumodel.views import show_verify
 
     (model,) = _resolve_many((profile,), search, allow_outside)
     try:
@@ -452,18 +449,9 @@ _register_optional_commands()
 def defaults(host: str, kernel: str | None, vcpu: str | None, name: str | None, output: str | None,
              search: tuple[str, ...], allow_outside: bool) -> None:
     """The guest model KVM gives a new VM on HOST by default, as a profile (a base for your own)."""
-    from cpumodel.ops import kvm_defaults
+    from cpumodel.ops import guest_defaults
     from cpumodel.report.profiles import defaults_yaml
-    from cpumodel.rules import Context
-    from cpumodel.rules.kvm import _effective_features, kernel_rules
 
     (model,) = _resolve_many((host,), search, allow_outside)
-    try:
-        krules = kernel_rules(kernel)
-        kern = str(getattr(krules, "kernel", kernel))
-        feats, _ = _effective_features(model, Context(vcpu_features=_vcpu(vcpu)))
-        values, notes = kvm_defaults(model, kernel, feats)
-        text = defaults_yaml(model, values, notes, kern, feats, name or f"{model.name}-kvm{kern}")
-        _deliver(text, output)
-    except CpumodelError as e:
-        _fail(e)
+    values, notes, kern, feats = guest_defaults(model, kernel, _vcpu(vcpu))
+    _deliver(defaults_yaml(model, values, notes, kern, feats, name or f"{model.name}-kvm{kern}"), output)

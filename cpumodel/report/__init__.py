@@ -15,8 +15,8 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import TextIO
 
-from cpumodel.emit.escape import one_line
 from cpumodel.errors import CpumodelError
+from cpumodel.escape import one_line
 from cpumodel.findings import Finding
 
 FORMATS = ("text", "json", "github", "sarif", "junit")

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from cpumodel import __version__
-from cpumodel.emit.escape import one_line
 from cpumodel.errors import CpumodelError, Location
+from cpumodel.escape import one_line
 from cpumodel.findings import Finding
 
 #: Rule ID under which an unreadable profile is reported by the formats that need one (SARIF, JUnit).

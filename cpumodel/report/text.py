@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TextIO
 
-from cpumodel.emit.escape import one_line
+from cpumodel.escape import one_line
 from cpumodel.findings import Finding
 from cpumodel.report import Renderer
 
