@@ -19,6 +19,7 @@ class Options:
     kernel: str | None = None  # None: the newest modelled kernel
     host: Model | None = None
     vcpu_features: frozenset[str] | None = None  # CLI override of the profile's own
+    kvm_caps: frozenset[str] | None = None  # CLI override of the profile's own
     kvm: bool = True  # run KVM and vCPU-feature rules (on guest models; host models get arch rules only)
     role: str | None = None  # override every model's role
 
@@ -26,17 +27,13 @@ class Options:
 def check_model(model: Model, opts: Options | None = None) -> list[Finding]:
     opts = opts or Options()
     vcpu = opts.vcpu_features if opts.vcpu_features is not None else model.vcpu_features
-    ctx = Context(kernel=opts.kernel, host=opts.host, vcpu_features=vcpu)
     kvm = opts.kvm and (opts.role or model.role) == "guest"
+    ctx = Context(kernel=opts.kernel, host=opts.host, vcpu_features=vcpu, kvm_caps=opts.kvm_caps, kvm=kvm)
     rules = [r for r in hand_rules().values() if kvm or r.kind in ("arch", "profile")]
     findings = list(run(rules, model, ctx))
     from cpumodel.rules import feature_rules
 
     findings += feature_rules.check(model, ctx)
-    if kvm:
-        from cpumodel.rules import kvm as kvm_rules
-
-        findings += kvm_rules.check(model, ctx)
     patterns = [p for p, _ in model.ignore] + list(opts.ignore)
     out = [f for f in findings if not matches(f.rule, patterns)]
     for f in out:
@@ -66,7 +63,7 @@ def check_paths(paths: list[str], opts: Options | None = None, search: list[str]
 
     With ``sink`` (and ``on_error``) each profile's findings go there as they are made and are not
     kept, so checking any number of files takes flat memory; ``severities`` counts them either way.
-    ``jobs``: worker processes for many files (None or 0: the usable cores; see cpumodel.parallel);
+    ``jobs``: worker processes for many files (None or 0: the idle usable cores; see cpumodel.parallel);
     the results come in the order of ``paths`` either way.
     """
     result = RunResult()

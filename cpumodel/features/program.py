@@ -413,6 +413,11 @@ class Program:
                 out[(reg, fld)] = (registers[reg] >> lsb) & ((1 << self._fwidth[k]) - 1)
         return out
 
+    def relevant(self, fields: dict[FieldKey, int]) -> dict[FieldKey, int]:
+        """The given fields that the constraints read: no other field changes what ``check`` says."""
+        kidx = self._kidx
+        return {key: v for key, v in fields.items() if key in kidx}
+
     def fields(self) -> list[FieldKey]:
         """The (register, field) pairs the constraints read that registers.json knows."""
         return [key for k, key in enumerate(self._fkeys) if self._fmapped[k]]

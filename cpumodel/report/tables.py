@@ -43,7 +43,6 @@ def _json(doc: object) -> None:
 
 def _table(title: str, columns: tuple[str, ...], **kw: Any) -> Any:
     from rich.table import Table
-
     from rich.text import Text
 
     t = Table(title=Text(one_line(title), no_wrap=True, overflow="ignore"), title_justify="left", **kw)

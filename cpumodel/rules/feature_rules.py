@@ -40,8 +40,10 @@ _KEYS: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}  # on
 
 
 def _violations(fm, fields: dict[tuple[str, str], int], arch: str | None) -> list:  # type: ignore[no-untyped-def,type-arg]
-    """fm.check, memoised per distinct model: CI lints many profiles that share a base. The key
-    is (arch, field names, values) with one shared copy of each field-name tuple (~2 KB a key)."""
+    """fm.check, memoised per distinct model: CI lints many profiles that share a base or differ
+    only in fields no constraint reads (MIDR_EL1, REVIDR_EL1, ...). The key is (arch, field names,
+    values) of the fields the constraints read, with one shared copy of each name tuple."""
+    fields = fm.relevant(fields)
     names = tuple(sorted(fields))
     names = _KEYS.setdefault(names, names)
     if len(_KEYS) > 256:
