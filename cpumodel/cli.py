@@ -294,7 +294,8 @@ def explain(spec: str, all_fields: bool) -> None:
 
 @main.command()
 @click.argument("rule_id", required=False)
-@click.option("--kind", type=click.Choice(["arch", "kvm", "vcpu", "profile"]), help="Only rules of this kind.")
+@click.option("--kind", type=click.Choice(["arch", "kvm", "vcpu", "profile", "identity"]),
+              help="Only rules of this kind.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def rules(rule_id: str | None, kind: str | None, fmt: str) -> None:
     """List all rules, or explain RULE_ID (e.g. A001, ARCH-FEAT_SVE-2, K003); an ID prefix or a glob
@@ -378,9 +379,9 @@ def diff(a: str, b: str | None, migratable: bool, kernel: str | None, to_kernel:
         from cpumodel.rules.kvm_writes import kernel_rules
 
         kern = str(kernel_rules(kernel).kernel)
-        verdicts = ops.migratable(ma, mb, kernel)
-        show_migration(ma, mb, verdicts, kern, fmt)
-        sys.exit(0 if all(v.ok for v in verdicts) else 1)
+        verdicts, ident = ops.migration(ma, mb, kernel)
+        show_migration(ma, mb, verdicts, kern, fmt, ident)
+        sys.exit(0 if all(v.ok for v in verdicts) and not any(f.severity == "error" for f in ident) else 1)
     d = ops.diff(ma, mb)
     show_diff(ma, mb, d, fmt)
     sys.exit(0 if d.equal else 1)
@@ -424,8 +425,9 @@ def baseline(hosts: tuple[str, ...], output: str | None, name: str, kernel: str 
     from cpumodel.report.profiles import baseline_yaml
 
     models = _resolve_many(hosts, search, allow_outside)
-    b, findings = checked_baseline(models, name, kernel)
-    _deliver(baseline_yaml(b, models, name, findings), output)
+    b, arch, ident = checked_baseline(models, name, kernel)
+    _deliver(baseline_yaml(b, models, name, arch, ident), output)
+    findings = arch + [f for f in ident if f.severity != "info"]
     if findings:
         from cpumodel.report import render
 

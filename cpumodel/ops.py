@@ -298,13 +298,24 @@ def guest_defaults(host: Model, kernel: str | None,
     return values, notes, kern, feats
 
 
-def checked_baseline(models: list[Model], name: str, kernel: str | None) -> tuple[Baseline, list]:  # type: ignore[type-arg]
-    """``cpumodel baseline``: the baseline of ``models`` and its architecture findings."""
+def checked_baseline(models: list[Model], name: str,
+                     kernel: str | None) -> tuple[Baseline, list, list]:  # type: ignore[type-arg]
+    """``cpumodel baseline``: the baseline of ``models``, its architecture findings, and its identity
+    findings on every host (I002-I005: boot-time choices of a guest with the pool's identity)."""
     from cpumodel.check import Options, check_model
+    from cpumodel.rules.identity import pool_findings
 
     b = baseline(models, kernel)
     probe = Model(name=name, path="<baseline>", values=dict(b.values))
-    return b, check_model(probe, Options(kvm=False))
+    return b, check_model(probe, Options(kvm=False)), pool_findings(probe, models, kernel)
+
+
+def migration(a: Model, b: Model, kernel: str | None) -> tuple[list[Verdict], list]:  # type: ignore[type-arg]
+    """``cpumodel diff --migratable``: per-field verdicts, and the identity findings (I002-I005) of what
+    the guest chose at boot from A's identity, judged on B."""
+    from cpumodel.rules.identity import pool_findings
+
+    return migratable(a, b, kernel), pool_findings(a, [b], kernel, boot=a if a.role == "host" else None)
 
 
 def decode_spec(spec: str) -> tuple[regdb.Register, int | None]:

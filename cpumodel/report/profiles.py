@@ -15,7 +15,8 @@ from cpumodel.resolve import Model
 from cpumodel.yamlout import Writer
 
 
-def baseline_yaml(b: Baseline, models: list[Model], name: str = "baseline", findings: Sequence[Finding] = ()) -> str:
+def baseline_yaml(b: Baseline, models: list[Model], name: str = "baseline", findings: Sequence[Finding] = (),
+                  identity: Sequence[Finding] = ()) -> str:
     hosts = ", ".join(m.name for m in models)
     w = Writer()
     w.comment(f"Baseline of {len(models)} hosts: {hosts}")
@@ -33,6 +34,8 @@ def baseline_yaml(b: Baseline, models: list[Model], name: str = "baseline", find
         w.hex(reg_name, v, "; ".join(f"{f} limited by {who}" for f, who in lim) or None, indent=2)
     for f in findings:
         w.comment(f"architecture finding: {f.rule}: {f.message}")
+    for f in identity:
+        w.comment(f"identity finding: {f.rule}: {f.message}")
     return w.text()
 
 

@@ -177,12 +177,15 @@ def show_diff(a: Model, b: Model, d: Any, fmt: str) -> None:
         console.print(line)
 
 
-def show_migration(a: Model, b: Model, verdicts: list[Any], kernel: str, fmt: str) -> None:
+def show_migration(a: Model, b: Model, verdicts: list[Any], kernel: str, fmt: str, ident: list[Any] = ()) -> None:
+    """Per-field verdicts and the identity findings (what the guest chose at boot, judged on B)."""
     ok = all(v.ok for v in verdicts)
+    ident_ok = not any(f.severity == "error" for f in ident)
     if fmt == "json":
-        _json({"a": a.path, "b": b.path, "kernel": kernel, "migratable": ok,
+        _json({"a": a.path, "b": b.path, "kernel": kernel, "migratable": ok and ident_ok,
                "fields": [{"register": v.register, "field": v.field or None, "a": v.a, "b": v.b, "ok": v.ok,
-                           "policy": v.policy, "reason": v.reason} for v in verdicts]})
+                           "policy": v.policy, "reason": v.reason} for v in verdicts],
+               "identity": [f.to_dict() for f in ident]})
         return
     bad = [v for v in verdicts if not v.ok]
     console = _console()
@@ -192,10 +195,20 @@ def show_migration(a: Model, b: Model, verdicts: list[Any], kernel: str, fmt: st
         for v in bad:
             t.add_row(v.register, _t(v.field or "-"), _val(v.a), _val(v.b), _t(v.policy), _t(v.reason))
         console.print(t)
+    if ident:
+        from cpumodel.report import render
+
+        sys.stdout.flush()
+        render(ident, "text", profiles=1, stream=sys.stdout)
     line = _t(f"{a.name} -> {b.name}: ")
     line.append("migratable" if ok else "NOT migratable", "green" if ok else "red")
     line.append(f" ({len(verdicts)} fields checked, {len(bad)} blocking)")
     console.print(line)
+    if not ident_ok:
+        line = _t(f"{a.name} -> {b.name}: ")
+        line.append(one_line(f"the guest's boot-time mitigations fall short on {b.name}"), "red")
+        line.append(" (identity findings above)")
+        console.print(line)
 
 
 def list_profiles(rows: list[dict[str, Any]], fmt: str) -> None:
