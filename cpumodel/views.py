@@ -191,7 +191,10 @@ def show_migration(a: Model, b: Model, kernel: str | None, fmt: str) -> bool:
     ok = all(v.ok for v in verdicts)
     kern = kernel or newest_kernel()
     # what the guest chose at boot from A's identity, judged on B (I002-I005)
+    from cpumodel.rules.firmware import migration_findings
+
     ident = pool_findings(a, [b], kernel, boot=a if a.role == "host" else None)
+    ident += migration_findings(a, b, kernel)  # A's firmware pseudo-registers restored on B
     ident_ok = not any(f.severity == "error" for f in ident)
     if fmt == "json":
         json.dump({"a": a.path, "b": b.path, "kernel": kern, "migratable": ok and ident_ok,
