@@ -4,18 +4,24 @@ KVM_SET_ONE_REG, judged by ``kvm_arm_set_fw_reg()`` of the kernel line (``cpumod
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from cpumodel import identity
 from cpumodel.findings import Finding
-from cpumodel.kvm import firmware
 from cpumodel.resolve import Model
 from cpumodel.rules import Context, rule
 
+if TYPE_CHECKING:
+    from cpumodel.kvm.firmware import Verdict
+
 HYPERCALLS = "arch/arm64/kvm/hypercalls.c kvm_arm_set_fw_reg()"
+PREFIX = "KVM_REG_ARM_"
 
 
 def levels_on(host: Model | None, guest: Model, line: str) -> dict[str, int] | None:
     """get_kernel_wa_level() of ``host`` for ``guest`` (None without a host that sets MIDR_EL1)."""
+    from cpumodel.kvm import firmware
+
     if host is None or "MIDR_EL1" not in host.values:
         return None
     hd = identity.of_model(host.values, host.field_values(), line, identity.bare_metal())
@@ -25,15 +31,17 @@ def levels_on(host: Model | None, guest: Model, line: str) -> dict[str, int] | N
     return firmware.host_levels(line, hd, ssbs)
 
 
-def verdicts(model: Model, ctx: Context) -> list[tuple[str, int, firmware.Verdict]]:
+def verdicts(model: Model, ctx: Context) -> list[tuple[str, int, Verdict]]:
     if not model.firmware:
         return []
+    from cpumodel.kvm import firmware
+
     key = "firmware.verdicts"
     if key not in ctx.memo:
         line = identity.line_or_newest(ctx.kernel)
         lv = levels_on(ctx.host, model, line)
         ctx.memo[key] = [(n, v, firmware.check(line, n, v, lv)) for n, v in model.firmware.items()]
-    out: list[tuple[str, int, firmware.Verdict]] = ctx.memo[key]
+    out: list[tuple[str, int, Verdict]] = ctx.memo[key]
     return out
 
 
@@ -55,7 +63,7 @@ def firmware_refused(model: Model, ctx: Context) -> Iterator[Finding]:
     for name, value, v in verdicts(model, ctx):
         if not v.ok:
             yield Finding("F001", "error", f"firmware register {name}={value:#x} refused by KVM ({v.errno})",
-                          register=f"{firmware.PREFIX}{name}", asked=value, why=v.why, errno=v.errno,
+                          register=f"{PREFIX}{name}", asked=value, why=v.why, errno=v.errno,
                           location=model.firmware_loc.get(name), source=v.source,
                           kernel=identity.line_or_newest(ctx.kernel))
 
@@ -78,6 +86,8 @@ def firmware_depends_on_host(model: Model, ctx: Context) -> Iterator[Finding]:
 def migration_findings(a: Model, b: Model, kernel: str | None) -> list[Finding]:
     """F001 for restoring A's firmware pseudo-registers on host B: A's ``firmware:`` values, or, when A
     is a host, what KVM gives a VM there (the values a VMM saves)."""
+    from cpumodel.kvm import firmware
+
     line = identity.line_or_newest(kernel)
     values = dict(a.firmware)
     if not values and a.role == "host":
@@ -88,7 +98,7 @@ def migration_findings(a: Model, b: Model, kernel: str | None) -> list[Finding]:
         v = firmware.check(line, name, value, lv)
         if not v.ok:
             out.append(Finding("F001", "error", f"[restore on {b.name}] firmware register {name}={value:#x} "
-                               f"refused by KVM ({v.errno})", register=f"{firmware.PREFIX}{name}", asked=value,
+                               f"refused by KVM ({v.errno})", register=f"{PREFIX}{name}", asked=value,
                                why=v.why, errno=v.errno, location=a.firmware_loc.get(name), source=v.source,
                                kernel=line))
     return out
