@@ -157,9 +157,10 @@ def _comparison(model: Model, ctx: Context) -> identity.HostComparison | None:
         return cached
     bm = ctx.memo.get("identity.boot_host")
     if bm is not None and "MIDR_EL1" in bm.values:
-        bd = identity.of_model(bm.values, bm.field_values(), line, identity.bare_metal())
+        bd = identity.host_decision(bm.values, bm.field_values(), line, bm.vulnerabilities)
         boot = bd.spectre if bd else None
-    c = identity.compare(line, model.values, model.field_values(), host.values, host.field_values(), boot=boot)
+    c = identity.compare(line, model.values, model.field_values(), host.values, host.field_values(), boot=boot,
+                         host_vulns=host.vulnerabilities)
     ctx.memo["identity.comparison"] = None if c is None or c.same_identity else c
     return ctx.memo["identity.comparison"]  # type: ignore[no-any-return]
 
@@ -310,7 +311,7 @@ def _target_impl_findings(guest: Model, hosts: list[Model], kernel: str | None) 
     impls = [identity.Impl(h.values["MIDR_EL1"], h.values.get("REVIDR_EL1", 0)) for h in hs]
     out: list[Finding] = []
     for h in hs:
-        hd = identity.of_model(h.values, h.field_values(), line, identity.bare_metal())
+        hd = identity.host_decision(h.values, h.field_values(), line, h.vulnerabilities)
         gd = identity.of_model(guest.values, guest.field_values(), line, hd.spectre if hd else None, impls)
         if hd is None or gd is None:
             continue
