@@ -11,7 +11,7 @@ registers (I001) and against the host CPU given with ``--host`` (I002-I004).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -27,21 +27,36 @@ CPUFEATURE = "arch/arm64/kernel/cpufeature.c"
 
 
 @cache
-def reference_cores() -> dict[int, Model]:
-    """MIDR model (implementer/architecture/part) -> the shipped real-core profile (``role: host``)."""
+def _reference_index() -> dict[int, str]:
+    """MIDR model -> path of the shipped real-core profile (``role: host``) that sets it; read from the
+    files' text (a profile is resolved only when a guest names its core)."""
+    import re
+
+    out: dict[int, str] = {}
+    for path in sorted(SHIPPED.glob("*.yaml")):
+        text = path.read_text(errors="replace")
+        m = re.search(r"^  MIDR_EL1:\s*(0x[0-9a-fA-F]+)\s*$", text, re.M)
+        if m and re.search(r"^role:\s*host\s*$", text, re.M):
+            out.setdefault(int(m.group(1), 16) & identity.MODEL_MASK, str(path))
+    return out
+
+
+@cache
+def _reference(path: str) -> Model | None:
     from cpumodel.errors import CpumodelError
     from cpumodel.resolve import Resolver
 
-    out: dict[int, Model] = {}
-    r = Resolver([])
-    for path in sorted(SHIPPED.glob("*.yaml")):
-        try:
-            m = r.resolve_file(str(path))
-        except CpumodelError:
-            continue
-        if m.role == "host" and "MIDR_EL1" in m.values:
-            out.setdefault(m.values["MIDR_EL1"] & identity.MODEL_MASK, m)
-    return out
+    try:
+        m = Resolver([]).resolve_file(path)
+    except CpumodelError:
+        return None
+    return m if m.role == "host" and "MIDR_EL1" in m.values else None
+
+
+def reference_core(midr: int) -> Model | None:
+    """The shipped real-core profile whose MIDR names the same core as ``midr`` (implementer/part)."""
+    path = _reference_index().get(midr & identity.MODEL_MASK)
+    return _reference(path) if path else None
 
 
 @cache
@@ -63,10 +78,11 @@ def visible_fields(kernel: str | None) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
-def _feature_names(reg: str, fld: str, value: int) -> set[str]:
+@lru_cache(maxsize=4096)
+def _feature_names(reg: str, fld: str, value: int) -> frozenset[str]:
     from cpumodel.features import FeatureModel
 
-    return set(FeatureModel.load().features_for_value(reg, fld, value))
+    return frozenset(FeatureModel.load().features_for_value(reg, fld, value))
 
 
 @rule("I001", "midr-contradicts-features", kind="identity", severity="warning",
@@ -93,7 +109,7 @@ def midr_contradicts_features(model: Model, ctx: Context) -> Iterator[Finding]:
     midr = model.values.get("MIDR_EL1")
     if midr is None:
         return
-    ref = reference_cores().get(midr & identity.MODEL_MASK)
+    ref = reference_core(midr)
     if ref is None or ref.path == model.path:
         return
     line = identity.line_or_newest(ctx.kernel)
