@@ -143,7 +143,7 @@ def main() -> None:
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when violations are found.")
 @click.option("--strict", is_flag=True, help="Warnings fail the run too.")
 @click.option("-j", "--jobs", type=click.IntRange(min=0), default=0, metavar="N",
-              help="Check many files in N worker processes (default 0: one per usable core; 1: none). "
+              help="Check many files in N worker processes (default 0: one per idle usable core; 1: none). "
                    "The output is the same either way.")
 def check(profiles: tuple[str, ...], fmt: str, kernel: str | None, host: str | None, vcpu: str | None,
           kvm_caps: str | None, ignore: tuple[str, ...], no_kvm: bool, role: str | None, search: tuple[str, ...],
