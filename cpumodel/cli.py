@@ -204,7 +204,6 @@ def emit(profile: str, fmt: str, output: str | None, only_changed: bool, kvm_vie
          host: tuple[str, ...], vcpu: str | None, kvm_caps: str | None, ignore: tuple[str, ...], no_kvm: bool,
          role: str | None, search: tuple[str, ...], allow_outside: bool) -> None:
     """Emit the resolved register set of a valid PROFILE (refuses an invalid one, and a host)."""
-    from cpumodel.check import check_model
     from cpumodel.emit import emit as do_emit
     from cpumodel.report import render
     from cpumodel.resolve import Resolver
@@ -220,10 +219,13 @@ def emit(profile: str, fmt: str, output: str | None, only_changed: bool, kvm_vie
             model = kvm_view_model(model, opts.kernel, opts.vcpu_features)
     except CpumodelError as e:
         _fail(e)
-    findings = []
-    for h in hosts or [None]:
-        opts.host = h
-        findings += [f for f in check_model(model, opts) if f not in findings]
+    from cpumodel.template import check_for_targets
+
+    try:
+        findings = check_for_targets(model, hosts, opts, template=fmt == "firecracker" or only_changed,
+                                     resolver=resolver)
+    except CpumodelError as e:
+        _fail(e)
     if any(f.severity == "error" for f in findings):
         render(findings, "text", profiles=1, stream=sys.stderr)
         click.echo(f"cpumodel: refusing to emit {profile}: the model has violations", err=True)
@@ -321,17 +323,28 @@ def _resolve_many(paths: tuple[str, ...], search: tuple[str, ...], allow_outside
 
 @main.command()
 @click.argument("a", type=click.Path(dir_okay=True))
-@click.argument("b", type=click.Path(dir_okay=True))
+@click.argument("b", type=click.Path(dir_okay=True), required=False)
 @click.option("--migratable", is_flag=True,
               help="Judge whether a guest started with model A can run on host/model B.")
 @click.option("--kernel", metavar="X.Y", help="Kernel whose field policies apply (default: newest modelled).")
+@click.option("--to-kernel", "to_kernel", metavar="X.Y",
+              help="Kernel upgrade on host A: KVM's default view under --kernel vs this one, and whether a guest "
+                   "saved under --kernel (its default view, or profile B) restores (exit 1 if not).")
+@click.option("--vcpu-features", "vcpu", metavar="LIST", help="With --to-kernel: the guest's vCPU features "
+              "(default: those host A advertises).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @_search_options
-def diff(a: str, b: str, migratable: bool, kernel: str | None, fmt: str, search: tuple[str, ...],
-         allow_outside: bool) -> None:
-    """Compare two CPU models field by field; exit 0 if equal (or migratable), 1 if not."""
+def diff(a: str, b: str | None, migratable: bool, kernel: str | None, to_kernel: str | None, vcpu: str | None,
+         fmt: str, search: tuple[str, ...], allow_outside: bool) -> None:
+    """Compare two CPU models field by field; exit 0 if equal (or migratable), 1 if not.
+
+    With --to-kernel: what upgrading host A's kernel from --kernel to --to-kernel changes for guests."""
     from cpumodel.views import show_diff, show_migration
 
+    if to_kernel is not None:
+        _kernel_upgrade(a, b, kernel, to_kernel, vcpu, fmt, search, allow_outside)
+    if b is None:
+        _fail(CpumodelError("diff needs two profiles (or --to-kernel with one host)"))
     ma, mb = _resolve_many((a, b), search, allow_outside)
     if kernel is not None:
         from cpumodel.rules import kvm_writes as kvm
@@ -342,6 +355,31 @@ def diff(a: str, b: str, migratable: bool, kernel: str | None, fmt: str, search:
             _fail(e)
     ok = show_migration(ma, mb, kernel, fmt) if migratable else show_diff(ma, mb, fmt)
     sys.exit(0 if ok else 1)
+
+
+def _kernel_upgrade(a: str, b: str | None, kernel: str | None, to_kernel: str, vcpu: str | None, fmt: str,
+                    search: tuple[str, ...], allow_outside: bool) -> NoReturn:
+    import json
+
+    from cpumodel.rules import Context
+    from cpumodel.rules.kvm_writes import effective_features
+    from cpumodel.upgrade import kernel_upgrade, render_text
+
+    models = _resolve_many((a,) if b is None else (a, b), search, allow_outside)
+    try:
+        old = _kernel(kernel, models[0])
+        if old is None:
+            raise CpumodelError("--to-kernel needs the kernel upgraded from: --kernel X.Y (or a host profile "
+                                "recording kernel_release)")
+        feats, _ = effective_features(models[0], Context(vcpu_features=_vcpu(vcpu)))
+        up = kernel_upgrade(models[0], old, to_kernel, feats, models[1] if b is not None else None)
+    except CpumodelError as e:
+        _fail(e)
+    if fmt == "json":
+        sys.stdout.write(json.dumps(up.to_json(), indent=2) + "\n")
+    else:
+        sys.stdout.write(render_text(up))
+    sys.exit(0 if up.restores_ok else 1)
 
 
 @main.command()

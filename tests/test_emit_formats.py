@@ -587,23 +587,34 @@ def test_emit_refuses_a_host_profile_and_points_to_defaults(fmt: str) -> None:
         emit(resolved("neoverse-n1"), fmt)  # the engine refuses too, not only the CLI
 
 
-@needs_origin
-def test_emit_kvm_view_of_a_host_is_kvms_defaults_never_raw_host_values() -> None:
+def _defaults_check_clean() -> bool:
+    """Whether findings in KVM's own defaults are warnings (issue 9's provenance), so --kvm-view can emit."""
+    from cpumodel.check import Options, check_model
+    from cpumodel.template import kvm_view_model
+
+    model = kvm_view_model(resolved("neoverse-n1"), KERNEL, frozenset())
+    return not any(f.severity == "error" for f in check_model(model, Options(kernel=KERNEL)))
+
+
+def test_kvm_view_of_a_host_is_kvms_defaults_never_raw_host_values() -> None:
     from cpumodel.ops import kvm_defaults
-    from cpumodel.template import effective_features
+    from cpumodel.template import effective_features, is_kvm_view, kvm_view_model
 
     host = resolved("neoverse-n1")
+    view = kvm_view_model(host, KERNEL)
+    want, _ = kvm_defaults(host, KERNEL, effective_features(host))
+    assert view.values == want and view.role == "guest" and is_kvm_view(view)
+    assert view.values["CLIDR_EL1"] != host.values["CLIDR_EL1"]  # the raw host value KVM would refuse
+    rows = {n: v for _, v, n in kvm_lines(render(view, "kvm"))}
+    assert rows == {n: v for n, v in want.items() if n not in kvmlist.NO_ONE_REG}
+    # as a template relative to itself it changes nothing
+    assert json.loads(render(view, "firecracker", kernel=KERNEL, vcpu_features=frozenset()))["reg_modifiers"] == []
+    if not _defaults_check_clean():
+        pytest.skip("KVM's own defaults of N1 have an ARCH-FEAT_RAS-4 error until issue 9 makes it a warning")
     code, out, err = cli("emit", str(PROFILES / "neoverse-n1.yaml"), "--kvm-view", "--format", "kvm",
                          "--kernel", KERNEL)
     assert code == 0, err
-    rows = {n: v for _, v, n in kvm_lines(out)}
-    want, _ = kvm_defaults(host, KERNEL, effective_features(host))
-    assert rows == {n: v for n, v in want.items() if n not in kvmlist.NO_ONE_REG}
-    assert rows["CLIDR_EL1"] != host.values["CLIDR_EL1"]  # the raw host value KVM would refuse is not written
-    # as a template relative to itself it changes nothing
-    code, out, _ = cli("emit", str(PROFILES / "neoverse-n1.yaml"), "--kvm-view", "--format", "firecracker",
-                       "--vcpu-features", "none", "--kernel", KERNEL)
-    assert code == 0 and json.loads(out)["reg_modifiers"] == []
+    assert {n: v for _, v, n in kvm_lines(out)} == rows
 
 
 def test_template_for_a_pool_is_relative_to_every_hosts_kvm_view(tmp_path: Path) -> None:

@@ -165,6 +165,8 @@ def _header_lines(model: Model, opts: dict[str, object], fmt: str) -> list[str]:
         lines.append("Only the registers the model changes, relative to "
                      + ("; ".join(r.label for r in tpl.references) or "nothing (no host and no origin: all)") + ";")
         lines.append("write them over KVM's view: every other register keeps the value KVM gives.")
+        for reg_fields, why in tpl.unequal:
+            lines.append(f"{reg_fields}: {why}; a VMM keeps KVM's value of these fields (read, modify, write).")
         written = {w.register.name for w in tpl.writes}
     else:
         written = set(model.values)
