@@ -77,9 +77,11 @@ def _options(ignore: tuple[str, ...], kernel: str | None, host: str | None, vcpu
 
 def _kernel(kernel: str | None, host_model) -> str | None:  # type: ignore[no-untyped-def]
     """--kernel, with 'host' (or no --kernel) meaning the host profile's recorded kernel_release."""
+    recorded = getattr(host_model, "kernel_release", "") if host_model is not None else ""
+    if kernel is None and not recorded:
+        return None  # nothing to pick; and a check of host CPUs needs no KVM code (start-up cost)
     from cpumodel.kvm.rules import pick_kernel
 
-    recorded = getattr(host_model, "kernel_release", "") if host_model is not None else ""
     where = getattr(host_model, "path", "") or "the host profile"
     try:
         return pick_kernel(kernel, recorded, where)
