@@ -79,12 +79,6 @@ class RegisterRules:
                 return f
         raise KeyError(f"{self.name} has no field {name}")
 
-    def field_at(self, shift: int, width: int = 4) -> LayoutField | None:
-        for f in self.layout:
-            if f.shift == shift and f.width == width:
-                return f
-        return None
-
     def field_name_for_bits(self, mask: int) -> str:
         for f in self.layout:
             if f.mask & mask:
