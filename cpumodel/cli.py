@@ -270,7 +270,8 @@ def explain(spec: str) -> None:
 
 @main.command()
 @click.argument("rule_id", required=False)
-@click.option("--kind", type=click.Choice(["arch", "kvm", "vcpu", "profile"]), help="Only rules of this kind.")
+@click.option("--kind", type=click.Choice(["arch", "kvm", "vcpu", "profile", "identity"]),
+              help="Only rules of this kind.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def rules(rule_id: str | None, kind: str | None, fmt: str) -> None:
     """List all rules, or explain RULE_ID (e.g. A001, ARCH-FEAT_SVE-2, K003)."""

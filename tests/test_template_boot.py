@@ -94,3 +94,18 @@ def test_v1n1_constants_are_firecrackers() -> None:
     from test_emit_formats import V1N1 as QUOTED
 
     assert {r: (f, v) for r, f, v in QUOTED} == V1N1
+
+
+def test_every_shipped_guest_profile_is_proved() -> None:
+    """Each shipped guest profile is a scenario here, or its template writes nothing (KVM's own view)."""
+    from cpumodel.template import make_template
+
+    profiles = Path(__file__).parents[1] / "profiles"
+    proved = {sc.profile for sc in SCENARIOS}
+    r = Resolver()
+    for path in sorted(profiles.glob("*.yaml")):
+        model = r.resolve_file(str(path))
+        if model.role != "guest" or f"profiles/{path.name}" in proved:
+            continue
+        tpl = make_template(model, kernel="7.3", vcpu_features=frozenset(), resolver=r)
+        assert tpl.references and not tpl.writes, f"{path.name}: a template with writes is not proved at boot"
