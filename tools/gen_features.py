@@ -34,6 +34,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from cpumodel.features.notation import render
 from tools import feature_program
 
 HERE = Path(__file__).resolve().parent
@@ -207,27 +208,16 @@ class Converter:
         return self._atom(self._field_of(left["arguments"][0]), fn, op, int(right["value"]))
 
     # -- rendering --------------------------------------------------------------------
-    def render(self, e: Expr, top: bool = True) -> str:
-        if isinstance(e, bool):
-            return "TRUE" if e else "FALSE"
-        if isinstance(e, str):
-            return e
-        op = e[0]
-        if op == "a":
-            fidx, fn, aop, value = self.atoms[e[1]]
-            f = self.fields[fidx]
-            ref = f"{fn}({f['reg']}.{f['field']})"
-            if aop == "in":
-                return f"{ref} IN {{{', '.join(str(v) for v in value)}}}"
-            return f"{ref} {aop} {value}"
-        if op == "!":
-            inner = self.render(e[1], top=False)
-            return "!" + inner
-        if op in ("&&", "||"):
-            s = f" {op} ".join(self.render(x, top=False) for x in e[1:])
-        else:
-            s = f"{self.render(e[1], top=False)} {op} {self.render(e[2], top=False)}"
-        return s if top else f"({s})"
+    def render(self, e: Expr) -> str:
+        return render(e, self._render_atom)
+
+    def _render_atom(self, i: int) -> str:
+        fidx, fn, aop, value = self.atoms[i]
+        f = self.fields[fidx]
+        ref = f"{fn}({f['reg']}.{f['field']})"
+        if aop == "in":
+            return f"{ref} IN {{{', '.join(str(v) for v in value)}}}"
+        return f"{ref} {aop} {value}"
 
 
 def _features_in(e: Expr, out: set[str]) -> set[str]:
