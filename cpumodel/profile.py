@@ -253,11 +253,7 @@ def _unseen(node: Node, path: str, db: regdb.RegisterDB) -> dict[str, tuple[list
                             loc(path, node))
     out: dict[str, tuple[list[str], Location]] = {}
     for k, v in node.value:
-        name = _key(k, path)
-        canon = db.canonical(name)
-        if canon is None:
-            raise CpumodelError(f"unseen: unknown register {shown(name)}", loc(path, k),
-                                hint=suggest(name, list(db.registers)))
+        canon = _register_name(k, path, db, "unseen: ")
         reg = db.registers[canon]
         fields = []
         for n in _seq(v, path, f"unseen.{canon}"):
@@ -268,6 +264,16 @@ def _unseen(node: Node, path: str, db: regdb.RegisterDB) -> dict[str, tuple[list
             fields.append(f.name)
         out[canon] = (fields, loc(path, k))
     return out
+
+
+def _register_name(node: Node, path: str, db: regdb.RegisterDB, prefix: str = "") -> str:
+    """The canonical name of the register a mapping key names (any spelling ``db`` knows)."""
+    name = _key(node, path)
+    canon = db.canonical(name)
+    if canon is None:
+        raise CpumodelError(f"{prefix}unknown register {shown(name)}", loc(path, node),
+                            hint=suggest(name, list(db.registers)))
+    return canon
 
 
 def _sources(node: Node, path: str, db: regdb.RegisterDB) -> dict[str, str]:
@@ -284,11 +290,7 @@ def _registers(node: Node, path: str, db: regdb.RegisterDB) -> dict[str, Registe
                             loc(path, node))
     out: dict[str, RegisterSpec] = {}
     for knode, vnode in node.value:
-        name = _key(knode, path)
-        canon = db.canonical(name)
-        if canon is None:
-            raise CpumodelError(f"unknown register {shown(name)}", loc(path, knode),
-                                hint=suggest(name, list(db.registers)))
+        canon = _register_name(knode, path, db)
         if canon in out:
             raise CpumodelError(f"register {canon} given twice (first at line {out[canon].loc.line})",
                                 loc(path, knode))
