@@ -234,7 +234,7 @@ def emit(profile: str, fmt: str, output: str | None, only_changed: bool, kvm_vie
         sys.exit(1)
     try:
         text = do_emit(model, fmt, kernel=opts.kernel, vcpu_features=opts.vcpu_features, hosts=hosts,
-                       only_changed=only_changed, resolver=resolver, ignore=list(ignore))
+                       only_changed=only_changed, resolver=resolver, ignore=list(ignore), kvm_caps=opts.kvm_caps)
         _deliver(text, output)
     except CpumodelError as e:
         _fail(e)
