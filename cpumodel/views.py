@@ -105,18 +105,25 @@ def list_rules(kind: str | None, fmt: str) -> None:
     from cpumodel.rules import all_rules
 
     rules = [r for r in all_rules().values() if kind is None or r.kind == kind]
+    _listing(fmt, [{"id": r.id, "name": r.name, "kind": r.kind, "severity": r.severity, "summary": r.summary,
+                    "source": r.source} for r in rules],
+             f"{len(rules)} rules", ("id", "kind", "severity", "summary"),
+             [(r.id, r.kind, r.severity, r.summary) for r in rules])
+
+
+def _listing(fmt: str, records: list[Any], title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    """A list command's output: ``records`` as JSON, or a table of ``rows`` under ``columns``."""
     if fmt == "json":
-        json.dump([{"id": r.id, "name": r.name, "kind": r.kind, "severity": r.severity, "summary": r.summary,
-                    "source": r.source} for r in rules], sys.stdout, indent=2)
+        json.dump(records, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return
     from rich.table import Table
 
-    t = Table(title=f"{len(rules)} rules", title_justify="left")
-    for col in ("id", "kind", "severity", "summary"):
+    t = Table(title=title, title_justify="left")
+    for col in columns:
         t.add_column(col)
-    for r in rules:
-        t.add_row(r.id, r.kind, r.severity, r.summary)
+    for row in rows:
+        t.add_row(*row)
     _console().print(t)
 
 
@@ -266,19 +273,9 @@ def list_profiles(search: list[str], fmt: str, allow_outside: bool = False) -> N
             level = m.arch or _highest(m)
             rows.append({"name": m.name, "path": str(p), "arch": level, "description": m.description,
                          "features": feats, "base": m.chain[-1] if m.chain else None})
-    if fmt == "json":
-        json.dump(rows, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-        return
-    from rich.table import Table
-
-    t = Table(title=f"{len(rows)} profiles", title_justify="left")
-    for col in ("name", "arch", "key features", "description"):
-        t.add_column(col)
-    for r in rows:
-        t.add_row(r["name"], r.get("arch") or "?", ", ".join(r.get("features", [])),
-                  r.get("error") or r.get("description", ""))
-    _console().print(t)
+    _listing(fmt, rows, f"{len(rows)} profiles", ("name", "arch", "key features", "description"),
+             [(r["name"], r.get("arch") or "?", ", ".join(r.get("features", [])),
+               r.get("error") or r.get("description", "")) for r in rows])
 
 
 KEY_FEATURES = ("FEAT_LSE", "FEAT_FP16", "FEAT_DotProd", "FEAT_SVE", "FEAT_SVE2", "FEAT_PAuth", "FEAT_BTI",
