@@ -44,8 +44,10 @@ import copy
 import gzip
 import hashlib
 import json
+import operator
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,95 +204,101 @@ def evaluate(expr: str, consts: Consts, stack: tuple[str, ...] = ()) -> int:
     """Evaluate a C integer constant expression (the subset the kernel uses in
     ID-register masks): literals, names, ~ ! - unary, * / + - << >> & ^ |,
     parentheses and GENMASK/BIT/UL-style macros and ``sys_reg()``."""
-    toks = tokenize(expr)
-    pos = 0
+    return _CExpr(expr, consts, stack).value()
 
-    def peek() -> str | None:
-        return toks[pos] if pos < len(toks) else None
 
-    def take(expected: str | None = None) -> str:
-        nonlocal pos
-        if pos >= len(toks):
-            raise GenError(f"unexpected end of {expr!r}")
-        t = toks[pos]
+#: C's binary operators: precedence (higher binds tighter) and what they compute (then masked to 64 bits).
+_BINARY: dict[str, tuple[int, Callable[[int, int], int]]] = {
+    "*": (10, operator.mul), "/": (10, operator.floordiv), "+": (9, operator.add), "-": (9, operator.sub),
+    "<<": (8, operator.lshift), ">>": (8, operator.rshift), "&": (5, operator.and_), "^": (4, operator.xor),
+    "|": (3, operator.or_),
+}
+_UNARY: dict[str, Callable[[int], int]] = {
+    "~": lambda v: (~v) & MASK64, "!": lambda v: int(not v), "-": lambda v: (-v) & MASK64, "+": lambda v: v,
+}
+_CASTS = ("u64", "u32", "u8", "s64", "unsigned", "int")
+
+
+class _CExpr:
+    """A precedence-climbing parser of one C constant expression, evaluating as it goes."""
+
+    def __init__(self, expr: str, consts: Consts, stack: tuple[str, ...]) -> None:
+        self.expr = expr
+        self.consts = consts
+        self.stack = stack
+        self.toks = tokenize(expr)
+        self.pos = 0
+
+    def value(self) -> int:
+        v = self.binary(0)
+        if self.pos != len(self.toks):
+            raise GenError(f"trailing tokens in {self.expr!r}: {self.toks[self.pos:]}")
+        return v
+
+    def peek(self) -> str | None:
+        return self.toks[self.pos] if self.pos < len(self.toks) else None
+
+    def take(self, expected: str | None = None) -> str:
+        if self.pos >= len(self.toks):
+            raise GenError(f"unexpected end of {self.expr!r}")
+        t = self.toks[self.pos]
         if expected is not None and t != expected:
-            raise GenError(f"expected {expected!r} in {expr!r}, got {t!r}")
-        pos += 1
+            raise GenError(f"expected {expected!r} in {self.expr!r}, got {t!r}")
+        self.pos += 1
         return t
 
-    def primary() -> int:
-        t = take()
+    def binary(self, min_prec: int) -> int:
+        left = self.primary()
+        while True:
+            op = self.peek()
+            if op not in _BINARY or _BINARY[op][0] < min_prec:
+                return left
+            self.take()
+            prec, fn = _BINARY[op]
+            left = fn(left, self.binary(prec + 1)) & MASK64
+
+    def primary(self) -> int:
+        t = self.take()
         if t == "(":
             # a cast like (u64) is skipped
-            if peek() in ("u64", "u32", "u8", "s64", "unsigned", "int") and toks[pos + 1] == ")":
-                take()
-                take(")")
-                return unary()
-            v = binary(0)
-            take(")")
+            if self.peek() in _CASTS and self.toks[self.pos + 1] == ")":
+                self.take()
+                self.take(")")
+                return self.primary()
+            v = self.binary(0)
+            self.take(")")
             return v
-        if t in ("~", "!", "-", "+"):
-            pos_back = t
-            v = unary()
-            return {"~": (~v) & MASK64, "!": int(not v), "-": (-v) & MASK64, "+": v}[pos_back]
+        if t in _UNARY:
+            return _UNARY[t](self.primary())
         if re.match(r"\d", t):
-            if t.lower().startswith("0x"):
-                return int(t, 16)
-            if t.lower().startswith("0b"):
-                return int(t[2:], 2)
-            return int(t, 8) if len(t) > 1 and t.startswith("0") else int(t)
-        if peek() == "(" and (t in FUNCS or t == "sys_reg"):
-            take("(")
-            args: list[int] = []
-            while peek() != ")":
-                args.append(binary(0))
-                if peek() == ",":
-                    take(",")
-            take(")")
-            if t == "sys_reg":
-                enc = sys_reg_enc(*args)
-                consts.tuples[enc] = tuple(args)  # type: ignore[assignment]
-                return enc
-            return FUNCS[t](*args) & MASK64
-        return consts.get(t, stack)
+            return _literal(t)
+        if self.peek() == "(" and (t in FUNCS or t == "sys_reg"):
+            return self.call(t)
+        return self.consts.get(t, self.stack)
 
-    def unary() -> int:
-        return primary()
+    def call(self, name: str) -> int:
+        """A macro call: GENMASK(), BIT(), ... or sys_reg() (whose operands are remembered)."""
+        self.take("(")
+        args: list[int] = []
+        while self.peek() != ")":
+            args.append(self.binary(0))
+            if self.peek() == ",":
+                self.take(",")
+        self.take(")")
+        if name == "sys_reg":
+            enc = sys_reg_enc(*args)
+            self.consts.tuples[enc] = tuple(args)  # type: ignore[assignment]
+            return enc
+        return FUNCS[name](*args) & MASK64
 
-    prec = {"*": 10, "/": 10, "+": 9, "-": 9, "<<": 8, ">>": 8, "&": 5, "^": 4, "|": 3}
 
-    def binary(min_prec: int) -> int:
-        left = unary()
-        while True:
-            op = peek()
-            if op not in prec or prec[op] < min_prec:
-                return left
-            take()
-            right = binary(prec[op] + 1)
-            if op == "*":
-                left = left * right
-            elif op == "/":
-                left = left // right
-            elif op == "+":
-                left = left + right
-            elif op == "-":
-                left = left - right
-            elif op == "<<":
-                left = left << right
-            elif op == ">>":
-                left = left >> right
-            elif op == "&":
-                left = left & right
-            elif op == "^":
-                left = left ^ right
-            else:
-                left = left | right
-            left &= MASK64
-
-    v = binary(0)
-    if pos != len(toks):
-        raise GenError(f"trailing tokens in {expr!r}: {toks[pos:]}")
-    return v
+def _literal(t: str) -> int:
+    """A C integer literal: hex, binary, octal (leading 0) or decimal."""
+    if t.lower().startswith("0x"):
+        return int(t, 16)
+    if t.lower().startswith("0b"):
+        return int(t[2:], 2)
+    return int(t, 8) if len(t) > 1 and t.startswith("0") else int(t)
 
 
 # --------------------------------------------------------------------------- #
