@@ -502,55 +502,67 @@ def expand(tokens: list[str], macros: dict[str, Macro], keep: set[str],
             out.append(t)
             i += 1
             continue
-        # collect arguments
-        depth = 0
-        j = i + 1
-        args: list[list[str]] = [[]]
-        while True:
-            tok = tokens[j]
-            if tok in "([{":
-                depth += 1
-                if depth > 1:
-                    args[-1].append(tok)
-            elif tok in ")]}":
-                depth -= 1
-                if depth == 0:
-                    break
-                args[-1].append(tok)
-            elif tok == "," and depth == 1:
-                args.append([])
-            else:
-                args[-1].append(tok)
-            j += 1
+        args, j = _macro_args(tokens, i + 1)
         if mac.params == [] and args == [[]]:
             args = []
-        binding = dict(zip(mac.params, args, strict=False))
-        body: list[str] = []
-        k = 0
-        while k < len(mac.body):
-            bt = mac.body[k]
-            if bt == "#" and k + 1 < len(mac.body) and mac.body[k + 1] in binding:
-                body.append('"' + "".join(binding[mac.body[k + 1]]) + '"')
-                k += 2
-                continue
-            if bt in binding:
-                body.extend(binding[bt])
-            else:
-                body.append(bt)
-            k += 1
-        # token pasting
-        pasted: list[str] = []
-        k = 0
-        while k < len(body):
-            if body[k] == "##":
-                pasted[-1] = pasted[-1] + body[k + 1]
-                k += 2
-            else:
-                pasted.append(body[k])
-                k += 1
+        pasted = _paste(_substitute(mac, dict(zip(mac.params, args, strict=False))))
         out.extend(expand(pasted, macros, keep, active | {t}))
         i = j + 1
     return out
+
+
+def _macro_args(tokens: list[str], j: int) -> tuple[list[list[str]], int]:
+    """The arguments of a macro call whose "(" is ``tokens[j]``, and the index of its ")"."""
+    depth = 0
+    args: list[list[str]] = [[]]
+    while True:
+        tok = tokens[j]
+        if tok in "([{":
+            depth += 1
+            if depth > 1:
+                args[-1].append(tok)
+        elif tok in ")]}":
+            depth -= 1
+            if depth == 0:
+                return args, j
+            args[-1].append(tok)
+        elif tok == "," and depth == 1:
+            args.append([])
+        else:
+            args[-1].append(tok)
+        j += 1
+
+
+def _substitute(mac: Macro, binding: dict[str, list[str]]) -> list[str]:
+    """The macro's body with its parameters replaced (``#param`` as a string)."""
+    body: list[str] = []
+    k = 0
+    while k < len(mac.body):
+        bt = mac.body[k]
+        if bt == "#" and k + 1 < len(mac.body) and mac.body[k + 1] in binding:
+            body.append('"' + "".join(binding[mac.body[k + 1]]) + '"')
+            k += 2
+            continue
+        if bt in binding:
+            body.extend(binding[bt])
+        else:
+            body.append(bt)
+        k += 1
+    return body
+
+
+def _paste(body: list[str]) -> list[str]:
+    """Token pasting: ``a ## b`` becomes ``ab``."""
+    pasted: list[str] = []
+    k = 0
+    while k < len(body):
+        if body[k] == "##":
+            pasted[-1] = pasted[-1] + body[k + 1]
+            k += 2
+        else:
+            pasted.append(body[k])
+            k += 1
+    return pasted
 
 
 def detok(tokens: list[str]) -> str:
