@@ -1139,20 +1139,9 @@ def validate(data: dict[str, Any]) -> None:
     conds = set(data.get("conditions", {}))
     derived = set(data.get("derived", {}))
 
-    def names(c: Any) -> list[str]:
-        if c is None:
-            return []
-        if isinstance(c, str):
-            return [c]
-        if isinstance(c, list):
-            return [n for x in c for n in names(x)]
-        if isinstance(c, dict):
-            return [n for k in ("all", "any", "not") if k in c for n in names(c[k])]
-        return []
-
     def check(where: str, st: dict[str, Any]) -> None:
         for k in ("if", "unless"):
-            for n in names(st.get(k)):
+            for n in _condition_names(st.get(k)):
                 if n not in conds:
                     raise GenError(f"{where}: condition {n!r} is not defined")
         if st.get("derived") and st["derived"] not in derived:
@@ -1169,6 +1158,19 @@ def validate(data: dict[str, Any]) -> None:
             check(f"{name} {r['set_handler']['function']}()", st)
     for st in data.get("first_run", []):
         check("first_run", st)
+
+
+def _condition_names(c: Any) -> list[str]:
+    """The named conditions a step's ``if``/``unless`` uses (through all/any/not)."""
+    if c is None:
+        return []
+    if isinstance(c, str):
+        return [c]
+    if isinstance(c, list):
+        return [n for x in c for n in _condition_names(x)]
+    if isinstance(c, dict):
+        return [n for k in ("all", "any", "not") if k in c for n in _condition_names(c[k])]
+    return []
 
 
 def write_rules(data: dict[str, Any], out: Path, name: str | None = None) -> Path:
