@@ -13,6 +13,7 @@ from cpumodel.oracle.cases import (
     Case,
     FeatureSet,
     FieldValue,
+    MaskedValue,
     check_features,
     encode_case_file,
     feature_key,
@@ -21,7 +22,7 @@ from cpumodel.oracle.console import check_complete, errno_name, parse_console
 from cpumodel.oracle.errors import OracleError, ProbeCrash
 from cpumodel.oracle.kernel import ARM64_IMAGE_MAGIC, KernelInfo, default_cache_dir
 from cpumodel.oracle.qemu import MACHINE, boot, qemu_version
-from cpumodel.oracle.recording import CaseResult, FeatureSetRecord, Recording
+from cpumodel.oracle.recording import CaseResult, FeatureSetRecord, Recording, SequenceRecord
 from cpumodel.oracle.sysregs import (
     ORACLE_REGISTERS,
     encoding_of_id,
@@ -95,7 +96,9 @@ def run_cases(
     """
     cache = cache_dir or default_cache_dir()
     if feature_sets is None:
-        fsl: list[FeatureSet] = list(dict.fromkeys(c.features for c in cases)) or list(DEFAULT_FEATURE_SETS)
+        fsl: list[FeatureSet] = list(dict.fromkeys(c.features for c in cases if c.seq is None))
+        if not cases:
+            fsl = list(DEFAULT_FEATURE_SETS)
     else:
         fsl = [check_features(fs) for fs in feature_sets]
     if not Path(kernel_image).is_file():
@@ -128,9 +131,11 @@ def run_cases(
     blocks: dict[int, FeatureSetRecord] = {}
     block_defaults: dict[int, dict[int, int | None]] = {}
     fs_msgs = out.of_type("fs")
-    if len(fs_msgs) != len(fsl):
-        raise ProbeCrash(f"the probe reported {len(fs_msgs)} feature sets, expected {len(fsl)}")
-    for msg, fs in zip(fs_msgs, fsl, strict=True):
+    if len(fs_msgs) != len(case_file.blocks):
+        raise ProbeCrash(f"the probe reported {len(fs_msgs)} blocks, expected {len(case_file.blocks)}")
+    block_no: dict[tuple[FeatureSet, str | None], int] = {}
+    seq_of_block: dict[int, str] = {}
+    for msg, (fs, seq) in zip(fs_msgs, case_file.blocks, strict=True):
         b = _i(msg, "b")
         fin = _i(msg, "finalize_errno")
         imp = _i(msg, "imp_id_errno", -1)
@@ -142,12 +147,15 @@ def run_cases(
             imp_id_errno=_attempted(imp) if "writable_imp_id" in fs else None,
             finalize_errno=_attempted(fin) if "sve" in fs else None,
             vgic_errno=_attempted(_i(msg, "vgic_errno", -1)) if "vgic" in fs else None,
+            masks_errno=None,  # set by the "masks" message (none for a refused VM)
         )
         if _i(msg, "preferred_target_errno"):
             err = errno_name(_i(msg, "preferred_target_errno"))
             raise ProbeCrash(f"KVM_ARM_PREFERRED_TARGET failed: {err}")
         block_defaults[b] = {}
-    block_of_fs = {rec.features: b for b, rec in blocks.items()}
+        block_no[(fs, seq)] = b
+        if seq is not None:
+            seq_of_block[b] = seq
 
     for msg in out.of_type("get"):
         b = _i(msg, "b")
@@ -163,7 +171,9 @@ def run_cases(
     for msg in out.of_type("masks"):
         b = _i(msg, "b")
         rec = blocks[b]
-        rec.masks_errno = errno_name(_i(msg, "e"))
+        rec.masks_errno = _attempted(_i(msg, "e"))
+        if rec.masks_errno != 0:  # not attempted (Linux < 6.7: no such ioctl) or refused
+            continue
         raw = msg.get("m") or {}
         assert isinstance(raw, dict)
         masks = {int(k): int(str(v), 16) for k, v in raw.items()}
@@ -208,7 +218,7 @@ def run_cases(
                 raise ProbeCrash(f"the probe reported case {k}, but only {n} were sent")
             errs[k] = int(e)
             case = cases[case_file.order[k]]
-            b = block_of_fs[case.features]
+            b = block_no[(case.features, case.seq)]
             values.append(case.resolve(block_defaults[b].get(case.reg_id)))
         if f"{fnv1a_values(values):016x}" != msg.get("h"):
             raise ProbeCrash(
@@ -220,7 +230,7 @@ def run_cases(
     results: list[tuple[int, CaseResult]] = []
     for k, idx in enumerate(case_file.order):
         case = cases[idx]
-        b = block_of_fs[case.features]
+        b = block_no[(case.features, case.seq)]
         rec = blocks[b]
         got = errs[k]
         if got is None:
@@ -229,9 +239,14 @@ def run_cases(
             rec.skipped_cases += 1
             continue
         value = case.resolve(block_defaults[b].get(case.reg_id))
-        request = case.value_json() if isinstance(case.value, FieldValue) else None
+        request = case.value_json() if isinstance(case.value, (FieldValue, MaskedValue)) else None
         results.append(
-            (idx, CaseResult(case.reg, case.encoding, value, case.features, case.after_run, errno_name(got), request))
+            (
+                idx,
+                CaseResult(
+                    case.reg, case.encoding, value, case.features, case.after_run, errno_name(got), request, case.seq
+                ),
+            )
         )
         if k in restore_by_case:
             rmsg = restore_by_case[k]
@@ -263,10 +278,19 @@ def run_cases(
     probe_meta["source_hash"] = probe_hash()
     probe_meta["console_noise_lines"] = out.noise_lines
     warnings = [str(m.get("text")) for m in out.of_type("dmesg")]
+    sequences: dict[str, SequenceRecord] = {}
+    for b, name in seq_of_block.items():
+        fsr = blocks[b]
+        sequences[name] = SequenceRecord(
+            fsr.features, fsr.init_errno, fsr.finalize_errno, fsr.vgic_errno, fsr.imp_id_errno,
+            final=[{"reg": d["reg"], "value": d["value"]} for d in fsr.drift if d["when"] == "end" and not d["errno"]],
+            skipped_cases=fsr.skipped_cases,
+        )
     return Recording(
         kernel=kernel_meta,
         qemu={"version": qver, "cpu": cpu, "machine": MACHINE, "memory_mb": memory_mb},
-        feature_sets={feature_key(rec.features): rec for rec in blocks.values()},
+        feature_sets={feature_key(rec.features): rec for b, rec in blocks.items() if b not in seq_of_block},
+        sequences=sequences,
         cases=[r for _, r in results],
         timing=timing,
         probe=probe_meta,
