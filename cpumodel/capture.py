@@ -40,7 +40,6 @@ import re
 import resource
 import signal
 import struct
-import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -675,45 +674,37 @@ def _take_kvm(out: Captured, db: regdb.RegisterDB, reasons: dict[str, list[str]]
 # --------------------------------------------------------------------------------------------
 
 
-def _hex(name: str, value: int) -> str:
-    wide = name.startswith("ID_AA64") or value >> 32
-    return f"{value:#018x}" if wide else f"{value:#010x}"
-
-
-def _q(text: str) -> str:
-    """A YAML double-quoted scalar (JSON strings are valid YAML)."""
-    return json.dumps(text, ensure_ascii=False)
-
-
-def _comment(text: str, first: str = "#  - ", rest: str = "#    ") -> list[str]:
-    return textwrap.wrap(text, 110, initial_indent=first, subsequent_indent=rest, break_on_hyphens=False,
-                         break_long_words=False)
+def _digits(name: str, value: int) -> int:
+    return 16 if name.startswith("ID_AA64") or value >> 32 else 8
 
 
 def to_profile_yaml(captured: Captured, name: str) -> str:
     """A cpumodel profile of the captured values, saying in ``source``, ``sources`` and comments
     which source each value came from and what that source hides."""
-    lines = ["# Captured by `cpumodel capture` on " + captured.host + "."]
-    lines.append("# What the sources used give and hide:")
+    from cpumodel.yamlout import Writer
+
+    w = Writer()
+    w.comment(f"Captured by `cpumodel capture` on {captured.host}.")
+    w.comment("What the sources used give and hide:")
     for about in captured.about:
-        lines += _comment(about)
+        w.wrapped(about)
     if captured.kvm_setup and "kvm" in captured.used:
-        lines += _comment(f"kvm set-up: {captured.kvm_setup}.")
+        w.wrapped(f"kvm set-up: {captured.kvm_setup}.")
     for remark in captured.caveats:
-        lines += _comment(remark)
+        w.wrapped(remark)
     for why in captured.skipped.values():
-        lines += _comment(f"not used: {why}")
+        w.wrapped(f"not used: {why}")
     if captured.unread:
-        lines.append("# Not captured (a profile without them leaves them to the VMM / KVM):")
+        w.comment("Not captured (a profile without them leaves them to the VMM / KVM):")
         by_reason: dict[str, list[str]] = {}
         for reg, why in captured.unread.items():
             by_reason.setdefault(why, []).append(reg)
         for why, regs in by_reason.items():
-            lines += _comment(f"{', '.join(regs)}: {why}")
+            w.wrapped(f"{', '.join(regs)}: {why}")
     midr = captured.values.get("MIDR_EL1")
     what = f"{describe_midr(midr)}, " if midr is not None else ""
-    lines.append(f"name: {_q(name)}")
-    lines.append(f"description: {_q(f'Captured from this machine ({what}{captured.host})')}")
+    w.value("name", name)
+    w.value("description", f"Captured from this machine ({what}{captured.host})")
     sanitised = {
         "kvm": "kvm (KVM_GET_ONE_REG defaults of a new vCPU with no optional features: sanitised to what "
                "KVM exposes)",
@@ -721,18 +712,17 @@ def to_profile_yaml(captured: Captured, name: str) -> str:
                f"read as not implemented, per {DOC_MRS})",
         "sysfs": "sysfs (raw per-CPU identification registers)",
     }
-    source = f"cpumodel capture on {captured.host}; " + "; ".join(sanitised[s] for s in captured.used)
-    lines.append(f"source: {_q(source)}")
+    w.value("source", f"cpumodel capture on {captured.host}; " + "; ".join(sanitised[s] for s in captured.used))
     if "kvm" in captured.used:
-        lines.append("# The KVM values are those of a vCPU initialised without optional features:")
-        lines.append("vcpu_features: []")
-    lines.append("registers:")
+        w.comment("The KVM values are those of a vCPU initialised without optional features:")
+        w.flow("vcpu_features", [])
+    w.mapping("registers")
     for reg, value in captured.values.items():
-        lines.append(f"  {reg}: {_hex(reg, value)}")
-    lines.append("sources:")
+        w.hex(reg, value, indent=2, digits=_digits(reg, value))
+    w.mapping("sources")
     for reg in captured.values:
-        lines.append(f"  {reg}: {_q(f'{captured.origin[reg]}: {captured.notes[reg]}')}")
-    return "\n".join(lines) + "\n"
+        w.value(reg, f"{captured.origin[reg]}: {captured.notes[reg]}", indent=2)
+    return w.text()
 
 
 def summary(captured: Captured) -> str:

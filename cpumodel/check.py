@@ -59,7 +59,7 @@ class RunResult:
 
 def check_paths(paths: list[str], opts: Options | None = None, search: list[str] | None = None,
                 sink: Callable[[list[Finding]], None] | None = None,
-                on_error: Callable[[str], None] | None = None) -> RunResult:
+                on_error: Callable[[str], None] | None = None, allow_outside: bool = False) -> RunResult:
     """Load, resolve and check many profiles; unreadable ones become ``errors``, the rest go on.
 
     With ``sink`` (and ``on_error``) each profile's findings go there as they are made and are not
@@ -68,7 +68,7 @@ def check_paths(paths: list[str], opts: Options | None = None, search: list[str]
     from cpumodel.errors import CpumodelError
     from cpumodel.resolve import Resolver
 
-    resolver = Resolver(search)
+    resolver = Resolver(search, allow_outside)
     result = RunResult()
     for path in paths:
         try:

@@ -44,20 +44,31 @@ def _vcpu(value: str | None) -> frozenset[str] | None:
 
 
 def _options(ignore: tuple[str, ...], kernel: str | None, host: str | None, vcpu: str | None,
-             no_kvm: bool, search: list[str], role: str | None = None):  # type: ignore[no-untyped-def]
+             no_kvm: bool, search: list[str], role: str | None = None,
+             allow_outside: bool = False):  # type: ignore[no-untyped-def]
     from cpumodel.check import Options
 
     host_model = None
     if host:
         from cpumodel.resolve import Resolver
 
-        host_model = Resolver(search).resolve_file(host)
+        host_model = Resolver(search, allow_outside).resolve_file(host)
     if kernel is not None:
         from cpumodel.rules import kvm
 
         kvm.kernel_rules(kernel)  # validates the version early, with a clear message
     return Options(ignore=list(ignore), kernel=kernel, host=host_model, vcpu_features=_vcpu(vcpu),
                    kvm=not no_kvm, role=role)
+
+
+def _search_options(fn):  # type: ignore[no-untyped-def]
+    """-I and --allow-base-outside: where base: profiles are found (every command that reads profiles)."""
+    fn = click.option("--allow-base-outside", "allow_outside", is_flag=True,
+                      help="Let base: name absolute paths and files outside the search path "
+                           "(refused by default: profiles are untrusted).")(fn)
+    return click.option("-I", "--profile-path", "search", multiple=True, metavar="DIR",
+                        help="Directory to look up base: profiles in (repeatable; also $CPUMODEL_PATH, "
+                             "then the shipped profiles).")(fn)
 
 
 def _common(fn):  # type: ignore[no-untyped-def]
@@ -74,11 +85,9 @@ def _common(fn):  # type: ignore[no-untyped-def]
         click.option("--no-kvm", is_flag=True, help="Check architecture rules only."),
         click.option("--role", type=click.Choice(["guest", "host"]),
                      help="Treat every profile as a guest model (all rules) or a host CPU (architecture rules)."),
-        click.option("-I", "--profile-path", "search", multiple=True, metavar="DIR",
-                     help="Extra directory to look up base: profiles in (also $CPUMODEL_PATH)."),
     ]):
         fn = deco(fn)
-    return fn
+    return _search_options(fn)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -102,8 +111,8 @@ def main() -> None:
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when violations are found.")
 @click.option("--strict", is_flag=True, help="Warnings fail the run too.")
 def check(profiles: tuple[str, ...], fmt: str, kernel: str | None, host: str | None, vcpu: str | None,
-          ignore: tuple[str, ...], no_kvm: bool, role: str | None, search: tuple[str, ...], output: str | None,
-          quiet: bool, statistics: bool, exit_zero: bool, strict: bool) -> None:
+          ignore: tuple[str, ...], no_kvm: bool, role: str | None, search: tuple[str, ...], allow_outside: bool,
+          output: str | None, quiet: bool, statistics: bool, exit_zero: bool, strict: bool) -> None:
     """Check profiles; exit 0 if all are valid, 1 on any violation, 2 on unreadable input."""
     import io
 
@@ -111,7 +120,7 @@ def check(profiles: tuple[str, ...], fmt: str, kernel: str | None, host: str | N
     from cpumodel.report import render
 
     try:
-        opts = _options(ignore, kernel, host, vcpu, no_kvm, list(search), role)
+        opts = _options(ignore, kernel, host, vcpu, no_kvm, list(search), role, allow_outside)
     except CpumodelError as e:
         _fail(e)
     buf = io.StringIO() if output else None
@@ -122,11 +131,12 @@ def check(profiles: tuple[str, ...], fmt: str, kernel: str | None, host: str | N
         from cpumodel.report.text import TextRenderer
 
         renderer = TextRenderer(stream, color=use_color(stream), statistics=statistics, quiet=quiet)
-        result = check_paths(list(profiles), opts, list(search), sink=renderer.add, on_error=renderer.error)
+        result = check_paths(list(profiles), opts, list(search), allow_outside=allow_outside, sink=renderer.add,
+                             on_error=renderer.error)
         renderer.finish(len(profiles))
         unreadable = renderer.unreadable
     else:
-        result = check_paths(list(profiles), opts, list(search))
+        result = check_paths(list(profiles), opts, list(search), allow_outside=allow_outside)
         render(result.findings, fmt, errors=result.errors, profiles=len(profiles), stream=stream,
                statistics=statistics, quiet=quiet)
         unreadable = len(result.errors)
@@ -150,7 +160,7 @@ def check(profiles: tuple[str, ...], fmt: str, kernel: str | None, host: str | N
 @click.option("-o", "--output", metavar="FILE", help="Write to FILE atomically instead of stdout.")
 @_common
 def emit(profile: str, fmt: str, output: str | None, kernel: str | None, host: str | None, vcpu: str | None,
-         ignore: tuple[str, ...], no_kvm: bool, role: str | None, search: tuple[str, ...]) -> None:
+         ignore: tuple[str, ...], no_kvm: bool, role: str | None, search: tuple[str, ...], allow_outside: bool) -> None:
     """Emit the resolved register set of a valid PROFILE (refuses an invalid one)."""
     from cpumodel.check import check_model
     from cpumodel.emit import emit as do_emit
@@ -158,8 +168,8 @@ def emit(profile: str, fmt: str, output: str | None, kernel: str | None, host: s
     from cpumodel.resolve import Resolver
 
     try:
-        opts = _options(ignore, kernel, host, vcpu, no_kvm, list(search), role)
-        model = Resolver(list(search)).resolve_file(profile)
+        opts = _options(ignore, kernel, host, vcpu, no_kvm, list(search), role, allow_outside)
+        model = Resolver(list(search), allow_outside).resolve_file(profile)
     except CpumodelError as e:
         _fail(e)
     findings = check_model(model, opts)
@@ -176,15 +186,15 @@ def emit(profile: str, fmt: str, output: str | None, kernel: str | None, host: s
 
 @main.command()
 @click.argument("profile", type=click.Path(dir_okay=True))
-@click.option("-I", "--profile-path", "search", multiple=True, metavar="DIR")
+@_search_options
 @click.option("--all-fields", is_flag=True, help="Also list fields that are zero.")
-def show(profile: str, search: tuple[str, ...], all_fields: bool) -> None:
+def show(profile: str, search: tuple[str, ...], allow_outside: bool, all_fields: bool) -> None:
     """Decode every register of PROFILE field by field, with feature names."""
     from cpumodel.resolve import Resolver
     from cpumodel.views import show_model
 
     try:
-        model = Resolver(list(search)).resolve_file(profile)
+        model = Resolver(list(search), allow_outside).resolve_file(profile)
     except CpumodelError as e:
         _fail(e)
     show_model(model, all_fields=all_fields)
@@ -227,10 +237,10 @@ def kernels() -> None:
     list_kernels()
 
 
-def _resolve_many(paths: tuple[str, ...], search: tuple[str, ...]):  # type: ignore[no-untyped-def]
+def _resolve_many(paths: tuple[str, ...], search: tuple[str, ...], allow_outside: bool = False):  # type: ignore[no-untyped-def]
     from cpumodel.resolve import Resolver
 
-    r = Resolver(list(search))
+    r = Resolver(list(search), allow_outside)
     try:
         return [r.resolve_file(p) for p in paths]
     except CpumodelError as e:
@@ -244,12 +254,13 @@ def _resolve_many(paths: tuple[str, ...], search: tuple[str, ...]):  # type: ign
               help="Judge whether a guest started with model A can run on host/model B.")
 @click.option("--kernel", metavar="X.Y", help="Kernel whose field policies apply (default: newest modelled).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("-I", "--profile-path", "search", multiple=True, metavar="DIR")
-def diff(a: str, b: str, migratable: bool, kernel: str | None, fmt: str, search: tuple[str, ...]) -> None:
+@_search_options
+def diff(a: str, b: str, migratable: bool, kernel: str | None, fmt: str, search: tuple[str, ...],
+         allow_outside: bool) -> None:
     """Compare two CPU models field by field; exit 0 if equal (or migratable), 1 if not."""
     from cpumodel.views import show_diff, show_migration
 
-    ma, mb = _resolve_many((a, b), search)
+    ma, mb = _resolve_many((a, b), search, allow_outside)
     if kernel is not None:
         from cpumodel.rules import kvm
 
@@ -266,13 +277,13 @@ def diff(a: str, b: str, migratable: bool, kernel: str | None, fmt: str, search:
 @click.option("-o", "--output", metavar="FILE", help="Write the baseline profile to FILE (atomically).")
 @click.option("--name", default="baseline", show_default=True, help="Name of the baseline profile.")
 @click.option("--kernel", metavar="X.Y", help="Kernel whose field policies apply (default: newest modelled).")
-@click.option("-I", "--profile-path", "search", multiple=True, metavar="DIR")
+@_search_options
 def baseline(hosts: tuple[str, ...], output: str | None, name: str, kernel: str | None,
-             search: tuple[str, ...]) -> None:
+             search: tuple[str, ...], allow_outside: bool) -> None:
     """The richest model safe on every given host (a migration pool's CPU model), as a profile."""
     from cpumodel.views import make_baseline
 
-    models = _resolve_many(hosts, search)
+    models = _resolve_many(hosts, search, allow_outside)
     try:
         text, findings = make_baseline(models, name, kernel)
         _deliver(text, output)
@@ -285,15 +296,61 @@ def baseline(hosts: tuple[str, ...], output: str | None, name: str, kernel: str 
         sys.exit(1)
 
 
-@main.command(name="list")
-@click.option("-I", "--profile-path", "search", multiple=True, metavar="DIR")
+@main.command()
+@click.argument("profile", type=click.Path(dir_okay=True))
+@click.option("--kernel", metavar="X.Y", help="Guest kernel line whose errata tables apply (default: newest; "
+              "6.1, 6.12, 6.17, 6.18, 6.19, 7.1, 7.2, 7.3).")
+@click.option("--host", metavar="HOST.yaml", help="Host CPU profile: answers the guest's Spectre firmware calls "
+              "the way KVM does (from the host's own state).")
+@click.option("--target-impl", "impls", multiple=True, metavar="PROFILE",
+              help="An implementation the VMM announces with the target-implementation hypercall (6.15+; "
+                   "repeatable): the guest then matches every erratum against all of them.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def list_profiles(search: tuple[str, ...], fmt: str) -> None:
+@click.option("-I", "--profile-path", "search", multiple=True, metavar="DIR")
+def errata(profile: str, kernel: str | None, host: str | None, impls: tuple[str, ...], fmt: str,
+           search: tuple[str, ...]) -> None:
+    """The errata workarounds and Spectre mitigations a guest kernel selects for PROFILE's MIDR/REVIDR
+    and features, each with its Linux source line."""
+    from cpumodel import identity
+    from cpumodel.report.identity import render
+
+    models = _resolve_many((profile, *((host,) if host else ()), *impls), search)
+    model = models[0]
+    try:
+        line = identity.line_for(kernel)
+        host_dec = None
+        if host:
+            hm = models[1]
+            hd = identity.of_model(hm.values, hm.field_values(), line, identity.bare_metal())
+            if hd is None:
+                raise CpumodelError(f"{hm.path}: the host profile sets no MIDR_EL1")
+            host_dec = hd.spectre
+        targets = None
+        if impls:
+            tms = models[1 + bool(host):]
+            for tm in tms:
+                if "MIDR_EL1" not in tm.values:
+                    raise CpumodelError(f"{tm.path}: a target implementation needs MIDR_EL1")
+            targets = [identity.Impl(tm.values["MIDR_EL1"], tm.values.get("REVIDR_EL1", 0)) for tm in tms]
+            if not identity.load(line)["target_impl"].get("supported"):
+                raise CpumodelError(f"Linux {line} has no target-implementation hypercall (6.15+ has)")
+        dec = identity.of_model(model.values, model.field_values(), line, host_dec, targets)
+        if dec is None:
+            raise CpumodelError(f"{model.path}: the profile sets no MIDR_EL1, so there is no identity to match")
+    except CpumodelError as e:
+        _fail(e)
+    render(model.name, dec, fmt, sys.stdout)
+
+
+@main.command(name="list")
+@_search_options
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def list_profiles(search: tuple[str, ...], allow_outside: bool, fmt: str) -> None:
     """List the shipped profiles (and those in -I dirs) with arch level and key features."""
     from cpumodel.views import list_profiles as do_list
 
     try:
-        do_list(list(search), fmt)
+        do_list(list(search), fmt, allow_outside)
     except CpumodelError as e:
         _fail(e)
 
@@ -307,14 +364,14 @@ def list_profiles(search: tuple[str, ...], fmt: str) -> None:
 @click.option("--vcpu-features", "vcpu", metavar="LIST", help="Override the profile's vcpu_features.")
 @click.option("--timeout", type=float, help="Seconds before giving up on the emulated host.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("-I", "--profile-path", "search", multiple=True, metavar="DIR")
+@_search_options
 def verify(profile: str, kernel_image: str | None, debian_kernel: str | None, cpu: str, vcpu: str | None,
-           timeout: float | None, fmt: str, search: tuple[str, ...]) -> None:
+           timeout: float | None, fmt: str, search: tuple[str, ...], allow_outside: bool) -> None:
     """Apply PROFILE to a real KVM (a Debian arm64 kernel under QEMU) and report each register's errno."""
     from cpumodel.verify import verify as do_verify
     from cpumodel.views import show_verify
 
-    (model,) = _resolve_many((profile,), search)
+    (model,) = _resolve_many((profile,), search, allow_outside)
     try:
         report = do_verify(model, kernel_image=kernel_image, debian_kernel=debian_kernel, cpu=cpu,
                            vcpu_features=_vcpu(vcpu), timeout=timeout)
@@ -341,15 +398,16 @@ _register_optional_commands()
               help="KVM_ARM_VCPU_INIT features (default: those the host advertises: pmu, sve, ptrauth).")
 @click.option("--name", help="Name of the generated profile (default: <host>-kvm<kernel>).")
 @click.option("-o", "--output", metavar="FILE", help="Write the profile to FILE (atomically).")
-@click.option("-I", "--profile-path", "search", multiple=True, metavar="DIR")
+@_search_options
 def defaults(host: str, kernel: str | None, vcpu: str | None, name: str | None, output: str | None,
-             search: tuple[str, ...]) -> None:
+             search: tuple[str, ...], allow_outside: bool) -> None:
     """The guest model KVM gives a new VM on HOST by default, as a profile (a base for your own)."""
-    from cpumodel.ops import defaults_yaml, kvm_defaults
+    from cpumodel.ops import kvm_defaults
+    from cpumodel.report.profiles import defaults_yaml
     from cpumodel.rules import Context
     from cpumodel.rules.kvm import _effective_features, kernel_rules
 
-    (model,) = _resolve_many((host,), search)
+    (model,) = _resolve_many((host,), search, allow_outside)
     try:
         krules = kernel_rules(kernel)
         kern = str(getattr(krules, "kernel", kernel))

@@ -83,11 +83,29 @@ class Profile:
     sources: dict[str, str] = field(default_factory=dict)
 
 
-def load(path: str | Path) -> Profile:
-    """Read and parse one profile file. Raises CpumodelError with file:line on any problem."""
+def load(path: str | Path, *, referenced: bool = False) -> Profile:
+    """Read and parse one profile file. Raises CpumodelError with file:line on any problem.
+
+    ``referenced``: the file was named by another profile (``base:``), not by the user. Until it
+    is seen to be a profile (a mapping whose keys are all profile keys), a problem is reported
+    without quoting anything from it: a hostile ``base:`` must not print another file's content.
+    """
     p = str(path)
-    node = compose(read_text(p), p)
+    if not referenced:
+        return parse(compose(read_text(p), p), p)
+    try:
+        node = compose(read_text(p), p)
+    except CpumodelError as e:
+        raise _not_a_profile(p, e.location, "cannot be read as YAML here") from None
+    if not (isinstance(node, MappingNode)
+            and all(isinstance(k, ScalarNode) and k.value in TOP_KEYS for k, _ in node.value)):
+        raise _not_a_profile(p, None, "not a cpumodel profile")
     return parse(node, p)
+
+
+def _not_a_profile(path: str, where: Location | None, what: str) -> CpumodelError:
+    return CpumodelError(f"base profile {what} (nothing from the file is shown; run 'cpumodel check' on it)",
+                         Location(path, where.line if where and where.file == path else 0))
 
 
 def parse(node: Node | None, path: str) -> Profile:
@@ -95,7 +113,10 @@ def parse(node: Node | None, path: str) -> Profile:
         raise CpumodelError("empty profile (expected a mapping with at least 'registers', "
                             "'base', 'arch' or 'features')", Location(path, 1))
     if not isinstance(node, MappingNode):
-        raise CpumodelError(f"a profile must be a mapping, not {describe(node)}", loc(path, node))
+        # Say what it is, not what it holds: the file may be anything (a secret, a log).
+        kind = "a list" if isinstance(node, SequenceNode) else "a single value"
+        raise CpumodelError(f"a profile must be a mapping, not {kind}",
+                            loc(path, node))
     # The default name is the file name, made valid Unicode: non-UTF-8 bytes in a file name
     # (surrogate escapes in Python) could not be written to a UTF-8 output or a YAML file.
     stem = Path(path).stem.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

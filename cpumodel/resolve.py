@@ -78,6 +78,8 @@ def _decoded(name: str, value: int) -> tuple[tuple[tuple[str, str], int], ...]:
 
 
 def search_path(extra: list[str] | None = None) -> list[Path]:
+    """Where ``base:`` names are looked up, after the profile's own directory: ``-I`` dirs,
+    ``$CPUMODEL_PATH``, the shipped profiles."""
     dirs = [Path(p) for p in (extra or [])]
     env = os.environ.get("CPUMODEL_PATH")
     if env:
@@ -87,22 +89,67 @@ def search_path(extra: list[str] | None = None) -> list[Path]:
 
 
 class Resolver:
-    """Resolves profiles, caching each file's result so shared bases are read once per run."""
+    """Resolves profiles, caching each file's result so shared bases are read once per run.
 
-    def __init__(self, paths: list[str] | None = None) -> None:
+    ``base:`` is untrusted: it resolves only to a ``.yaml``/``.yml`` file whose real path (symbolic
+    links followed) lies inside the search path: the directory tree of the profile named on the
+    command line, the ``-I`` directories, ``$CPUMODEL_PATH`` and the shipped profiles. Absolute
+    paths, and relative ones that leave those trees, are refused unless ``allow_outside`` (the
+    CLI's ``--allow-base-outside``). A ``base:`` without ``/`` or a YAML suffix is a name: a file
+    ``NAME.yaml`` in the search path, else the profile whose ``name:`` is NAME.
+    """
+
+    def __init__(self, paths: list[str] | None = None, allow_outside: bool = False) -> None:
         self.paths = search_path(paths)
+        self.allow_outside = allow_outside
         self._cache: dict[str, Model] = {}
+        self._roots = [_real(d) for d in self.paths]
+        self._names: dict[Path, dict[str, list[Path]]] = {}  # directory -> profile name: -> files
 
-    def find_base(self, ref: str, profile: Profile, where: Location) -> str:
+    def _inside(self, real: Path, top: Path) -> bool:
+        return any(real.is_relative_to(r) for r in [top, *self._roots] if r is not None)
+
+    def find_base(self, ref: str, profile: Profile, where: Location, top: str | None = None) -> str:
         here = Path(profile.path).resolve().parent
+        top_dir = _real(Path(top).parent) if top else here
         looks_like_path = "/" in ref or ref.endswith((".yaml", ".yml"))
-        candidates = [here / ref] if looks_like_path else [
-            d / f"{ref}{ext}" for d in [here, *self.paths] for ext in (".yaml", ".yml")]
-        for c in candidates:
-            if _is_file(c):
-                return _display_path(c)
+        if looks_like_path:
+            if os.path.isabs(ref) and not self.allow_outside:
+                raise CpumodelError(f"base: {shown(ref)} is an absolute path, which is not allowed", where,
+                                    hint="name a profile (searched beside this file, in -I dirs, $CPUMODEL_PATH "
+                                         "and the shipped profiles) or a relative path; "
+                                         "--allow-base-outside lifts this")
+            candidates = [here / ref]
+        else:
+            candidates = [d / f"{ref}{ext}" for d in [here, *self.paths] for ext in (".yaml", ".yml")]
+        found = next((c for c in candidates if _is_file(c)), None)
+        if found is None and not looks_like_path:
+            found = self._by_name(ref, [here, *self.paths], where)
+        if found is not None:
+            if not self.allow_outside:
+                real = _real(found)
+                if real is None or real.suffix not in (".yaml", ".yml") or not self._inside(real, top_dir):
+                    raise CpumodelError(f"base: {shown(ref)} leads outside the search path", where,
+                                        hint="a base must be a .yaml/.yml file under this profile's directory, "
+                                             "an -I dir, $CPUMODEL_PATH or the shipped profiles; "
+                                             "--allow-base-outside lifts this")
+            return _display_path(found)
         dirs = sorted({_short(os.path.normpath(c.parent)) for c in candidates})
         raise CpumodelError(f"base profile {shown(ref)} not found", where, hint=f"looked in {', '.join(dirs)}")
+
+    def _by_name(self, name: str, dirs: list[Path], where: Location) -> Path | None:
+        """The profile whose ``name:`` is ``name``, in the first directory that has one."""
+        for d in dirs:
+            index = self._names.get(d)
+            if index is None:
+                index = self._names[d] = _name_index(d)
+            hits = index.get(name, [])
+            if len(hits) > 1:
+                raise CpumodelError(f"base: {shown(name)} is the name: of several profiles in {_short(str(d))}: "
+                                    + ", ".join(p.name for p in hits[:5]), where)
+            if hits:
+                return hits[0]
+        return None
 
     def resolve_file(self, path: str) -> Model:
         return self._resolve(path, [])
@@ -111,7 +158,7 @@ class Resolver:
         key = os.path.realpath(path)
         if key in self._cache:
             return self._cache[key]
-        prof = load_profile(path)
+        prof = load_profile(path, referenced=bool(stack))
         model = self.resolve_profile(prof, [*stack, key])
         if stack:  # only bases are cached: a run over many files keeps no model it does not need
             self._cache[key] = model
@@ -123,7 +170,7 @@ class Resolver:
         model = Model(name=prof.name, path=prof.path, loc=prof.loc, description=prof.description, role=prof.role)
         if prof.base:
             ref, where = prof.base
-            base_path = self.find_base(ref, prof, where)
+            base_path = self.find_base(ref, prof, where, top=stack[0])
             real = os.path.realpath(base_path)
             if real in stack:
                 cycle = " -> ".join(Path(p).name for p in [*stack[stack.index(real):], real])
@@ -195,6 +242,40 @@ class Resolver:
 
 def _short(text: str, limit: int = 120) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _real(p: Path) -> Path | None:
+    try:
+        return Path(os.path.realpath(p))
+    except (OSError, ValueError):
+        return None
+
+
+def _name_index(d: Path) -> dict[str, list[Path]]:
+    """``name:`` -> files, for the profiles directly in ``d`` (files that do not load are skipped)."""
+    import yaml
+
+    from cpumodel.yamlsrc import MAX_BYTES
+
+    out: dict[str, list[Path]] = {}
+    try:
+        files = sorted(p for p in d.iterdir() if p.suffix in (".yaml", ".yml"))
+    except OSError:
+        return out
+    for p in files:
+        try:
+            if not p.is_file() or p.stat().st_size > MAX_BYTES:
+                continue
+            # only the top-level name: is needed; a full load of every file would cost far more
+            for line in p.read_text(encoding="utf-8").splitlines():
+                if line.startswith("name:"):
+                    value = yaml.safe_load(line[5:])
+                    if isinstance(value, str):
+                        out.setdefault(value, []).append(p)
+                    break
+        except (OSError, UnicodeError, yaml.YAMLError):
+            continue
+    return out
 
 
 def _is_file(p: Path) -> bool:

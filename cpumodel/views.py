@@ -215,7 +215,8 @@ def show_migration(a: Model, b: Model, kernel: str | None, fmt: str) -> bool:
 
 def make_baseline(models: list[Model], name: str, kernel: str | None) -> tuple[str, list[Any]]:
     from cpumodel.check import Options, check_model
-    from cpumodel.ops import baseline, baseline_yaml
+    from cpumodel.ops import baseline
+    from cpumodel.report.profiles import baseline_yaml
     from cpumodel.resolve import Model as M
 
     b = baseline(models, kernel)
@@ -227,10 +228,10 @@ def make_baseline(models: list[Model], name: str, kernel: str | None) -> tuple[s
     return text, findings
 
 
-def list_profiles(search: list[str], fmt: str) -> None:
+def list_profiles(search: list[str], fmt: str, allow_outside: bool = False) -> None:
     from cpumodel.resolve import Resolver
 
-    resolver = Resolver(search)
+    resolver = Resolver(search, allow_outside)
     rows = []
     seen: set[str] = set()
     for d in resolver.paths:

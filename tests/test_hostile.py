@@ -470,8 +470,8 @@ def test_base_three_cycle(tmp_path: Path) -> None:
     input_error(cli("check", tmp_path / "a.yaml"), c, 1, "base cycle: a.yaml -> b.yaml -> c.yaml -> a.yaml")
 
 
-@pytest.mark.parametrize("ref", ["nowhere", "nowhere.yaml", "sub/nowhere.yaml", ".", "sub", "sub/", "/dev/zero",
-                                 "/", "", "a\\0b", "../" * 1000 + "x"],
+@pytest.mark.parametrize("ref", ["nowhere", "nowhere.yaml", "sub/nowhere.yaml", ".", "sub", "sub/",
+                                 "", "a\\0b", "../" * 1000 + "x"],
                          ids=lambda r: r if len(r) < 20 else f"{r[:12]}...({len(r)})")
 def test_missing_base(tmp_path: Path, ref: str) -> None:
     (tmp_path / "sub").mkdir()
@@ -479,10 +479,89 @@ def test_missing_base(tmp_path: Path, ref: str) -> None:
     input_error(cli("check", p), p, 1, "base profile .* not found")
 
 
+SECRET = "root:x:0:0:secret-line"
+
+
+@pytest.fixture
+def secret(tmp_path: Path) -> Path:
+    """A file that is not a profile, outside the profile's tree (stands for /etc/shadow)."""
+    d = tmp_path / "outside"
+    d.mkdir()
+    p = d / "shadow"
+    p.write_text(SECRET + "\nsecond:line\n")
+    (d / "shadow.yaml").write_text(SECRET + "\n")
+    return p
+
+
+def _tree(tmp_path: Path) -> Path:
+    d = tmp_path / "repo" / "profiles"
+    d.mkdir(parents=True)
+    return d
+
+
+@pytest.mark.parametrize("ref", ["{secret}", "{secret}.yaml", "../../outside/shadow.yaml", "../../outside/shadow",
+                                 "/etc/passwd", "/proc/self/environ", "../../../../../../../../etc/shadow",
+                                 "link.yaml", "sub/link.yaml"])
+def test_base_cannot_leave_the_search_path(tmp_path: Path, secret: Path, ref: str) -> None:
+    d = _tree(tmp_path)
+    (d / "sub").mkdir()
+    (d / "link.yaml").symlink_to(secret.with_suffix(".yaml"))
+    (d / "sub" / "link.yaml").symlink_to("../../../outside/shadow.yaml")
+    p = write(d, "child.yaml", f'base: "{ref.format(secret=secret)}"\n')
+    msg = input_error(cli("check", p), p, 1, "absolute path|leads outside the search path|not found")
+    assert "secret" not in msg and "root:" not in msg
+
+
+@pytest.mark.parametrize("ref", ["{secret}", "{secret}.yaml", "link.yaml", "/proc/self/environ", "/etc/passwd"])
+def test_allowed_outside_base_still_quotes_nothing(tmp_path: Path, secret: Path, ref: str) -> None:
+    d = _tree(tmp_path)
+    (d / "link.yaml").symlink_to(secret.with_suffix(".yaml"))
+    p = write(d, "child.yaml", f'base: "{ref.format(secret=secret)}"\n')
+    res = cli("check", "--allow-base-outside", p)
+    out = no_traceback(res)
+    assert exit_code(res) == 2, out
+    assert "base profile" in out and "nothing from the file is shown" in out
+    assert "secret" not in out and "root:" not in out and "HOME" not in out and "PATH=" not in out
+
+
+def test_top_level_non_profile_is_not_quoted(tmp_path: Path, secret: Path) -> None:
+    msg = input_error(cli("check", secret), secret, 1, "must be a mapping, not a single value")
+    assert "secret-line" not in msg
+
+
+def test_base_inside_the_search_path(tmp_path: Path) -> None:
+    d = _tree(tmp_path)
+    common = tmp_path / "repo" / "common"
+    common.mkdir()
+    write(common, "shared.yaml", "name: shared-base\n" + TINY.split("\n", 1)[1])
+    (d / "sub").mkdir()
+    write(d / "sub", "deep.yaml", TINY)
+    for ref, extra in [("sub/deep.yaml", []), ("./sub/../sub/deep.yaml", []), ("../common/shared.yaml", ["-I", common]),
+                       ("shared", ["-I", common]), ("shared-base", ["-I", common]), ("neoverse-n1", []),
+                       ]:
+        p = write(d, "child.yaml", f"base: {ref}\n")
+        res = cli("check", "--no-kvm", *extra, p)
+        assert exit_code(res) in (0, 1), (ref, no_traceback(res))
+    p = write(d, "child.yaml", "base: ../common/shared.yaml\n")
+    input_error(cli("check", p), p, 1, "leads outside the search path")
+    res = cli("check", "--no-kvm", "--allow-base-outside", p)
+    assert exit_code(res) == 0, no_traceback(res)
+
+
+def test_base_by_profile_name(tmp_path: Path) -> None:
+    write(tmp_path, "a-file-name.yaml", "name: pool-v2\n" + TINY.split("\n", 1)[1])
+    p = write(tmp_path, "child.yaml", "base: pool-v2\nregisters:\n  REVIDR_EL1: 1\n")
+    res = cli("show", p)
+    assert exit_code(res) == 0, no_traceback(res)
+    assert "pool-v2" in res.output
+    write(tmp_path, "b-file-name.yaml", "name: pool-v2\n" + TINY.split("\n", 1)[1])
+    input_error(cli("check", p), p, 1, "name: of several profiles")
+
+
 def test_error_in_base_is_reported_in_the_base(tmp_path: Path) -> None:
     parent = write(tmp_path, "parent.yaml", "registers:\n  MIDR_EL1: 0x1\n  MIDR_EL1: 0x2\n")
     child = write(tmp_path, "child.yaml", "base: parent\n")
-    input_error(cli("check", child), parent, 3, "duplicate key")
+    input_error(cli("check", child), parent, 3, "base profile cannot be read as YAML here")
 
 
 def test_long_inheritance_chain(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import re
 
 from cpumodel import __version__, regdb
+from cpumodel.emit.escape import c_comment, one_line
 from cpumodel.resolve import Model
 
 # KVM_ARM_VCPU_* feature bit numbers in struct kvm_vcpu_init::features[0]:
@@ -138,7 +139,7 @@ def _header_lines(model: Model, opts: dict[str, object], fmt: str) -> list[str]:
 def emit_kvm(model: Model, **opts: object) -> str:
     """``<one-reg id> <value>  # NAME`` lines, in write order, under a ``#`` comment header."""
     ok, skipped = settable(model)
-    out = [f"# {line}" for line in _header_lines(model, opts, "KVM one-reg list")]
+    out = [f"# {one_line(line)}" for line in _header_lines(model, opts, "KVM one-reg list")]
     out.append("# Format: <KVM one-reg id> <64-bit value>  # <register>")
     out += [f"{r.onereg:#018x} {v:#018x}  # {r.name}" for r, v in ok]
     if skipped:
@@ -161,7 +162,7 @@ def emit_c_header(model: Model, **opts: object) -> str:
     guard = f"CPUMODEL_{upper}_H"
     feats = vcpu_features(model, opts)
     out = ["/*"]
-    out += [f" * {line}".rstrip() for line in _header_lines(model, opts, "C header")]
+    out += [f" * {c_comment(line)}".rstrip() for line in _header_lines(model, opts, "C header")]
     out += [" * Each entry is one struct kvm_one_reg: .id is the one-reg ID, .addr points at .value.", " */",
             f"#ifndef {guard}", f"#define {guard}", "", "#include <stdint.h>", "",
             "#ifndef CPUMODEL_REG_DEFINED", "#define CPUMODEL_REG_DEFINED",

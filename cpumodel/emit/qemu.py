@@ -44,10 +44,12 @@ APA/API/GPA/GPI/APA3/GPA3) and ``aarch64`` is left out. Options: ``vcpu_features
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from cpumodel import __version__, regdb
+from cpumodel.emit.escape import one_line
 from cpumodel.emit.kvmlist import vcpu_features, write_order
 from cpumodel.errors import CpumodelError
 from cpumodel.resolve import Model
@@ -118,6 +120,10 @@ SYSREG_REGS = frozenset({
 })
 SYSREG_SERIES = ("not upstream: Auger/Huck series 'arm/cpu: more customization for the kvm host cpu model' "
                  "(RFCv2 2024-12-06, re-posted 2025-04-14); names may change")
+
+#: What line 1 (the -cpu value) may hold: it is used unquoted in ``-cpu "$(head -n1 FILE)"`` and
+#: in a QEMU option string, where ``,`` separates properties; shell_word() of it is itself.
+_CPU_VALUE = re.compile(r"[A-Za-z0-9_]+(?:,[A-Za-z0-9_]+=[A-Za-z0-9_]+)*")
 
 SVE_LENGTHS = tuple(range(128, 2049, 128))
 #: Feature -> the property that carries it (aarch64 is the inverse of el1_32bit).
@@ -261,4 +267,7 @@ def emit(model: Model, **opts: object) -> str:
     if not sysreg:
         notes.append(f"Per-field SYSREG_<REG>_<FIELD>=<value> properties: {SYSREG_SERIES}; "
                      "emit with sysreg_props=True for such a build")
-    return ",".join(parts) + "\n" + "\n".join(f"# {n}" for n in notes) + "\n"
+    value = ",".join(parts)
+    if not _CPU_VALUE.fullmatch(value):  # only fixed property names and numbers: nothing to quote
+        raise CpumodelError(f"internal error: unexpected characters in the -cpu value {value!r}")
+    return value + "\n" + "\n".join(f"# {one_line(n)}" for n in notes) + "\n"

@@ -201,7 +201,8 @@ class _Ctx:
             return bool(self.caps[short])
         if "derive" in spec and self.host:
             derived = self._derive(spec["derive"])
-            if derived is True or (derived is False and not spec.get("derive_only_true")):
+            if (derived is True and not spec.get("derive_only_false")) or (
+                    derived is False and not spec.get("derive_only_true")):
                 return derived
         if "assume" in spec:
             return bool(spec["assume"])

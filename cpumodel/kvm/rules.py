@@ -7,7 +7,9 @@ them and indexes them; the semantics live in :mod:`cpumodel.kvm.model`.
 
 from __future__ import annotations
 
+import gzip
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from functools import cache
@@ -184,22 +186,183 @@ def parse_rules(data: dict[str, Any]) -> KernelRules:
     )
 
 
+# --------------------------------------------------------------------------- #
+# Which rule set: built-in lines (data/kvm/index.json) and imported ones (XDG data dir)
+# --------------------------------------------------------------------------- #
+
+IMPORT_HOWTO = ("get that kernel's source tree (e.g. 'apt-get source linux' on the distribution, or a "
+                "kernel.org tarball) and run: cpumodel kernels import /path/to/linux-{ver} --name {name}")
+
+
+class KernelNotModelled(KeyError):
+    """No rule set for a requested kernel; ``str()`` says why, ``hint`` what to do."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class KernelEntry:
+    """One line of ``cpumodel kernels``: a built-in line (modelled or not) or an imported rule set."""
+
+    name: str                 # what --kernel takes: "7.2", or an imported set's name
+    line: str                 # X.Y
+    release: str              # the release the rules come from ("7.2.13")
+    modelled: bool
+    source: str = ""          # source package / tree
+    why: str = ""             # unmodelled: why
+    path: Path | None = None
+    imported: bool = False
+    same_rules_as: str = ""
+    writable_id_regs: bool = True
+
+
 def _version_key(v: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in v.split("."))
+    from cpumodel.kvm.lines import version_key
+
+    return version_key(v)
+
+
+def user_kernels_dir() -> Path:
+    """Where ``cpumodel kernels import`` stores rule sets: $XDG_DATA_HOME/cpumodel/kernels
+    (default ~/.local/share/cpumodel/kernels)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "cpumodel" / "kernels"
+
+
+@cache
+def _index() -> tuple[KernelEntry, ...]:
+    data = json.loads((DATA_DIR / "index.json").read_text())
+    return tuple(
+        KernelEntry(e["line"], e["line"], e["release"], e["modelled"], e.get("source_package", ""), e.get("why", ""),
+                    DATA_DIR / e["file"] if e.get("file") else None, False, e.get("same_rules_as", ""),
+                    e.get("writable_id_regs", True))
+        for e in data["lines"])
+
+
+def imported_kernels() -> list[KernelEntry]:
+    """Rule sets imported by the user (each ``<name>.json.gz`` has a ``<name>.meta.json`` beside it)."""
+    out = []
+    d = user_kernels_dir()
+    for meta in sorted(d.glob("*.meta.json")) if d.is_dir() else []:
+        try:
+            m = json.loads(meta.read_text())
+        except (OSError, ValueError):
+            continue
+        path = meta.with_name(meta.name.removesuffix(".meta.json") + ".json.gz")
+        if path.exists():
+            out.append(KernelEntry(m["name"], m["line"], m["release"], True, m.get("source", ""),
+                                   path=path, imported=True, writable_id_regs=m.get("writable_id_regs", True)))
+    return out
+
+
+def catalogue() -> list[KernelEntry]:
+    """Every built-in line (oldest first), then the imported rule sets."""
+    return [*_index(), *imported_kernels()]
 
 
 def kernels() -> list[str]:
-    """Kernel versions (``"6.12"``, ...) with a rule file, oldest first."""
-    return sorted((p.stem for p in DATA_DIR.glob("*.json")), key=_version_key)
+    """Built-in kernel lines with a rule set (``"6.12"``, ...), oldest first."""
+    return [e.name for e in _index() if e.modelled]
+
+
+def resolve(version: str) -> KernelEntry:
+    """The rule set ``--kernel version`` means: an imported set by name; else the built-in line
+    ``X.Y`` of ``X.Y[.Z[-suffix]]`` (or an imported set of that release or line). Raises
+    :class:`KernelNotModelled` with what to do for an unmodelled, unknown or too-new kernel."""
+    v = version.strip()
+    imported = imported_kernels()
+    for e in imported:
+        if e.name == v:
+            return e
+    try:
+        key = _version_key(v)
+    except ValueError:
+        names = ", ".join([*kernels(), *(e.name for e in imported)])
+        raise KernelNotModelled(f"no KVM rules for kernel {version!r}", f"known: {names} (see 'cpumodel kernels')") \
+            from None
+    line = f"{key[0]}.{key[1]}"
+    full = ".".join(str(x) for x in key)
+    builtin = {e.line: e for e in _index()}
+    e = builtin.get(line)
+    if e is not None and e.modelled:
+        return e
+    mine = [e for e in imported if e.line == line]
+    if mine:
+        exact = [e for e in mine if e.release == full]
+        return (exact or mine)[0]
+    name = line if len(key) == 2 else full
+    howto = IMPORT_HOWTO.format(ver=full if len(key) > 2 else f"{line}.N", name=line)
+    if e is not None:
+        raise KernelNotModelled(f"no KVM rules for kernel {version!r}: Linux {line} is recorded but not modelled: "
+                                f"{e.why}", howto)
+    newest = max((x for x in _index()), key=lambda x: _version_key(x.line))
+    what = f"no KVM rules for kernel {version!r}: Linux {name}"
+    if key[:2] > _version_key(newest.line)[:2]:
+        raise KernelNotModelled(f"{what} is newer than every modelled kernel (newest: {newest.line}); its rules "
+                                "are not guessed from an older line", howto)
+    raise KernelNotModelled(f"{what} has no built-in KVM rules (built in: {', '.join(kernels())})", howto)
 
 
 @cache
 def load_kernel(version: str) -> KernelRules:
-    """The rules of one kernel version; ``"6.12"`` or a full ``"6.12.117"``
-    (which picks the 6.12 file).  Raises ``KeyError`` for an unknown version."""
-    parts = version.strip().split(".")
-    key = ".".join(parts[:2])
-    path = DATA_DIR / f"{key}.json"
-    if len(parts) < 2 or not path.exists():
-        raise KeyError(f"no KVM rules for kernel {version!r}; known: {', '.join(kernels())}")
-    return parse_rules(json.loads(path.read_text()))
+    """The rules of one kernel: ``"6.12"``, a full release ``"6.12.117"`` (which picks the 6.12
+    line) or an imported set's name.  Raises :class:`KernelNotModelled` (a ``KeyError``)."""
+    e = resolve(version)
+    assert e.path is not None
+    return parse_rules(json.loads(gzip.decompress(e.path.read_bytes())))
+
+
+RECORDINGS = Path(__file__).resolve().parents[2] / "tests" / "oracle" / "recordings"
+
+
+def _recordings() -> dict[str, list[str]]:
+    """line -> ["6.12.117 max", ...] from a source checkout's oracle recordings (empty when installed)."""
+    out: dict[str, list[str]] = {}
+    for p in sorted(RECORDINGS.glob("*.json.gz")) if RECORDINGS.is_dir() else []:
+        release, _, cpu = p.name.removesuffix(".json.gz").partition("_")
+        try:
+            key = _version_key(release)
+        except ValueError:
+            continue
+        out.setdefault(f"{key[0]}.{key[1]}", []).append(f"{cpu}")
+    return out
+
+
+def describe_catalogue() -> list[str]:
+    """The text of ``cpumodel kernels``."""
+    entries = catalogue()
+    recs = _recordings()
+    default = kernels()[-1]
+    lines = [f"KVM rule sets (--kernel X.Y, a release X.Y.Z of a line, an imported NAME, or 'host'; "
+             f"default {default}):"]
+    for e in entries:
+        if e.imported:
+            continue
+        if e.modelled:
+            what = f"Linux {e.release}  {e.source}"
+            if e.same_rules_as:
+                what += f"  (same rules as {e.same_rules_as})"
+            if not e.writable_id_regs:
+                what += ("  [ID registers not writable: KVM accepts only its own value, "
+                         "no KVM_ARM_GET_REG_WRITABLE_MASKS]")
+        else:
+            what = f"not modelled: {e.why}"
+        lines.append(f"  {e.name:6s} {what}")
+        if e.line in recs:
+            lines.append(f"  {'':6s} oracle recordings ({RECORDINGS.name}/): {', '.join(recs[e.line])}")
+    imported = [e for e in entries if e.imported]
+    lines.append(f"Imported ({user_kernels_dir()}):" if imported else
+                 f"Imported: none (cpumodel kernels import LINUX_SOURCE_TREE [--name NAME] stores one in "
+                 f"{user_kernels_dir()})")
+    for e in imported:
+        lines.append(f"  {e.name:6s} Linux {e.release}  {e.source}")
+    lines.append("Facts come from each kernel's arch/arm64/kvm/sys_regs.c, arch/arm64/kernel/cpufeature.c and "
+                 "arch/arm64/tools/sysreg;")
+    lines.append("tests/oracle/ holds recordings of the real kernels' verdicts that the model must match.")
+    return lines

@@ -109,21 +109,14 @@ def kernel_rules(version: str | None):  # type: ignore[no-untyped-def]
 
     try:
         return kvmmodel.load_kernel(version or kvmmodel.kernels()[-1])
-    except KeyError:
-        raise CpumodelError(f"no KVM rules for kernel {version!r}",
-                            hint=f"modelled: {', '.join(kvmmodel.kernels())} (see 'cpumodel kernels')") from None
+    except KeyError as exc:
+        raise CpumodelError(str(exc), hint=getattr(exc, "hint", "") or "see 'cpumodel kernels'") from None
 
 
 def describe_kernels() -> list[str]:
-    from cpumodel import kvm as kvmmodel
+    from cpumodel.kvm.rules import describe_catalogue
 
-    lines = ["Kernels whose KVM ID-register rules are modelled (newest is the default):"]
-    for k in kvmmodel.kernels():
-        r = kvmmodel.load_kernel(k)
-        lines.append(f"  {k:6s} from {getattr(r, 'source_package', '') or getattr(r, 'kernel_full', k)}")
-    lines.append("Facts come from each kernel's arch/arm64/kvm/sys_regs.c and arch/arm64/kernel/cpufeature.c;")
-    lines.append("tests/oracle/ holds recordings of the real kernels' verdicts that the model must match.")
-    return lines
+    return describe_catalogue()
 
 
 def _effective_features(model: Model, ctx: Context) -> tuple[frozenset[str], bool]:

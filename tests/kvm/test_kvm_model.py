@@ -84,7 +84,7 @@ def rules(request: pytest.FixtureRequest) -> Any:
 # --------------------------------------------------------------------------- #
 
 def test_kernels_listed() -> None:
-    assert kernels() == ["6.12", "7.2", "7.3"]
+    assert kernels() == ["6.12", "6.17", "6.18", "6.19", "7.1", "7.2", "7.3"]
     assert load_kernel("6.12.117").kernel_full == "6.12.117"
     with pytest.raises(KeyError):
         load_kernel("6.8")
