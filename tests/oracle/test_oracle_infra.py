@@ -477,7 +477,9 @@ def test_recording_v2_compacts_and_reads_every_case_kind(tmp_path: Path) -> None
             for v in range(16)
         ),
         CaseResult("ID_AA64PFR0_EL1", PFR0, 0x11, none, True, 0, "default"),
-        CaseResult("ID_AA64PFR0_EL1", PFR0, 0xF1, none, False, "EBUSY", {"mask": "0x00000000000000f0", "bits": "0x00000000000000f0"}),
+        CaseResult(
+            "ID_AA64PFR0_EL1", PFR0, 0xF1, none, False, "EBUSY", {"mask": f"{0xF0:#018x}", "bits": f"{0xF0:#018x}"}
+        ),
         CaseResult("ID_AA64PFR0_EL1", PFR0, 0x1234, vgic, False, 0, None, "migrate x [vgic]"),
         # a relative case whose value the defaults do not give back: stored explicitly
         CaseResult(
@@ -540,3 +542,28 @@ def test_committed_recordings_load(path: Path) -> None:
             # before 6.7 (6.1) an ID register only ever accepts its current value: EINVAL
             change = "EINVAL" if rec.kernel_line == "6.1" else "EBUSY"
             assert c.errno == (0 if c.value == default else change)
+
+
+# --- capture live check (tools/oracle/capture_live.py) ----------------------------------
+
+
+def test_capture_compare_with_probe() -> None:
+    from tools.oracle.capture_live import compare, parse_values
+
+    rec = _tiny_recording()
+    rec.feature_sets["none"].defaults.update({"MIDR_EL1": 0x414FD0C1, "REVIDR_EL1": 0})
+    console = "\n".join([
+        "noise",
+        '=== VALUES kvm {"values":{"MIDR_EL1":"0x414fd0c1","REVIDR_EL1":"0x0","ID_AA64PFR0_EL1":"0x11"},'
+        '"unread":{"DCZID_EL0":"KVM_GET_ONE_REG: ENOENT"}}',
+        '=== VALUES sysfs {"values":{"MIDR_EL1":"0x414fd0c1","REVIDR_EL1":"0x0"},"unread":{}}',
+        '=== VALUES mrs {"values":{"MIDR_EL1":"0x414fd0c1"},"unread":{}}',
+    ])
+    diffs, agreed = compare(parse_values(console), rec)
+    assert diffs == [] and "kvm: 3 registers equal to the probe's KVM defaults" in agreed
+    bad = console.replace('"ID_AA64PFR0_EL1":"0x11"', '"ID_AA64PFR0_EL1":"0x12"').replace(
+        '=== VALUES mrs {"values":{"MIDR_EL1":"0x414fd0c1"},"unread":{}}', '=== VALUES mrs {"error":"no HWCAP_CPUID"}'
+    )
+    diffs, _ = compare(parse_values(bad), rec)
+    assert any("ID_AA64PFR0_EL1: capture 0x0000000000000012, probe 0x0000000000000011" in d for d in diffs)
+    assert any(d.startswith("mrs: capture read nothing (no HWCAP_CPUID)") for d in diffs)

@@ -61,8 +61,10 @@ RECORDED_KERNELS: tuple[str, ...] = (
     "6.1.0-50-arm64",  # bookworm, linux-image-6.1.0-50-arm64-unsigned 6.1.176-1
     "6.12.117+deb13",
     "6.16.12+deb13",
+    "6.17.8+deb13",  # the release of the 6.17 source tree (the rule set's)
     "6.17.13+deb13",
     "6.18.15+deb13",
+    "6.19.11+deb13",  # the release of the 6.19 source tree (the rule set's)
     "6.19.14+deb13",
     "7.0.13+deb13",
     "7.1.13+deb13",
@@ -251,6 +253,21 @@ def cmd_record_all(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def cmd_image(args: argparse.Namespace) -> int:
+    """Print the path of a kernel's unpacked Image (downloading it first if needed)."""
+    print(get_kernel(args.kernel, args.cache_dir).image)
+    return 0
+
+
+def cmd_capture_compare(args: argparse.Namespace) -> int:
+    from tools.oracle.capture_live import compare_files
+
+    diffs, agreed = compare_files(Path(args.console), Path(args.recording))
+    for line in agreed:
+        print(f"capture == probe: {line}", file=sys.stderr)
+    return _report(diffs, args.recording)
+
+
 def _report(diffs: list[str], against: str) -> int:
     if diffs:
         print(f"DIFFERENT from {against}:", file=sys.stderr)
@@ -319,6 +336,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--dir", default=str(RECORDINGS_DIR), help="where the recordings are (default %(default)s)")
     s.add_argument("--missing", action="store_true", help="only record kernel/CPU pairs that have no file yet")
     s.set_defaults(func=cmd_record_all)
+
+    s = sub.add_parser("image", help="print the path of a Debian kernel's unpacked Image (fetching it)")
+    s.add_argument("--kernel", required=True)
+    s.set_defaults(func=cmd_image)
+
+    s = sub.add_parser(
+        "capture-compare", help="compare `cpumodel capture` output (capture_arm64_check.sh --vm) with a recording"
+    )
+    s.add_argument("console", help="the console text of the --vm boot (=== VALUES lines)")
+    s.add_argument("recording", help="the recording of the same kernel and QEMU CPU")
+    s.set_defaults(func=cmd_capture_compare)
 
     s = sub.add_parser("compare", help="compare two recordings of the same kernel/CPU")
     s.add_argument("expected")
