@@ -7,6 +7,7 @@ need them, so ``cpumodel --version`` and a plain ``check`` start fast.
 
 from __future__ import annotations
 
+import functools
 import sys
 from typing import NoReturn
 
@@ -71,12 +72,15 @@ def _search_options(fn):  # type: ignore[no-untyped-def]
                              "then the shipped profiles).")(fn)
 
 
-def _common(fn):  # type: ignore[no-untyped-def]
-    """Options shared by the commands that check a model."""
+def _common(fn, hosts: bool = False):  # type: ignore[no-untyped-def]
+    """Options shared by the commands that check a model (``hosts``: --host is repeatable)."""
+    host_help = ("Host CPU profile for host-relative KVM rules; repeatable: a template targets every host given "
+                 "(default: the profile's origin, see README 'Emitting').") if hosts else \
+        "Host CPU profile for host-relative KVM rules."
     for deco in reversed([
         click.option("--kernel", metavar="X.Y", help="Kernel whose KVM rules apply (default: newest modelled; "
                      "see 'cpumodel kernels')."),
-        click.option("--host", metavar="HOST.yaml", help="Host CPU profile for host-relative KVM rules."),
+        click.option("--host", metavar="HOST.yaml", multiple=hosts, help=host_help),
         click.option("--vcpu-features", "vcpu", metavar="LIST",
                      help="KVM_ARM_VCPU_INIT features the VMM sets: comma list of pmu,sve,ptrauth,el1_32bit "
                           "(or 'none'); overrides the profile's vcpu_features."),
@@ -158,27 +162,43 @@ def check(profiles: tuple[str, ...], fmt: str, kernel: str | None, host: str | N
 @click.option("--format", "fmt", type=click.Choice(["json", "yaml", "kvm", "c-header", "firecracker", "qemu"]),
               default="json", show_default=True)
 @click.option("-o", "--output", metavar="FILE", help="Write to FILE atomically instead of stdout.")
-@_common
-def emit(profile: str, fmt: str, output: str | None, kernel: str | None, host: str | None, vcpu: str | None,
-         ignore: tuple[str, ...], no_kvm: bool, role: str | None, search: tuple[str, ...], allow_outside: bool) -> None:
-    """Emit the resolved register set of a valid PROFILE (refuses an invalid one)."""
+@click.option("--only-changed", is_flag=True,
+              help="kvm, c-header: write only the registers the model changes relative to KVM's view on the "
+                   "--host(s) or its origin (firecracker templates always are).")
+@click.option("--kvm-view", is_flag=True,
+              help="For a role: host PROFILE: emit KVM's default view of a VM on it (as 'cpumodel defaults').")
+@functools.partial(_common, hosts=True)
+def emit(profile: str, fmt: str, output: str | None, only_changed: bool, kvm_view: bool, kernel: str | None,
+         host: tuple[str, ...], vcpu: str | None, ignore: tuple[str, ...], no_kvm: bool, role: str | None,
+         search: tuple[str, ...], allow_outside: bool) -> None:
+    """Emit the resolved register set of a valid PROFILE (refuses an invalid one, and a host)."""
     from cpumodel.check import check_model
     from cpumodel.emit import emit as do_emit
     from cpumodel.report import render
     from cpumodel.resolve import Resolver
 
+    resolver = Resolver(list(search), allow_outside)
     try:
-        opts = _options(ignore, kernel, host, vcpu, no_kvm, list(search), role, allow_outside)
-        model = Resolver(list(search), allow_outside).resolve_file(profile)
+        opts = _options(ignore, kernel, None, vcpu, no_kvm, list(search), role, allow_outside)
+        model = resolver.resolve_file(profile)
+        hosts = [resolver.resolve_file(h) for h in host]
+        if kvm_view and model.role == "host":
+            from cpumodel.template import kvm_view_model
+
+            model = kvm_view_model(model, opts.kernel, opts.vcpu_features)
     except CpumodelError as e:
         _fail(e)
-    findings = check_model(model, opts)
+    findings = []
+    for h in hosts or [None]:
+        opts.host = h
+        findings += [f for f in check_model(model, opts) if f not in findings]
     if any(f.severity == "error" for f in findings):
         render(findings, "text", profiles=1, stream=sys.stderr)
         click.echo(f"cpumodel: refusing to emit {profile}: the model has violations", err=True)
         sys.exit(1)
     try:
-        text = do_emit(model, fmt, kernel=opts.kernel, vcpu_features=opts.vcpu_features)
+        text = do_emit(model, fmt, kernel=opts.kernel, vcpu_features=opts.vcpu_features, hosts=hosts,
+                       only_changed=only_changed, resolver=resolver, ignore=list(ignore))
         _deliver(text, output)
     except CpumodelError as e:
         _fail(e)

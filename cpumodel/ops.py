@@ -236,6 +236,15 @@ def _kvm_baseline(models: list[Model], kernel: str | None) -> Baseline:
         values, _ = kvm_defaults(m, kernel, feats)
         views.append(Model(name=m.name, path=m.path, values=values, vcpu_features=feats))
     b = baseline(views, kernel, kvm=False)
+    # Implementation ID registers identify the host: without KVM_CAP_ARM_WRITABLE_IMP_ID_REGS KVM shows
+    # every VM its host's own (sys_regs.c set_imp_id_reg(): another value is EINVAL). Where the hosts
+    # differ, a pool model leaves them to each host instead of keeping the first host's value.
+    for name in ("MIDR_EL1", "REVIDR_EL1", "AIDR_EL1"):
+        if name in b.values and len({v.values.get(name) for v in views}) > 1:
+            del b.values[name]
+            b.conflicts = [c for c in b.conflicts if not c.startswith(f"{name}.")]
+            b.conflicts.append(f"{name}: the hosts differ; left out, so each VM sees its host's own "
+                               "(one value for all needs KVM_CAP_ARM_WRITABLE_IMP_ID_REGS)")
     guest = Model(name="baseline", path="<baseline>", values=b.values, vcpu_features=feats)
     seen: set[tuple[str, str]] = set()
     for host in models:

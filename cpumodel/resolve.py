@@ -21,8 +21,18 @@ from cpumodel.yamlsrc import shown
 
 #: Longest base: chain followed before giving up.
 MAX_BASE_DEPTH = 64
-#: Directory of the profiles shipped with cpumodel (next to the package in a source checkout).
-SHIPPED = Path(__file__).resolve().parent.parent / "profiles"
+
+
+def _shipped() -> Path:
+    """The profiles shipped with cpumodel: package data ``cpumodel/profiles/`` in an installed wheel,
+    the repository's top-level ``profiles/`` in a source checkout (or an editable install)."""
+    here = Path(__file__).resolve().parent
+    installed = here / "profiles"
+    return installed if installed.is_dir() else here.parent / "profiles"
+
+
+#: Directory of the profiles shipped with cpumodel.
+SHIPPED = _shipped()
 
 
 @dataclass

@@ -18,3 +18,23 @@ def test_shipped_floors_are_used() -> None:
     fresh = build()["floors"]["v8Ap2"]  # type: ignore[index]
     got = fm.version_floor("armv8.2-a")
     assert sorted([r, f, v] for (r, f), v in got.items()) == sorted([r, f, v] for r, f, v, _ in fresh)
+
+
+def test_feature_program_is_current() -> None:
+    """The precompiled constraint program matches what features.json gives today."""
+    from tools.feature_program import FEATURES, PROGRAM, program_source
+
+    assert PROGRAM.read_text() == program_source(json.loads(FEATURES.read_text())), \
+        "run: python -m tools.gen_features --program"
+
+
+def test_no_code_is_compiled_at_run_time() -> None:
+    """The engine runs the shipped evaluators: nothing under cpumodel/ calls compile() or exec()."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "cpumodel"
+    hits = [f"{p.relative_to(root)}:{i}" for p in root.rglob("*.py") if p.name != "_program.py"
+            for i, line in enumerate(p.read_text().splitlines(), 1) if re.search(r"\b(exec|compile)\(", line)
+            and not re.search(r"re\.compile\(", line)]
+    assert not hits

@@ -1,4 +1,4 @@
-"""Tests for the architecture-rule engine (cpumodel/features.py) and its data converter.
+"""Tests for the architecture-rule engine (cpumodel/features/) and its data converter.
 
 The round-trip tests read Arm's Features.json from ../shared/reference/ (relative to the
 repository) with an interpreter of their own and skip when that directory is absent.

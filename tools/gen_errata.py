@@ -39,7 +39,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tools.gen_kvm import GenError, find_functions, line_of, matching, quote_re, read_version, strip_comments
+from cpumodel.kvm.gen import GenError, find_functions, line_of, matching, quote_re, read_version, strip_comments
 
 HERE = Path(__file__).resolve().parent
 OVERLAY = HERE / "errata_overlay.json"

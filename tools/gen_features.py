@@ -1,6 +1,7 @@
 """Regenerate ``cpumodel/data/features.json`` from Arm's machine-readable feature model.
 
 Usage: python -m tools.gen_features /path/to/arm-aarchmrs/Features.json [-o cpumodel/data/features.json]
+       python -m tools.gen_features --program     # only cpumodel/features/_program.py, from the shipped data
 
 Arm's A-profile AARCHMRS ``Features.json`` lists every architecture parameter (FEAT_* and
 versions such as ``v8Ap2``) with its constraints, written in a small AST. This converter:
@@ -19,7 +20,9 @@ versions such as ``v8Ap2``) with its constraints, written in a small AST. This c
   Exception levels and execution states exist, read from ID_AA64PFR0_EL1.EL0..EL3. Without them
   nothing would tell the engine that a model with AArch64 ID registers has AArch64 EL1.
 
-Arm's BSD-3-Clause notice is copied next to the output as ``ARM-LICENSE.txt``.
+Arm's BSD-3-Clause notice is copied next to the output as ``ARM-LICENSE.txt``. Then the
+engine's precompiled constraint program (``cpumodel/features/_program.py``) is rewritten from
+the new data (``tools/feature_program.py``).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ import json
 import re
 from pathlib import Path
 from typing import Any
+
+from tools import feature_program
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent / "cpumodel" / "data"
@@ -629,10 +634,17 @@ def build(features: dict[str, Any], registers: dict[str, Any]) -> dict[str, Any]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("features", type=Path, help="path to AARCHMRS Features.json")
+    ap.add_argument("features", type=Path, nargs="?", help="path to AARCHMRS Features.json")
     ap.add_argument("-o", "--output", type=Path, default=OUT)
     ap.add_argument("--registers", type=Path, default=REGISTERS)
+    ap.add_argument("--program", action="store_true",
+                    help="only rewrite the precompiled program (cpumodel/features/_program.py) from the shipped data")
     args = ap.parse_args()
+    if args.program or args.features is None:
+        if not args.program:
+            ap.error("the path to Features.json is required (or --program)")
+        feature_program.write()
+        return
     data = build(json.loads(args.features.read_text()), json.loads(args.registers.read_text()))
     text = json.dumps(data, separators=(",", ":"))
     args.output.write_text(text + "\n")
@@ -647,6 +659,8 @@ def main() -> None:
     print(f"wrote {args.output} ({len(text)} bytes): {len(data['parameters'])} parameters, "
           f"{len(data['constraints'])} constraints, {len(data['fields'])} fields "
           f"({len(data['unmapped'])} unmapped), {len(data['definitions'])} defined features")
+    if args.output == OUT:
+        feature_program.write()
 
 
 if __name__ == "__main__":

@@ -12,6 +12,10 @@ from cpumodel import regdb
 from cpumodel.resolve import Model
 
 FORMATS = ("json", "yaml", "kvm", "c-header", "firecracker", "qemu")
+#: Formats a VMM applies to a guest: a ``role: host`` profile is refused (its raw values are the
+#: CPU's, and KVM refuses some of them for a VM; see cpumodel/template.py). json and yaml are data
+#: and keep the role.
+VMM_FORMATS = ("kvm", "c-header", "firecracker", "qemu")
 
 
 def ordered(model: Model) -> list[tuple[regdb.Register, int]]:
@@ -22,7 +26,14 @@ def ordered(model: Model) -> list[tuple[regdb.Register, int]]:
 
 
 def emit(model: Model, fmt: str, **opts: object) -> str:
+    """Render ``model`` in ``fmt``. Options: ``kernel``, ``vcpu_features``, ``hosts`` (target host
+    models of a template), ``only_changed`` (kvm, c-header), ``resolver``, ``strict``."""
     fn: Callable[..., str]
+    if model.role == "host" and fmt in VMM_FORMATS:
+        from cpumodel.errors import CpumodelError
+        from cpumodel.template import host_refusal
+
+        raise CpumodelError(host_refusal(model))
     if fmt in ("json", "yaml"):
         from cpumodel.emit import basic
 

@@ -48,16 +48,20 @@ What this format cannot express:
   with KVM_GET_ONE_REG first, which would answer ENOENT, so the register is left out (the
   guest reads the host's value anyway) with an ``EmitNote`` warning; ``strict=True`` refuses.
 
-No ``x`` bits in ``reg_modifiers``: a profile gives whole register values, so every bit is
-0 or 1. There is deliberately no option to turn bits KVM does not let userspace change into
-``x``: KVM accepts such a bit only when it equals its own value (sys_regs.c
-arm64_check_features(): -E2BIG otherwise), so a full bitmap fails loudly on a host that
-differs, while ``x`` would boot a guest that silently sees the host's bit instead of the
-model's. MIDR_EL1/REVIDR_EL1/AIDR_EL1 are kept: recent Firecracker enables
-KVM_CAP_ARM_WRITABLE_IMP_ID_REGS when the kernel has it (src/vmm/src/arch/aarch64/vm.rs
-``KvmVm::new`` @ 0512e491083d); on older Firecracker or kernels only the host's value works.
+Only what the model changes (``cpumodel/template.py``): each modifier's bitmap has ``0``/``1``
+in the fields the model changes relative to KVM's default view on the target hosts (``hosts``
+option, else the model's origin: the ``role: host`` or ``origin: kvm-defaults`` profile its
+``base:`` chain starts from) and ``x`` everywhere else, so the template boots on every host
+whose KVM view it was computed against, and on any host that lets KVM take those fields.
+Registers the model does not change are left out; MIDR_EL1/REVIDR_EL1/AIDR_EL1 are written
+only when the model changes them and declares ``kvm_caps: [writable_imp_id_regs]``, and then
+``kvm_capabilities`` lists KVM_CAP_ARM_WRITABLE_IMP_ID_REGS (239) so that Firecracker refuses
+to start where the kernel lacks it (recent Firecracker enables the capability when the kernel
+has it: src/vmm/src/arch/aarch64/vm.rs ``KvmVm::new`` @ 0512e491083d). A profile with no
+origin and no ``hosts`` has nothing to be relative to: every bit of its registers is pinned.
 
-Options (``**opts``): ``vcpu_features`` (override), ``kernel`` (unused here), ``strict``.
+Options (``**opts``): ``vcpu_features`` (override), ``kernel``, ``hosts`` (target host models),
+``resolver`` (to follow ``base:``), ``strict``.
 """
 
 from __future__ import annotations
@@ -65,7 +69,13 @@ from __future__ import annotations
 import json
 import warnings
 
-from cpumodel.emit.kvmlist import NO_ONE_REG, VCPU_FEATURE_BITS, VCPU_FEATURE_CAPS, settable, vcpu_features
+from cpumodel.emit.kvmlist import (
+    CAP_WRITABLE_IMP_ID_REGS,
+    VCPU_FEATURE_BITS,
+    VCPU_FEATURE_CAPS,
+    template_of,
+    vcpu_features,
+)
 from cpumodel.errors import CpumodelError
 from cpumodel.resolve import Model
 
@@ -86,9 +96,10 @@ class EmitNote(UserWarning):
     """Something an output format left out because it cannot carry it (said on stderr)."""
 
 
-def bitmap(value: int, width: int = REG_BITS) -> str:
-    """A full ``0b`` bitmap: every bit set to the value's 0 or 1."""
-    return "0b" + format(value, f"0{width}b")
+def bitmap(value: int, mask: int = (1 << REG_BITS) - 1, width: int = REG_BITS) -> str:
+    """A ``0b`` bitmap of ``width`` characters: the value's 0 or 1 under ``mask``, ``x`` elsewhere."""
+    return "0b" + "".join(("1" if value >> b & 1 else "0") if mask >> b & 1 else "x"
+                          for b in range(width - 1, -1, -1))
 
 
 def features_bitmap(features: frozenset[str]) -> str:
@@ -107,18 +118,21 @@ def emit(model: Model, **opts: object) -> str:
         if bad:
             raise CpumodelError(f"a Firecracker template cannot carry the vCPU feature(s) {', '.join(bad)}: "
                                 + "; ".join(UNSUPPORTED_FEATURES[f] for f in bad))
-    ok, skipped = settable(model)
-    if skipped:
-        names = ", ".join(r.name for r, _ in skipped)
-        why = "; ".join(NO_ONE_REG[r.name] for r, _ in skipped)
+    tpl = template_of(model, opts)
+    if tpl.left_out:
+        names = ", ".join(r for r, _ in tpl.left_out)
+        why = "; ".join(f"{r}: {w}" for r, w in tpl.left_out)
         if strict:
             raise CpumodelError(f"a Firecracker template cannot carry {names}: {why}")
-        warnings.warn(f"firecracker: left out {names}: {why}", EmitNote, stacklevel=2)
+        warnings.warn(f"firecracker: left out {why}", EmitNote, stacklevel=2)
     doc: dict[str, object] = {}
+    caps = {c for f in feats or () for c in VCPU_FEATURE_CAPS[f]}
+    if tpl.kvm_caps:
+        caps.add(CAP_WRITABLE_IMP_ID_REGS)
+    if caps:
+        doc["kvm_capabilities"] = [str(c) for c in sorted(caps)]
     if feats is not None:
-        caps = sorted({c for f in feats for c in VCPU_FEATURE_CAPS[f]})
-        if caps:
-            doc["kvm_capabilities"] = [str(c) for c in caps]
         doc["vcpu_features"] = [{"index": 0, "bitmap": features_bitmap(feats)}]
-    doc["reg_modifiers"] = [{"addr": f"{r.onereg:#x}", "bitmap": bitmap(v)} for r, v in ok]
+    doc["reg_modifiers"] = [{"addr": f"{w.register.onereg:#x}", "bitmap": bitmap(w.value, w.mask)}
+                            for w in tpl.writes]
     return json.dumps(doc, indent=2) + "\n"

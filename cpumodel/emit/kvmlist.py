@@ -25,15 +25,25 @@ Registers KVM has no one-reg for (``NO_ONE_REG``, e.g. DCZID_EL0) cannot be writ
 VMM: the guest reads the hardware value. They are not written as lines (a replay would stop
 at ENOENT); the ``kvm`` list keeps them as commented-out lines under a heading that says
 why, the C header as a comment outside the array.
+
+``only_changed=True`` writes only the registers the model changes relative to KVM's default
+view on the target hosts (``hosts``) or on its origin (``cpumodel/template.py`` says what that
+means), each with the fields it changes named; MIDR_EL1/REVIDR_EL1/AIDR_EL1 only when the model
+declares ``kvm_caps: [writable_imp_id_regs]``. The values are whole registers (a one-reg write
+is), equal to KVM's view on every target host outside the changed fields.
 """
 
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from cpumodel import __version__, regdb
 from cpumodel.emit.escape import c_comment, one_line
 from cpumodel.resolve import Model
+
+if TYPE_CHECKING:
+    from cpumodel.template import Template
 
 # KVM_ARM_VCPU_* feature bit numbers in struct kvm_vcpu_init::features[0]:
 # arch/arm64/include/uapi/asm/kvm.h lines 101-106 (Linux 7.3.4; same numbers in 6.12 and 7.2):
@@ -89,6 +99,28 @@ def settable(model: Model) -> tuple[list[tuple[regdb.Register, int]], list[tuple
             [rv for rv in rows if rv[0].name in NO_ONE_REG])
 
 
+def template_of(model: Model, opts: dict[str, object]) -> Template:
+    """The model as writes over KVM's view (cpumodel/template.py), with the emit options."""
+    from cpumodel.template import make_template
+
+    hosts = opts.get("hosts") or None
+    return make_template(model, hosts=hosts, kernel=opts.get("kernel"),  # type: ignore[arg-type]
+                         vcpu_features=opts.get("vcpu_features"),  # type: ignore[arg-type]
+                         resolver=opts.get("resolver"))  # type: ignore[arg-type]
+
+
+def rows_of(model: Model, opts: dict[str, object]) -> tuple[list[tuple[regdb.Register, int, str]],
+                                                           list[tuple[regdb.Register, int, str]]]:
+    """(register, value, comment) to write and to leave out, for the full list or ``only_changed``."""
+    if not opts.get("only_changed"):
+        ok, skipped = settable(model)
+        return [(r, v, "") for r, v in ok], [(r, v, NO_ONE_REG[r.name]) for r, v in skipped]
+    tpl = template_of(model, opts)
+    db = regdb.load()
+    return ([(w.register, w.value, f"changes {', '.join(w.fields)}") for w in tpl.writes],
+            [(db.registers[n], model.values[n], why) for n, why in tpl.left_out])
+
+
 def vcpu_features(model: Model, opts: dict[str, object]) -> frozenset[str] | None:
     """The vCPU features in force: the caller's override, else the profile's; None if neither says."""
     over = opts.get("vcpu_features")
@@ -128,8 +160,16 @@ def _header_lines(model: Model, opts: dict[str, object], fmt: str) -> list[str]:
         "the rest of the vCPU's registers (Documentation/virt/kvm/arm/vcpu-features.rst, 'The ID Registers').",
         f"KVM_ARM_VCPU_INIT features (api.rst 4.82): {describe_features(feats)}",
     ]
-    if any(n in model.values for n in IMP_ID_REGS):
-        present = ", ".join(n for n in IMP_ID_REGS if n in model.values)
+    if opts.get("only_changed"):
+        tpl = template_of(model, opts)
+        lines.append("Only the registers the model changes, relative to "
+                     + ("; ".join(r.label for r in tpl.references) or "nothing (no host and no origin: all)") + ";")
+        lines.append("write them over KVM's view: every other register keeps the value KVM gives.")
+        written = {w.register.name for w in tpl.writes}
+    else:
+        written = set(model.values)
+    if any(n in written for n in IMP_ID_REGS):
+        present = ", ".join(n for n in IMP_ID_REGS if n in written)
         lines.append(f"{present}: a value other than the host's needs KVM_CAP_ARM_WRITABLE_IMP_ID_REGS "
                      f"({CAP_WRITABLE_IMP_ID_REGS}) enabled")
         lines.append("on the VM before any vCPU is created (api.rst 7.42); without it KVM answers EINVAL.")
@@ -138,13 +178,14 @@ def _header_lines(model: Model, opts: dict[str, object], fmt: str) -> list[str]:
 
 def emit_kvm(model: Model, **opts: object) -> str:
     """``<one-reg id> <value>  # NAME`` lines, in write order, under a ``#`` comment header."""
-    ok, skipped = settable(model)
+    ok, skipped = rows_of(model, opts)
     out = [f"# {one_line(line)}" for line in _header_lines(model, opts, "KVM one-reg list")]
     out.append("# Format: <KVM one-reg id> <64-bit value>  # <register>")
-    out += [f"{r.onereg:#018x} {v:#018x}  # {r.name}" for r, v in ok]
+    out += [f"{r.onereg:#018x} {v:#018x}  # {r.name}" + (f" ({c})" if c else "") for r, v, c in ok]
     if skipped:
-        out.append("# Not written: KVM has no one-reg for these, so no VMM can set them:")
-        out += [f"# {r.onereg:#018x} {v:#018x}  # {r.name}: {NO_ONE_REG[r.name]}" for r, v in skipped]
+        out.append("# Not written:" if opts.get("only_changed")
+                   else "# Not written: KVM has no one-reg for these, so no VMM can set them:")
+        out += [f"# {r.onereg:#018x} {v:#018x}  # {r.name}: {why}" for r, v, why in skipped]
     return "\n".join(out) + "\n"
 
 
@@ -156,7 +197,7 @@ def c_identifier(name: str) -> str:
 
 def emit_c_header(model: Model, **opts: object) -> str:
     """A C99 header: ``struct cpumodel_reg`` and a static const array of the writes, in order."""
-    ok, skipped = settable(model)
+    ok, skipped = rows_of(model, opts)
     ident = c_identifier(model.name)
     upper, lower = ident.upper(), ident.lower()
     guard = f"CPUMODEL_{upper}_H"
@@ -175,14 +216,15 @@ def emit_c_header(model: Model, **opts: object) -> str:
         out.append(f"#define CPUMODEL_{upper}_VCPU_FEATURES0 {features_word(feats):#x}u")
     if ok:
         out.append(f"static const struct cpumodel_reg cpumodel_{lower}_regs[CPUMODEL_{upper}_NREGS] = {{")
-        out += [f"\t{{ UINT64_C({r.onereg:#018x}), UINT64_C({v:#018x}) }},\t/* {r.name} {r.sysreg_name} */"
-                for r, v in ok]
+        out += [f"\t{{ UINT64_C({r.onereg:#018x}), UINT64_C({v:#018x}) }},\t/* {r.name} {r.sysreg_name}"
+                + (f": {c}" if c else "") + " */" for r, v, c in ok]
         out.append("};")
     else:
         out.append("/* no register has a KVM one-reg: nothing to write */")
     if skipped:
-        out.append("/* Not written (KVM has no one-reg for them, so no VMM can set them):")
-        out += [f" *   {r.name} = {v:#018x}: {NO_ONE_REG[r.name]}" for r, v in skipped]
+        out.append("/* Not written:" if opts.get("only_changed")
+                   else "/* Not written (KVM has no one-reg for them, so no VMM can set them):")
+        out += [f" *   {r.name} = {v:#018x}: {why}" for r, v, why in skipped]
         out.append(" */")
     out += ["", f"#endif /* {guard} */"]
     return "\n".join(out) + "\n"

@@ -324,6 +324,7 @@ class SrReg:
     res0: int = 0
     res1: int = 0
     fields_ref: str | None = None
+    source: str = ""  # set when the layout is not from this tree's sysreg (see fallback_layouts)
 
 
 def parse_sysreg(text: str, consts: Consts) -> dict[str, SrReg]:
@@ -399,6 +400,37 @@ def parse_sysreg(text: str, consts: Consts) -> dict[str, SrReg]:
             r.res0 = src.res0
             consts.values[f"{r.name}_RES0"] = r.res0
     return regs
+
+
+def fallback_layouts(descs: list[Any], by_enc: dict[int, SrReg]) -> dict[int, SrReg]:
+    """Layouts of the feature ID registers of ``sys_reg_descs[]`` that this tree's sysreg table
+    lacks (before 6.2 the AArch32 ID registers had only ``#define`` shifts in asm/sysreg.h), taken
+    from cpumodel's register database (Linux 7.3.4's sysreg plus Arm ARM additions): the field
+    layout of an ID register is architectural, and only names fields in messages; the kernel's
+    checks of such a tree never depend on it."""
+    db_path = DATA_DIR.parent / "registers.json"
+    db = json.loads(db_path.read_text())["registers"]
+    by_db_enc = {sys_reg_enc(*r["enc"]): (name, r) for name, r in db.items() if r.get("enc")}
+    out: dict[int, SrReg] = {}
+    for d in descs:
+        if not is_feature_id_reg(d.encoding):
+            continue
+        e = sys_reg_enc(*d.encoding)
+        if e in by_enc or e not in by_db_enc:
+            continue
+        name, r = by_db_enc[e]
+        sr = SrReg(name, tuple(r["enc"]), int(r.get("line", 0)),  # type: ignore[arg-type]
+                   source=f"cpumodel/data/registers.json {name} (this tree's {SYSREG_TABLE} has no {name})")
+        for f in r["fields"]:
+            if f["kind"] == "res0":
+                sr.res0 |= _genmask(f["msb"], f["lsb"])
+            elif f["kind"] in ("field", "enum"):
+                kind = "Field" if f["kind"] == "field" else \
+                    {"signed": "SignedEnum", "unsigned": "UnsignedEnum"}.get(f.get("order") or "", "Enum")
+                sr.fields.append(SrField(f["name"], f["msb"], f["lsb"], kind, int(f.get("line", 0)),
+                                         {v: int(k) for k, v in (f.get("values") or {}).items()}))
+        out[e] = sr
+    return out
 
 
 # --------------------------------------------------------------------------- #
@@ -936,6 +968,8 @@ def generate(root: Path, overlay_line: str | None = None) -> dict[str, Any]:
         return idx.fmt(rel, line, what)
 
     by_enc = {sys_reg_enc(*r.encoding): r for r in sysreg.values() if r.encoding}
+    for enc_i, sr in fallback_layouts(descs, by_enc).items():
+        by_enc[enc_i] = sr
     registers: dict[str, Any] = {}
     other: list[str] = []
     for d in descs:
@@ -973,7 +1007,7 @@ def generate(root: Path, overlay_line: str | None = None) -> dict[str, Any]:
         if srreg is not None:
             entry["layout"] = layout_of(srreg)
             entry["res0"] = hexs(srreg.res0)
-            entry["layout_source"] = fsrc(SYSREG_TABLE, srreg.line, f"Sysreg {srreg.name}")
+            entry["layout_source"] = srreg.source or fsrc(SYSREG_TABLE, srreg.line, f"Sysreg {srreg.name}")
         ftr = regmap.get(enc_i)
         if ftr is not None and ftr[0] in tables:
             tline, bits = tables[ftr[0]]
@@ -1006,10 +1040,16 @@ def generate(root: Path, overlay_line: str | None = None) -> dict[str, Any]:
     ov = resolve_sources(overlay, idx, f"overlay {overlay_line}")
     for name, extra in ov.get("extra_registers", {}).items():
         extra = dict(extra)
+        replace = extra.pop("replace", False)  # found before sys_reg_descs[] (invariant_sys_regs[] < 6.7)
         sr = by_enc.get(sys_reg_enc(*extra["encoding"]))
         if sr is not None:
             extra.setdefault("layout", layout_of(sr))
-        registers.setdefault(name, extra)
+        if replace:
+            if name not in registers:
+                raise GenError(f"overlay extra_registers: {name} replaces nothing in sys_reg_descs[]")
+            registers[name] = extra
+        else:
+            registers.setdefault(name, extra)
     limit_fns = ov.get("limit_functions", {})
     set_handlers = ov.get("set_handlers", {})
     per_reg_limit = ov.get("kvm_limit", {})
@@ -1025,6 +1065,8 @@ def generate(root: Path, overlay_line: str | None = None) -> dict[str, Any]:
     vis_rules = ov.get("visibility_rules", {})
     for name, r in registers.items():
         reset = r.get("reset") or ""
+        if not reset and r.get("set_user") in ov.get("limit_for_set_user", {}):
+            reset = ov["limit_for_set_user"][r["set_user"]]  # < 6.7: no stored value, read_id_reg() each time
         if reset not in limit_fns:
             raise GenError(f"{name}: reset function {reset or 'NULL'}() not described in the overlay's limit_functions")
         steps = list(per_reg_limit.get(name, []))
@@ -1056,7 +1098,7 @@ def generate(root: Path, overlay_line: str | None = None) -> dict[str, Any]:
                 if f not in lay:
                     raise GenError(f"first_run: unknown field {step['reg']}.{f}")
     for key in ("conditions", "derived", "visibility_rules", "check_features", "first_run", "vcpu_features",
-                "order", "errnos", "feature_aliases", "notes"):
+                "order", "errnos", "feature_aliases", "notes", "writable_id_regs"):
         if key in ov:
             out[key] = ov[key]
     for rel in SELFTESTS:
@@ -1114,6 +1156,8 @@ def write_index(out: Path) -> Path:
         e: dict[str, Any] = {"line": ln.line, "release": data["kernel_full"], "modelled": True,
                              "source_package": data.get("source_package", ""), "file": path.name,
                              "digest": dig, "writable_id_regs": data.get("writable_id_regs", True)}
+        if ln.note:
+            e["note"] = ln.note
         same = [k for k, d in digests.items() if d == dig]
         if same:
             e["same_rules_as"] = same[0]

@@ -27,6 +27,7 @@ class Line:
     release: str       # the release whose tree the rules come from ("7.3.4")
     modelled: bool
     why: str = ""      # for an unmodelled line: why not
+    note: str = ""     # a known limit of a modelled line's rules
 
     @property
     def key(self) -> tuple[int, ...]:
@@ -43,7 +44,8 @@ def version_key(v: str) -> tuple[int, ...]:
 
 def lines() -> list[Line]:
     data = json.loads(LINES_FILE.read_text())
-    out = [Line(e["line"], e["release"], e.get("modelled", True), e.get("why", "")) for e in data["lines"]]
+    out = [Line(e["line"], e["release"], e.get("modelled", True), e.get("why", ""), e.get("note", ""))
+           for e in data["lines"]]
     return sorted(out, key=lambda ln: ln.key)
 
 

@@ -199,6 +199,10 @@ class _Ctx:
         short = name.split(".", 1)[1]
         if short in self.caps:
             return bool(self.caps[short])
+        if "from_default" in spec and self.limit_override is not None:
+            known = self._from_default(spec["from_default"])
+            if known is not None:
+                return known
         if "derive" in spec and self.host:
             derived = self._derive(spec["derive"])
             if (derived is True and not spec.get("derive_only_false")) or (
@@ -207,6 +211,19 @@ class _Ctx:
         if "assume" in spec:
             return bool(spec["assume"])
         return self.decide(name, None)
+
+    def _from_default(self, d: Mapping[str, Any]) -> bool | None:
+        """A host fact KVM's own default value shows exactly (``from_default``), when the caller
+        gave KVM's defaults (:func:`prepare_defaults`)."""
+        assert self.limit_override is not None
+        reg, fld = d["field"].split(".")
+        lim = self.limit_override.get(reg)
+        r = self.rules.lookup(reg)
+        if lim is None or r is None:
+            return None
+        f = r.layout_field(fld)
+        v = lim.field(f.shift, f.width)
+        return None if v is None else _cmp(v, d)
 
     def _derive(self, d: dict[str, Any]) -> bool | None:
         if "all" in d:
@@ -259,15 +276,16 @@ def _normalise_features(rules: KernelRules, features: Iterable[str]) -> frozense
 def _host_partials(host: Mapping[str, int] | None, rules: KernelRules,
                    base: Mapping[str, Partial] | None = None) -> dict[str, Partial]:
     """Host facts by register (``"ID_AA64PFR0_EL1": 0x...``) or by single field
-    (``"ID_AA64PFR0_EL1.MPAM": 0``), merged over ``base``."""
+    (``"ID_AA64PFR0_EL1.MPAM": 0``), merged over ``base``. A field this kernel does not
+    describe (GCIE before 6.17) cannot matter to its checks and is skipped."""
     out: dict[str, Partial] = dict(base or {})
     for k, v in (host or {}).items():
         reg, _, fld = k.partition(".")
         r = rules.lookup(reg)
         name = r.name if r else reg
         if fld:
-            if r is None:
-                raise KeyError(f"unknown register in host fact {k!r}")
+            if r is None or not any(lf.name == fld for lf in r.layout):
+                continue
             f = r.layout_field(fld)
             out[name] = out.get(name, Partial.unknown()).with_field(f.shift, f.width, int(v))
         else:
@@ -363,6 +381,8 @@ def _limit_step(ctx: _Ctx, reg: RegisterRules, st: Mapping[str, Any], val: Parti
         return val.with_field(f.shift, f.width, _derived(ctx, st["derived"]))
     if op == "cap":
         cur = val.field(f.shift, f.width)
+        if cur is not None and cur in st.get("except", ()):
+            return val  # cpuid_feature_cap_perfmon_field() (< 6.7) leaves IMP_DEF (0xf) as it is
         return val.with_field(f.shift, f.width, None if cur is None else min(cur, int(st["max"])))
     raise ValueError(f"unknown limit op {op!r}")
 
@@ -601,6 +621,8 @@ def _set_path(ctx: _Ctx, reg: RegisterRules, value: int, after_run: bool, curren
             if same:
                 return _Out(None, "equal to the host's (invariant) value", src, stored=val)
             return _Out("EINVAL", f"{reg.name} is invariant: only the host's value is accepted", src)
+        elif op == "equal_limit":
+            return _equal_limit(ctx, reg, val, st, src, notes)
         elif op == "clidr":
             return _clidr(ctx, reg, val, src)
         elif op == "store":
@@ -628,6 +650,39 @@ def _set_id_reg(ctx: _Ctx, reg: RegisterRules, val: int, after_run: bool, curren
     errno, fields, reason = _check_features(ctx, reg, val, limit)
     return _Out(errno, reason, ctx.rules.check_features.get("source", src), fields,
                 stored=None if errno else val, assumptions=notes)
+
+
+def _equal_limit(ctx: _Ctx, reg: RegisterRules, val: int, st: Mapping[str, Any], src: str,
+                 notes: list[str]) -> _Out:
+    """set_id_reg() before Linux 6.7: ID registers are not writable; only KVM's own value
+    (read_id_reg(), the limit) is accepted, but for the ``except`` fields; before and after the
+    first run alike."""
+    limit = _limit(ctx, reg)
+    care = MASK64 & ~_fields_mask(reg, st.get("except", ()))
+    diff = (val ^ limit.value) & limit.known & care
+    if not diff and care & ~limit.known:
+        shown = f"{val & care:#x}" + (f" outside {', '.join(st['except'])}" if st.get("except") else "")
+        if not ctx.decide(f"KVM's {reg.name} == {shown}", None):
+            return _Out("EINVAL", "differs from KVM's own value (ID registers are not writable on this kernel)",
+                        src, assumptions=notes)
+    if not diff:
+        return _Out(None, "equal to KVM's own value", src, stored=val, assumptions=notes)
+    out: list[FieldVerdict] = []
+    seen = 0
+    for lf in reg.layout:
+        if lf.mask & diff:
+            seen |= lf.mask
+            asked = (val & lf.mask) >> lf.shift
+            lim = limit.field(lf.shift, lf.width)
+            out.append(FieldVerdict(lf.name, lf.shift, lf.width, asked, None, lim, None, False,
+                                    f"{lf.name}={asked} refused: ID registers are not writable on this kernel, "
+                                    f"must equal KVM's value {lim}", src))
+    if diff & ~seen:
+        b = diff & ~seen
+        out.append(FieldVerdict(reg.field_name_for_bits(b), (b & -b).bit_length() - 1, 1, val & b, None,
+                                limit.value & b, None, False, f"bits {b:#x} differ from KVM's value", src))
+    return _Out("EINVAL", "refused: ID registers are not writable on this kernel (only KVM's own value): "
+                + ", ".join(f.field for f in out), src, out, assumptions=notes)
 
 
 def _imp_id_reg(ctx: _Ctx, reg: RegisterRules, val: int, after_run: bool, current: int | None, src: str,

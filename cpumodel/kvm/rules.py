@@ -112,6 +112,11 @@ class KernelRules:
     feature_aliases: dict[str, str | None]
     raw: dict[str, Any] = field(repr=False, compare=False, hash=False)
 
+    @property
+    def writable_id_regs(self) -> bool:
+        """False before Linux 6.7: KVM accepts only its own value of an ID register."""
+        return bool(self.raw.get("writable_id_regs", True))
+
     def lookup(self, reg: str | Encoding) -> RegisterRules | None:
         """A register by name (``ID_AA64PFR0_EL1``), generic name (``S3_0_C0_C4_0``
         or the kernel's ``S3_0_0_4_0``) or encoding tuple."""
@@ -220,6 +225,7 @@ class KernelEntry:
     imported: bool = False
     same_rules_as: str = ""
     writable_id_regs: bool = True
+    note: str = ""            # a known limit of the line's rules
 
 
 def _version_key(v: str) -> tuple[int, ...]:
@@ -241,7 +247,7 @@ def _index() -> tuple[KernelEntry, ...]:
     return tuple(
         KernelEntry(e["line"], e["line"], e["release"], e["modelled"], e.get("source_package", ""), e.get("why", ""),
                     DATA_DIR / e["file"] if e.get("file") else None, False, e.get("same_rules_as", ""),
-                    e.get("writable_id_regs", True))
+                    e.get("writable_id_regs", True), e.get("note", ""))
         for e in data["lines"])
 
 
@@ -354,6 +360,8 @@ def describe_catalogue() -> list[str]:
         else:
             what = f"not modelled: {e.why}"
         lines.append(f"  {e.name:6s} {what}")
+        if e.note:
+            lines.append(f"  {'':6s} note: {e.note}")
         if e.line in recs:
             lines.append(f"  {'':6s} oracle recordings ({RECORDINGS.name}/): {', '.join(recs[e.line])}")
     imported = [e for e in entries if e.imported]

@@ -4,7 +4,7 @@ Data: ``data/features.json``, converted by ``tools/gen_features.py`` from Arm's 
 Architecture Machine Readable Specification (Features.json; BSD-3, notice in
 ``data/ARM-LICENSE.txt``). Each constraint is one rule; its ID names the feature (or
 architecture version) whose constraint list holds it and its 1-based position there.
-The engine is ``cpumodel/features.py``: a constraint is reported only when no choice of
+The engine is ``cpumodel/features/``: a constraint is reported only when no choice of
 the features that no ID field determines can satisfy it.
 """
 

@@ -1,0 +1,267 @@
+"""Templates: what a guest model changes relative to what KVM gives on the hosts it targets.
+
+A VMM that applies a CPU template (Firecracker's ``reg_modifiers``, a KVM_SET_ONE_REG list)
+starts from the ID register values KVM gives a new VM on the host (its "default view",
+``ops.kvm_defaults``) and writes over them. A template that pins every bit boots only on a
+host whose view is identical in every bit; a portable one says only what the model changes
+and leaves every other bit to the host. This module decides, per register and field, what
+that is. Emitters render the result (``emit/firecracker.py`` as masked tri-state bitmaps,
+``emit/kvmlist.py`` with ``only_changed``).
+
+**The reference** (what a model is compared with), in this order:
+
+1. ``hosts`` given (``emit --host H``, repeatable; a pool): KVM's default view on each host,
+   for the model's vCPU features and the kernel in force. A host profile with
+   ``origin: kvm-defaults`` already is that view and is used as it is.
+2. otherwise the model's **origin**: the nearest profile in its ``base:`` chain that is a real
+   CPU (``role: host``; its KVM default view is the reference) or KVM's defaults
+   (``origin: kvm-defaults``; its values are the reference). A profile that is itself
+   ``origin: kvm-defaults`` is its own origin (it changes nothing).
+3. no host and no origin (a profile written from scratch): there is no reference, so every
+   register the model sets is pinned whole.
+
+**What the model changes** (the template's mask, per register), field by field:
+
+* every field a profile layer *above the origin* sets (by field, by raw register, by
+  ``features:``; ``Model.origin`` records which file set what), even where the value equals
+  the reference (the author said it: Firecracker's V1N1 clears SVE on a host whose KVM view
+  already hides it);
+* every field whose value differs from the reference of any target host.
+
+Fields inherited unchanged from a ``role: host`` origin take the origin's KVM view, never the
+raw host value (KVM refuses some raw host values: CLIDR_EL1, PMUVer without PMU, ...).
+
+**Implementation ID registers** (MIDR_EL1, REVIDR_EL1, AIDR_EL1): KVM takes a value other than
+the host's only with KVM_CAP_ARM_WRITABLE_IMP_ID_REGS (api.rst 7.42). They are written only
+when the model changes them and declares ``kvm_caps: [writable_imp_id_regs]``; changed by a
+layer above the origin without it is an error; merely different from a pool host (a
+baseline of several CPUs) they are left out with a note: each guest sees its host's own.
+
+Registers KVM has no one-reg for (DCZID_EL0) are left out with a note when changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cpumodel import regdb
+from cpumodel.errors import CpumodelError
+from cpumodel.resolve import Model, Resolver
+
+MASK64 = (1 << 64) - 1
+#: Implementation ID registers and the KVM capability that makes them writable:
+#: include/uapi/linux/kvm.h KVM_CAP_ARM_WRITABLE_IMP_ID_REGS 239 (Linux 7.3.4 line 989).
+IMP_ID_REGS = ("MIDR_EL1", "REVIDR_EL1", "AIDR_EL1")
+CAP_WRITABLE_IMP_ID_REGS = "writable_imp_id_regs"
+#: Registers KVM has no one-reg for (see emit/kvmlist.py NO_ONE_REG for the source).
+NO_ONE_REG = ("DCZID_EL0",)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What one target shows a new VM: a label for humans and the register values."""
+
+    label: str
+    values: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Write:
+    """One register write of a template: the bits in ``mask`` get ``value``'s bits."""
+
+    register: regdb.Register
+    mask: int
+    value: int  # the model's full value (only the bits under mask are the template's)
+    fields: tuple[str, ...]  # names of the fields the mask covers
+
+    @property
+    def bits(self) -> int:
+        return self.value & self.mask
+
+    def apply(self, current: int) -> int:
+        """What a VMM writes on a host whose KVM view of the register is ``current``."""
+        return (current & ~self.mask & MASK64) | self.bits
+
+
+@dataclass
+class Template:
+    """A model as writes over KVM's view: only what it changes (``writes``), and why."""
+
+    model: Model
+    references: list[Reference]
+    writes: list[Write] = field(default_factory=list)
+    left_out: list[tuple[str, str]] = field(default_factory=list)  # (register, why)
+    kvm_caps: frozenset[str] = frozenset()  # capabilities the writes need
+
+    @property
+    def minimal(self) -> bool:
+        """False when there was no reference and every register is pinned whole."""
+        return bool(self.references)
+
+
+def kvm_caps(model: Model) -> frozenset[str]:
+    """The VMM capabilities the model declares (profile key ``kvm_caps``)."""
+    caps = getattr(model, "kvm_caps", None) or ()
+    return frozenset(c if isinstance(c, str) else c[0] for c in caps)
+
+
+def is_kvm_view(model: Model) -> bool:
+    """True for a profile whose values are KVM's default view of a VM (``origin: kvm-defaults``)."""
+    for attr in ("origin", "origin_kind", "host_origin"):
+        v = getattr(model, attr, None)
+        if isinstance(v, str):
+            return v == "kvm-defaults"
+    return False
+
+
+def is_origin(model: Model) -> bool:
+    return model.role == "host" or is_kvm_view(model)
+
+
+def origin_of(model: Model, resolver: Resolver | None = None) -> Model | None:
+    """The nearest profile of the model's base chain (the model included) that is a real CPU
+    (``role: host``) or KVM's defaults (``origin: kvm-defaults``); None if there is none."""
+    if is_origin(model):
+        return model
+    resolver = resolver or Resolver()
+    cur = model
+    while cur.base_path:
+        cur = resolver.resolve_file(cur.base_path)
+        if is_origin(cur):
+            return cur
+    return None
+
+
+def kvm_view(host: Model, kernel: str | None, features: frozenset[str]) -> dict[str, int]:
+    """KVM's default view of a new VM on ``host``: a ``role: host`` profile through KVM's hiding
+    and capping (``ops.kvm_defaults``); any other profile (KVM defaults, a baseline) as it is."""
+    if host.role != "host" or is_kvm_view(host):
+        return dict(host.values)
+    from cpumodel.ops import kvm_defaults
+
+    values, _ = kvm_defaults(host, kernel, features)
+    return values
+
+
+def effective_features(model: Model, override: frozenset[str] | None = None) -> frozenset[str]:
+    from cpumodel.rules import Context
+    from cpumodel.rules.kvm import _effective_features
+
+    return _effective_features(model, Context(vcpu_features=override))[0]
+
+
+def _field_mask(reg: regdb.Register, bits: int) -> int:
+    """``bits`` widened to the whole fields that hold them (bits outside any field stay single)."""
+    out = bits
+    for f in reg.fields:
+        if f.mask & bits:
+            out |= f.mask
+    return out & MASK64
+
+
+def _explicit(model: Model, origin: Model) -> dict[str, int]:
+    """Per register, the bits set by profile layers above ``origin`` (``Model.origin``)."""
+    db = regdb.load()
+    out: dict[str, int] = {}
+    if origin is model:
+        return out
+    for (reg, fname), loc in model.origin.items():
+        if reg not in model.values or origin.origin.get((reg, fname)) == loc:
+            continue
+        r = db.registers[reg]
+        mask = MASK64 if not fname else (r.find_field(fname).mask if r.find_field(fname) else MASK64)
+        out[reg] = out.get(reg, 0) | mask
+    return out
+
+
+def _names(reg: regdb.Register, mask: int) -> tuple[str, ...]:
+    if mask == MASK64:
+        return ("*",)
+    names = [f.name if f.kind in ("enum", "field") else f"{f.kind.upper()}[{f.msb}:{f.lsb}]"
+             for f in sorted(reg.fields, key=lambda f: -f.lsb) if f.mask & mask]
+    return tuple(names)
+
+
+def make_template(model: Model, *, hosts: list[Model] | None = None, kernel: str | None = None,
+                  vcpu_features: frozenset[str] | None = None, resolver: Resolver | None = None) -> Template:
+    """What ``model`` changes relative to KVM's view on ``hosts`` (or on its origin); see the module doc."""
+    if model.role == "host":
+        raise CpumodelError(host_refusal(model))
+    db = regdb.load()
+    feats = effective_features(model, vcpu_features)
+    origin = origin_of(model, resolver)
+    origin_view = kvm_view(origin, kernel, feats) if origin is not None else None
+    explicit = _explicit(model, origin) if origin is not None else {}
+    # the model's values, with what it inherits unchanged from a host origin taken as KVM shows it
+    values = dict(model.values)
+    if origin is not None and origin.role == "host" and origin_view is not None:
+        for reg, v in model.values.items():
+            if reg in origin_view:
+                keep = explicit.get(reg, 0)
+                values[reg] = (origin_view[reg] & ~keep & MASK64) | (v & keep)
+    if hosts:
+        refs = [Reference(f"KVM's default view on {h.name} ({h.path})", kvm_view(h, kernel, feats)) for h in hosts]
+    elif origin is not None and origin_view is not None:
+        what = "KVM's defaults" if is_kvm_view(origin) else f"KVM's default view on {origin.name}"
+        refs = [Reference(f"the model's origin {origin.name} ({origin.path}): {what}", origin_view)]
+    else:
+        refs = []
+    caps = kvm_caps(model)
+    tpl = Template(model=model, references=refs)
+    need_caps: set[str] = set()
+    for name in sorted(values, key=lambda n: (not _id_space(db.registers[n]), db.registers[n].encoding)):
+        reg, v = db.registers[name], values[name]
+        if not refs:
+            mask = MASK64
+        else:
+            diff = 0
+            for ref in refs:
+                diff |= MASK64 if name not in ref.values else (ref.values[name] ^ v)
+            mask = _field_mask(reg, diff) | explicit.get(name, 0)
+        if not mask:
+            continue
+        if name in NO_ONE_REG:
+            tpl.left_out.append((name, "KVM has no one-reg for it (the guest reads the host's value)"))
+            continue
+        if name in IMP_ID_REGS:
+            if CAP_WRITABLE_IMP_ID_REGS in caps:
+                need_caps.add(CAP_WRITABLE_IMP_ID_REGS)
+            elif refs and explicit.get(name):
+                where = model.where(name)
+                raise CpumodelError(
+                    f"{name} is changed by the model, but KVM takes a value other than the host's only with "
+                    "KVM_CAP_ARM_WRITABLE_IMP_ID_REGS (Documentation/virt/kvm/api.rst 7.42; EINVAL without it)",
+                    where, hint="declare 'kvm_caps: [writable_imp_id_regs]' in the profile if the VMM enables "
+                                "the capability, or leave the register to the host")
+            else:
+                tpl.left_out.append((name, "an implementation ID register: without kvm_caps "
+                                           "[writable_imp_id_regs] the guest sees each host's own value"))
+                continue
+        tpl.writes.append(Write(reg, mask, v, _names(reg, mask)))
+    tpl.kvm_caps = frozenset(need_caps)
+    return tpl
+
+
+def _id_space(reg: regdb.Register) -> bool:
+    op0, op1, crn, crm, _ = reg.encoding
+    return op0 == 3 and op1 in (0, 1, 3) and crn == 0 and crm <= 7
+
+
+def host_refusal(model: Model) -> str:
+    return (f"{model.path} is a host (role: host), not a guest model: its raw values are the CPU's, and KVM "
+            f"refuses some of them for a VM. Emit KVM's view of a VM on that host instead: "
+            f"'cpumodel defaults {model.path} -o guest.yaml' (a base for your own model), "
+            f"or 'cpumodel emit {model.path} --kvm-view'")
+
+
+def kvm_view_model(host: Model, kernel: str | None = None, vcpu_features: frozenset[str] | None = None) -> Model:
+    """The guest model KVM gives a new VM on ``host`` (``emit --kvm-view``): what ``cpumodel defaults``
+    writes, in memory, marked ``origin: kvm-defaults``."""
+    feats = effective_features(host, vcpu_features)
+    values = kvm_view(host, kernel, feats)
+    m = Model(name=f"{host.name}-kvm", path=host.path, values=values, vcpu_features=feats,
+              description=f"KVM's default view of a VM on {host.name}", loc=host.loc, role="guest",
+              ignore=list(host.ignore))
+    m.origin = {(r, ""): host.loc for r in values} if host.loc else {}
+    m.host_origin = "kvm-defaults"  # type: ignore[attr-defined]
+    return m
