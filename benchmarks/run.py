@@ -1,20 +1,25 @@
 #!/usr/bin/env python3
-"""Benchmarks: wall time and peak memory of cpumodel against plain Python and yamllint.
+"""Benchmarks: cpumodel's time and memory as ratios to yardsticks measured in the same run.
 
 Usage (from the repository root)::
 
     python3 -m venv .venv && .venv/bin/pip install -q -e '.[bench]'   # yamllint comes with the extra
-    .venv/bin/python benchmarks/run.py                 # sets of 1, 100, 1,000 and 10,000 profiles
-    .venv/bin/python benchmarks/run.py --sizes 1 100 --repeat 5 --profile
+    .venv/bin/python benchmarks/run.py                 # sets of 1, 100 and 1,000 profiles, 5 runs each
+    .venv/bin/python benchmarks/run.py --sizes 1 100 1000 10000 --repeat 3 --profile
 
-It generates profile sets under ``benchmarks/out/sets/N/`` (copies and mutations of the shipped
-profiles, a third of them inheriting from a copy through ``base:``), then runs every command
-in a fresh process pinned to one CPU, ``--repeat`` times, and records the best wall time and the
-peak RSS (from ``/usr/bin/time -v`` when present, else ``getrusage(RUSAGE_CHILDREN)`` in a
-helper process). Results: a table on stdout and ``benchmarks/out/results.json``. ``--profile``
-also runs cProfile over ``check`` of the 1,000-profile set (``benchmarks/out/check-1000.prof``)
-and prints the top functions; the import-time breakdown of ``--version`` and of a one-profile
-``check`` (``python -X importtime``) is always printed.
+It generates two kinds of profile sets under ``benchmarks/out/sets/``: ``N/`` (copies and
+mutations of the shipped profiles, a third of them inheriting from a copy through ``base:``, many
+of them with violations) and ``hosts-N/`` (copies of the shipped host profiles with a varied MIDR
+revision: valid CPUs). Every command runs in a fresh process pinned to one CPU, ``--repeat``
+times, in rounds (each round runs every command once, so load changes hit all of them alike);
+the report gives medians of wall time, of CPU time (user + system: steadier on a loaded
+machine) and the peak RSS (``/usr/bin/time -v``). The targets are ratios to yardsticks from the
+same run: a one-profile check against ``python -c 'import yaml, click'``; a check of N files
+against parsing the same files with PyYAML's C loader and against yamllint; ``--jobs`` (all
+usable cores, unpinned) against the C-loader parse. Results: a table on stdout and
+``benchmarks/out/results.json``. ``--profile`` also runs cProfile over ``check`` of the
+1,000-profile set; the import-time breakdown of ``--version`` and of a one-profile ``check``
+(``python -X importtime``) is always printed.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "out"
 SHIPPED = sorted((REPO / "profiles").glob("*.yaml"))
 TIME = shutil.which("time") and Path("/usr/bin/time").exists()
+PRECISE_CPU = True  # getrusage (microseconds) rather than /usr/bin/time -v (10 ms steps)
 
 # A few field overrides that keep a profile well-formed (names from the register database).
 OVERRIDES = [
@@ -96,6 +102,33 @@ def make_set(n: int, seed: int = 1) -> list[Path]:
     return paths
 
 
+def make_host_set(n: int, seed: int = 2) -> list[Path]:
+    """``n`` copies of the shipped host profiles in ``out/sets/hosts-n/``, each with its own MIDR revision."""
+    d = OUT / "sets" / f"hosts-{n}"
+    if d.is_dir() and len(list(d.glob("*.yaml"))) == n:
+        return sorted(d.glob("*.yaml"))
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    rng = random.Random(seed)
+    texts = {p.stem: p.read_text(encoding="utf-8") for p in SHIPPED}
+    hosts = sorted(k for k, t in texts.items() if re.search(r"^role: host", t, re.M))
+    paths = []
+    for i in range(n):
+        src = hosts[i % len(hosts)]
+        text = re.sub(r"^name: .*$", f"name: h{i:05d}-{src}", texts[src], count=1, flags=re.M)
+        p = d / f"h{i:05d}-{src}.yaml"
+        p.write_text(_mutate_raw(text, rng), encoding="utf-8")
+        paths.append(p)
+    return paths
+
+
+# What the C-loader yardstick does: read and construct every file with PyYAML's libyaml binding.
+C_PARSE = ("import sys, yaml\n"
+           "for p in sys.argv[1:]:\n"
+           "    with open(p, 'rb') as f:\n"
+           "        yaml.load(f, Loader=yaml.CSafeLoader)\n")
+
+
 # --------------------------------------------------------------------------------------------
 # Measuring
 # --------------------------------------------------------------------------------------------
@@ -107,41 +140,50 @@ def _pin() -> list[str]:
     return []
 
 
-_RUSAGE_HELPER = ("import resource, subprocess, sys\n"
+_RUSAGE_HELPER = ("import resource, subprocess, sys, time\n"
+                  "t = time.perf_counter()\n"
                   "r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+                  "w = time.perf_counter() - t\n"
                   "u = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
-                  "print(u.ru_maxrss, u.ru_utime + u.ru_stime, r.returncode)\n")
+                  "print(u.ru_maxrss, u.ru_utime + u.ru_stime, r.returncode, w)\n")
 
 
-def measure(argv: list[str], repeat: int, env: dict[str, str]) -> dict[str, Any]:
-    """Best wall time (s), peak RSS (MiB, max over runs), CPU time (s) and exit code of a command."""
-    walls, rss, cpu, codes = [], [], [], []
+def run_once(argv: list[str], env: dict[str, str], pin: bool = True) -> dict[str, float]:
+    """Wall time (s), CPU time (s), peak RSS (MiB) and exit code of one run of a command."""
+    pre = _pin() if pin else []
+    if TIME and not PRECISE_CPU:
+        cmd = [*pre, "/usr/bin/time", "-v", *argv]
+        t0 = time.perf_counter()
+        r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                           errors="replace", env=env, cwd=REPO)
+        wall = time.perf_counter() - t0
+        err = r.stderr
+        m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", err)
+        u = re.search(r"User time \(seconds\): ([\d.]+)", err)
+        s = re.search(r"System time \(seconds\): ([\d.]+)", err)
+        c = re.search(r"Exit status: (\d+)", err)
+        return {"wall": wall, "rss": int(m.group(1)) / 1024 if m else float("nan"),
+                "cpu": float(u.group(1)) + float(s.group(1)) if u and s else float("nan"),
+                "exit": int(c.group(1)) if c else r.returncode}
+    cmd = [*pre, sys.executable, "-c", _RUSAGE_HELPER, *argv]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
+    maxrss, cputime, code, wall = r.stdout.split()
+    return {"wall": float(wall), "rss": int(maxrss) / 1024, "cpu": float(cputime), "exit": int(code)}
+
+
+def measure_rounds(commands: dict[str, tuple[list[str], bool]], repeat: int,
+                   env: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Run every command once per round, ``repeat`` rounds; medians per command."""
+    runs: dict[str, list[dict[str, float]]] = {k: [] for k in commands}
     for _ in range(repeat):
-        if TIME:
-            cmd = [*_pin(), "/usr/bin/time", "-v", *argv]
-            t0 = time.perf_counter()
-            r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               errors="replace", env=env, cwd=REPO)
-            walls.append(time.perf_counter() - t0)
-            err = r.stderr
-            m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", err)
-            rss.append(int(m.group(1)) / 1024 if m else float("nan"))
-            u = re.search(r"User time \(seconds\): ([\d.]+)", err)
-            s = re.search(r"System time \(seconds\): ([\d.]+)", err)
-            cpu.append(float(u.group(1)) + float(s.group(1)) if u and s else float("nan"))
-            c = re.search(r"Exit status: (\d+)", err)
-            codes.append(int(c.group(1)) if c else r.returncode)
-        else:
-            cmd = [*_pin(), sys.executable, "-c", _RUSAGE_HELPER, *argv]
-            t0 = time.perf_counter()
-            r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
-            walls.append(time.perf_counter() - t0)
-            maxrss, cputime, code = r.stdout.split()
-            rss.append(int(maxrss) / 1024)
-            cpu.append(float(cputime))
-            codes.append(int(code))
-    return {"wall_s": min(walls), "wall_median_s": statistics.median(walls), "peak_rss_mib": max(rss),
-            "cpu_s": min(cpu), "exit": codes[-1], "runs": repeat}
+        for label, (argv, pin) in commands.items():
+            runs[label].append(run_once(argv, env, pin))
+    out = {}
+    for label, rs in runs.items():
+        out[label] = {"wall_s": statistics.median(r["wall"] for r in rs), "wall_min_s": min(r["wall"] for r in rs),
+                      "cpu_s": statistics.median(r["cpu"] for r in rs), "peak_rss_mib": max(r["rss"] for r in rs),
+                      "exit": rs[-1]["exit"], "runs": len(rs), "pinned": commands[label][1]}
+    return out
 
 
 def importtime(argv: list[str], env: dict[str, str], top: int = 12) -> dict[str, Any]:
@@ -195,7 +237,7 @@ def machine() -> dict[str, Any]:
     return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
             "implementation": platform.python_implementation(), "platform": platform.platform(),
             "executable": sys.executable, "commit": commit, "pinned": " ".join(_pin()) or "no",
-            "peak_rss_from": "/usr/bin/time -v" if TIME else "getrusage(RUSAGE_CHILDREN)",
+            "peak_rss_from": "/usr/bin/time -v" if TIME and not PRECISE_CPU else "getrusage(RUSAGE_CHILDREN)",
             "bytecode": "cpumodel precompiled (compileall)", "load_average": os.getloadavg()}
 
 
@@ -205,10 +247,57 @@ def fmt_cell(r: dict[str, Any] | None) -> str:
     return f"{r['wall_s']:.2f} s / {r['peak_rss_mib']:.0f} MiB"
 
 
+def ratio(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float]:
+    return {"wall": round(a["wall_s"] / b["wall_s"], 2), "cpu": round(a["cpu_s"] / b["cpu_s"], 2)}
+
+
+def targets(res: dict[str, dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """The issue's targets, each a ratio to a yardstick measured in the same rounds."""
+    t: list[dict[str, Any]] = []
+
+    def add(what: str, num: str, den: str, limit: float) -> None:
+        if num in res and den in res:
+            r = ratio(res[num], res[den])
+            t.append({"target": what, "ratio": r, "limit": limit, "ok": r["wall"] <= limit})
+
+    add("one profile within 1.3x `python -c 'import yaml, click'`", "check 1 profile", "import yaml, click", 1.3)
+    add(f"{n:,} profiles within 1.5x of parsing them with PyYAML's C loader", f"check {n:,}", f"C loader {n:,}", 1.5)
+    add(f"{n:,} host profiles within 1.5x of the C loader", f"check hosts {n:,}", f"C loader hosts {n:,}", 1.5)
+    add(f"{n:,} profiles, --jobs (all usable cores) within 1.5x of the C loader", f"check --jobs {n:,}",
+        f"C loader {n:,}", 1.5)
+    add(f"{n:,} profiles at <= 0.06x yamllint's time", f"check {n:,}", f"yamllint {n:,}", 0.06)
+    for label in (f"check {n:,}", f"check hosts {n:,}"):
+        if label in res:
+            mib = res[label]["peak_rss_mib"]
+            t.append({"target": f"peak memory of `{label}` <= 40 MiB", "mib": round(mib, 1), "limit": 40,
+                      "ok": mib <= 40})
+    return t
+
+
+def commands_for(n: int, paths: list[Path], hosts: list[Path],
+                 yamllint: str | None) -> dict[str, tuple[list[str], bool]]:
+    py = sys.executable
+    cpumodel = [py, "-m", "cpumodel"]
+    files, hfiles = [str(p) for p in paths], [str(p) for p in hosts]
+    c: dict[str, tuple[list[str], bool]] = {
+        f"C loader {n:,}": ([py, "-c", C_PARSE, *files], True),
+        f"check {n:,}": ([*cpumodel, "check", "-q", *files], True),
+        f"check --no-kvm {n:,}": ([*cpumodel, "check", "-q", "--no-kvm", *files], True),
+        f"check --jobs {n:,}": ([*cpumodel, "check", "-q", *files], False),
+        f"C loader hosts {n:,}": ([py, "-c", C_PARSE, *hfiles], True),
+        f"check hosts {n:,}": ([*cpumodel, "check", "-q", *hfiles], True),
+    }
+    if n > 1:
+        c[f"baseline {n:,}"] = ([*cpumodel, "baseline", *files], True)
+    if yamllint:
+        c[f"yamllint {n:,}"] = ([yamllint, "-f", "parsable", *files], True)
+    return c
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", type=int, nargs="+", default=[1, 100, 1000, 10000])
-    ap.add_argument("--repeat", type=int, default=3, help="runs per command (best wall time is kept)")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1, 100, 1000])
+    ap.add_argument("--repeat", type=int, default=5, help="rounds (medians are reported)")
     ap.add_argument("--profile", action="store_true", help="cProfile 'check' over the 1,000-profile set")
     args = ap.parse_args()
 
@@ -220,77 +309,56 @@ def main() -> int:
     py = sys.executable
     cpumodel = [py, "-m", "cpumodel"]
     yamllint = shutil.which("yamllint")
-    sets = {n: make_set(n) for n in args.sizes}
-    one = sets[min(sets)][0]
-    other = sets[min(sets)][-1] if len(sets[min(sets)]) > 1 else SHIPPED[1]
-
-    fixed: dict[str, list[str]] = {
-        "python -c pass": [py, "-c", "pass"],
-        "python -c 'import yaml'": [py, "-c", "import yaml"],
-        "python -c 'import yaml, click'": [py, "-c", "import yaml, click"],
-        "cpumodel --version": [*cpumodel, "--version"],
-        "cpumodel emit (1 profile)": [*cpumodel, "emit", "--format", "yaml", str(one)],
-        "cpumodel diff (2 profiles)": [*cpumodel, "diff", str(one), str(other)],
-    }
     results: dict[str, Any] = {"machine": machine(), "sizes": args.sizes, "repeat": args.repeat,
-                               "fixed": {}, "per_size": {}, "importtime": {}, "targets": {}}
-    for label, argv in fixed.items():
-        results["fixed"][label] = measure(argv, args.repeat, env)
-        print(f"{label:34s} {fmt_cell(results['fixed'][label])}", flush=True)
-
-    for n, paths in sets.items():
-        files = [str(p) for p in paths]
-        rep = args.repeat if n <= 1000 else 1
-        row: dict[str, Any] = {}
-        row["cpumodel check"] = measure([*cpumodel, "check", "-q", *files], rep, env)
-        row["cpumodel check --no-kvm"] = measure([*cpumodel, "check", "-q", "--no-kvm", *files], rep, env)
-        row["cpumodel baseline"] = measure([*cpumodel, "baseline", *files], rep, env) if n > 1 else None
-        row["yamllint"] = measure([yamllint, "-f", "parsable", *files], rep, env) if yamllint else None
-        results["per_size"][str(n)] = row
-        for label, r in row.items():
-            print(f"{label + f' ({n:,})':34s} {fmt_cell(r)}  exit {r['exit'] if r else '-'}", flush=True)
+                               "load_before": os.getloadavg(), "rounds": {}, "importtime": {}, "targets": {}}
+    fixed = {
+        "python -c pass": ([py, "-c", "pass"], True),
+        "import yaml, click": ([py, "-c", "import yaml, click"], True),
+        "cpumodel --version": ([*cpumodel, "--version"], True),
+        "check 1 profile": ([*cpumodel, "check", "profiles/neoverse-n1.yaml"], True),
+        "check 1 guest profile": ([*cpumodel, "check", "profiles/firecracker-v1n1.yaml"], True),
+        "emit 1 profile": ([*cpumodel, "emit", "--format", "yaml", "profiles/neoverse-n1.yaml"], True),
+    }
+    res = measure_rounds(fixed, max(args.repeat, 5), env)
+    results["rounds"]["fixed"] = res
+    for label, r in res.items():
+        print(f"{label:34s} {fmt_cell(r)}  cpu {r['cpu_s']:.3f} s", flush=True)
+    results["targets"]["start-up"] = targets(res, 1)[:1]
+    for n in args.sizes:
+        cmds = commands_for(n, make_set(n), make_host_set(n), yamllint)
+        res = measure_rounds(cmds, args.repeat if n <= 1000 else 1, env)
+        results["rounds"][str(n)] = res
+        for label, r in res.items():
+            print(f"{label:34s} {fmt_cell(r)}  cpu {r['cpu_s']:.3f} s  exit {r['exit']}", flush=True)
+        if n >= 100:
+            results["targets"][str(n)] = targets(res, n)
 
     results["importtime"]["--version"] = importtime(["-m", "cpumodel", "--version"], env)
-    results["importtime"]["check (1 profile)"] = importtime(["-m", "cpumodel", "check", "-q", str(one)], env)
-
-    # Targets from the issue
-    base = results["fixed"]["python -c 'import yaml, click'"]["wall_s"]
-    per = results["per_size"]
-    t: dict[str, Any] = {}
-    if "1" in per:
-        c1 = per["1"]["cpumodel check"]["wall_s"]
-        t["check 1 profile within 2x of import yaml, click"] = {"ratio": round(c1 / base, 2), "ok": c1 <= 2 * base}
-    if "1000" in per:
-        c = per["1000"]["cpumodel check"]["wall_s"]
-        t["check 1,000 profiles under 2 s"] = {"seconds": round(c, 2), "ok": c < 2.0}
-        if per["1000"]["yamllint"]:
-            y = per["1000"]["yamllint"]["wall_s"]
-            t["check 1,000 faster than yamllint"] = {"cpumodel_s": round(c, 2), "yamllint_s": round(y, 2), "ok": c < y}
-    sizes = sorted(int(k) for k in per)
+    results["importtime"]["check (1 profile)"] = importtime(["-m", "cpumodel", "check", "profiles/neoverse-n1.yaml"],
+                                                            env)
+    results["load_after"] = os.getloadavg()
+    print(f"\nload average before {results['load_before']}, after {results['load_after']}")
+    print("\n| target | ratio (wall, median) | ratio (CPU time, median) | met |\n|---|---|---|---|")
+    for group in results["targets"].values():
+        for t in group:
+            if "ratio" in t:
+                print(f"| {t['target']} | {t['ratio']['wall']:.2f}x | {t['ratio']['cpu']:.2f}x | "
+                      f"{'yes' if t['ok'] else 'no'} |")
+            else:
+                print(f"| {t['target']} | {t['mib']} MiB | | {'yes' if t['ok'] else 'no'} |")
+    sizes = [str(n) for n in args.sizes]
     if len(sizes) > 1:
-        lo, hi = per[str(sizes[0])]["cpumodel check"], per[str(sizes[-1])]["cpumodel check"]
-        growth = hi["peak_rss_mib"] - lo["peak_rss_mib"]
-        t[f"memory flat from {sizes[0]:,} to {sizes[-1]:,} profiles"] = {
-            "growth_mib": round(growth, 1), "ok": growth < max(20.0, 0.25 * lo["peak_rss_mib"])}
-    results["targets"] = t
-
-    # Table
-    print("\n| command | " + " | ".join(f"{n:,} profile{'s' if n > 1 else ''}" for n in sizes) + " |")
-    print("|---|" + "---|" * len(sizes))
-    for label, r in results["fixed"].items():
-        print(f"| `{label}` | {fmt_cell(r)} |" + " |" * (len(sizes) - 1))
-    for label in ("cpumodel check", "cpumodel check --no-kvm", "cpumodel baseline", "yamllint"):
-        print(f"| `{label}` | " + " | ".join(fmt_cell(per[str(n)][label]) for n in sizes) + " |")
-    print("\nTargets:")
-    for k, v in t.items():
-        print(f"  [{'ok' if v['ok'] else 'MISSED'}] {k}: {json.dumps({a: b for a, b in v.items() if a != 'ok'})}")
+        lo, hi = results["rounds"][sizes[0]], results["rounds"][sizes[-1]]
+        grow = hi[f"check {int(sizes[-1]):,}"]["peak_rss_mib"] - lo[f"check {int(sizes[0]):,}"]["peak_rss_mib"]
+        print(f"memory growth of check from {int(sizes[0]):,} to {int(sizes[-1]):,} profiles: {grow:.1f} MiB")
+        results["memory_growth_mib"] = round(grow, 1)
     for label, it in results["importtime"].items():
         print(f"\nImport time of {label}: {it['total_ms']:.0f} ms over {it['modules']} modules; by package (ms): "
               + ", ".join(f"{k} {v}" for k, v in it["by_package"].items()))
         print("  slowest modules (self ms): " + ", ".join(f"{r['module']} {r['self_ms']:.1f}" for r in it["top_self"]))
 
-    if args.profile and 1000 in sets:
-        report = cprofile_check(sets[1000], env)
+    if args.profile and 1000 in args.sizes:
+        report = cprofile_check(make_set(1000), env)
         results["cprofile_check_1000"] = report
         print("\ncProfile of check over 1,000 profiles:\n" + report)
 

@@ -541,6 +541,7 @@ class Captured:
     caveats: list[str] = field(default_factory=list)  # further remarks for the profile's comments
     cpus: dict[int, dict[str, int]] = field(default_factory=dict)  # sysfs per-CPU values, when read
     host: str = ""  # "Linux 6.12.0 aarch64" or "sysfs tree DIR"
+    release: str = ""  # the running kernel's release (uname -r) when captured live
     kvm_setup: str = ""
 
     def take(self, db: regdb.RegisterDB, src: str, values: dict[str, int], notes: dict[str, str]) -> None:
@@ -596,7 +597,8 @@ def capture(sources: list[str] | None = None, root: str = "/", cpu: int | None =
     if live:
         require_arm64_linux()
     db = regdb.load()
-    out = Captured(host=f"Linux {platform.release()} {platform.machine()}" if live else f"sysfs tree {root}")
+    out = Captured(host=f"Linux {platform.release()} {platform.machine()}" if live else f"sysfs tree {root}",
+                   release=platform.release() if live else "")
     reasons: dict[str, list[str]] = {}
     for src in order:
         try:
@@ -713,6 +715,9 @@ def to_profile_yaml(captured: Captured, name: str) -> str:
         "sysfs": "sysfs (raw per-CPU identification registers)",
     }
     w.value("source", f"cpumodel capture on {captured.host}; " + "; ".join(sanitised[s] for s in captured.used))
+    if captured.release:
+        w.comment("The running kernel (uname -r): --kernel host, or no --kernel, picks its KVM rule set.")
+        w.value("kernel_release", captured.release)
     if "kvm" in captured.used:
         w.comment("The KVM values are those of a vCPU initialised without optional features:")
         w.flow("vcpu_features", [])

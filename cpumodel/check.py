@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cpumodel.findings import Finding
-from cpumodel.resolve import Model
+from cpumodel.resolve import Model, Resolver
 from cpumodel.rules import Context, hand_rules, matches, run
 
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
@@ -18,6 +18,7 @@ class Options:
     kernel: str | None = None  # None: the newest modelled kernel
     host: Model | None = None
     vcpu_features: frozenset[str] | None = None  # CLI override of the profile's own
+    kvm_caps: frozenset[str] | None = None  # CLI override of the profile's own
     kvm: bool = True  # run KVM and vCPU-feature rules (on guest models; host models get arch rules only)
     role: str | None = None  # override every model's role
 
@@ -25,17 +26,13 @@ class Options:
 def check_model(model: Model, opts: Options | None = None) -> list[Finding]:
     opts = opts or Options()
     vcpu = opts.vcpu_features if opts.vcpu_features is not None else model.vcpu_features
-    ctx = Context(kernel=opts.kernel, host=opts.host, vcpu_features=vcpu)
     kvm = opts.kvm and (opts.role or model.role) == "guest"
+    ctx = Context(kernel=opts.kernel, host=opts.host, vcpu_features=vcpu, kvm_caps=opts.kvm_caps, kvm=kvm)
     rules = [r for r in hand_rules().values() if kvm or r.kind in ("arch", "profile")]
     findings = list(run(rules, model, ctx))
     from cpumodel.rules import feature_rules
 
     findings += feature_rules.check(model, ctx)
-    if kvm:
-        from cpumodel.rules import kvm as kvm_rules
-
-        findings += kvm_rules.check(model, ctx)
     patterns = [p for p, _ in model.ignore] + list(opts.ignore)
     out = [f for f in findings if not matches(f.rule, patterns)]
     for f in out:
@@ -59,32 +56,37 @@ class RunResult:
 
 def check_paths(paths: list[str], opts: Options | None = None, search: list[str] | None = None,
                 sink: Callable[[list[Finding]], None] | None = None,
-                on_error: Callable[[str], None] | None = None, allow_outside: bool = False) -> RunResult:
+                on_error: Callable[[str], None] | None = None, allow_outside: bool = False,
+                jobs: int | None = 1) -> RunResult:
     """Load, resolve and check many profiles; unreadable ones become ``errors``, the rest go on.
 
     With ``sink`` (and ``on_error``) each profile's findings go there as they are made and are not
     kept, so checking any number of files takes flat memory; ``severities`` counts them either way.
+    ``jobs``: worker processes for many files (None or 0: the usable cores; see cpumodel.parallel);
+    the results come in the order of ``paths`` either way.
     """
-    from cpumodel.errors import CpumodelError
-    from cpumodel.resolve import Resolver
-
-    resolver = Resolver(search, allow_outside)
     result = RunResult()
-    for path in paths:
-        try:
-            model = resolver.resolve_file(path)
-        except CpumodelError as e:
-            if e.location is None:
-                from cpumodel.errors import Location
+    workers = 0
+    if jobs != 1 and len(paths) > 1:
+        from cpumodel.parallel import workers_for
 
-                e.location = Location(path)
+        workers = workers_for(jobs, len(paths))
+    if workers:
+        from cpumodel.parallel import outcomes
+
+        results = outcomes(paths, workers, opts, search, allow_outside)
+    else:
+        resolver = Resolver(search, allow_outside)
+        results = (check_one(resolver, path, opts) for path in paths)
+    for found, error in results:
+        if error is not None:
             if on_error is not None:
-                on_error(str(e))
+                on_error(error)
             else:
-                result.errors.append(str(e))
+                result.errors.append(error)
             continue
+        assert found is not None
         result.checked += 1
-        found = check_model(model, opts)
         for f in found:
             result.severities[f.severity] = result.severities.get(f.severity, 0) + 1
         if sink is not None:
@@ -92,3 +94,18 @@ def check_paths(paths: list[str], opts: Options | None = None, search: list[str]
         else:
             result.findings += found
     return result
+
+
+def check_one(resolver: Resolver, path: str, opts: Options | None) -> tuple[list[Finding] | None, str | None]:
+    """One profile's findings, or (None, its error message) when it cannot be read."""
+    from cpumodel.errors import CpumodelError
+
+    try:
+        model = resolver.resolve_file(path)
+    except CpumodelError as e:
+        if e.location is None:
+            from cpumodel.errors import Location
+
+            e.location = Location(path)
+        return None, str(e)
+    return check_model(model, opts), None

@@ -44,9 +44,21 @@ def _vcpu(value: str | None) -> frozenset[str] | None:
     return frozenset() if items == {"none"} else items
 
 
+def _caps(value: str | None) -> frozenset[str] | None:
+    from cpumodel.profile import KVM_CAPS
+
+    if value is None:
+        return None
+    items = frozenset(v.strip().lower() for v in value.split(",") if v.strip())
+    bad = sorted(items - set(KVM_CAPS) - {"none"})
+    if bad:
+        raise click.BadParameter(f"unknown KVM capability {', '.join(bad)}; choose from {', '.join(KVM_CAPS)}")
+    return frozenset(items - {"none"})
+
+
 def _options(ignore: tuple[str, ...], kernel: str | None, host: str | None, vcpu: str | None,
              no_kvm: bool, search: list[str], role: str | None = None,
-             allow_outside: bool = False):  # type: ignore[no-untyped-def]
+             allow_outside: bool = False, kvm_caps: str | None = None):  # type: ignore[no-untyped-def]
     from cpumodel.check import Options
 
     host_model = None
@@ -54,12 +66,25 @@ def _options(ignore: tuple[str, ...], kernel: str | None, host: str | None, vcpu
         from cpumodel.resolve import Resolver
 
         host_model = Resolver(search, allow_outside).resolve_file(host)
+    kernel = _kernel(kernel, host_model)
     if kernel is not None:
-        from cpumodel.rules import kvm
+        from cpumodel.rules import kvm_writes as kvm
 
         kvm.kernel_rules(kernel)  # validates the version early, with a clear message
     return Options(ignore=list(ignore), kernel=kernel, host=host_model, vcpu_features=_vcpu(vcpu),
-                   kvm=not no_kvm, role=role)
+                   kvm=not no_kvm, role=role, kvm_caps=_caps(kvm_caps))
+
+
+def _kernel(kernel: str | None, host_model) -> str | None:  # type: ignore[no-untyped-def]
+    """--kernel, with 'host' (or no --kernel) meaning the host profile's recorded kernel_release."""
+    from cpumodel.kvm.rules import pick_kernel
+
+    recorded = getattr(host_model, "kernel_release", "") if host_model is not None else ""
+    where = getattr(host_model, "path", "") or "the host profile"
+    try:
+        return pick_kernel(kernel, recorded, where)
+    except KeyError as exc:
+        raise CpumodelError(str(exc), hint=getattr(exc, "hint", None)) from None
 
 
 def _search_options(fn):  # type: ignore[no-untyped-def]
@@ -84,6 +109,9 @@ def _common(fn, hosts: bool = False):  # type: ignore[no-untyped-def]
         click.option("--vcpu-features", "vcpu", metavar="LIST",
                      help="KVM_ARM_VCPU_INIT features the VMM sets: comma list of pmu,sve,ptrauth,el1_32bit "
                           "(or 'none'); overrides the profile's vcpu_features."),
+        click.option("--kvm-caps", "kvm_caps", metavar="LIST",
+                     help="VM capabilities the VMM enables with KVM_ENABLE_CAP: writable_imp_id_regs "
+                          "(or 'none'); overrides the profile's kvm_caps."),
         click.option("--ignore", multiple=True, metavar="RULE",
                      help="Silence a rule ID, group prefix or glob (repeatable)."),
         click.option("--no-kvm", is_flag=True, help="Check architecture rules only."),
@@ -114,9 +142,13 @@ def main() -> None:
 @click.option("--statistics", is_flag=True, help="Count findings per rule.")
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when violations are found.")
 @click.option("--strict", is_flag=True, help="Warnings fail the run too.")
+@click.option("-j", "--jobs", type=click.IntRange(min=0), default=0, metavar="N",
+              help="Check many files in N worker processes (default 0: one per usable core; 1: none). "
+                   "The output is the same either way.")
 def check(profiles: tuple[str, ...], fmt: str, kernel: str | None, host: str | None, vcpu: str | None,
-          ignore: tuple[str, ...], no_kvm: bool, role: str | None, search: tuple[str, ...], allow_outside: bool,
-          output: str | None, quiet: bool, statistics: bool, exit_zero: bool, strict: bool) -> None:
+          kvm_caps: str | None, ignore: tuple[str, ...], no_kvm: bool, role: str | None, search: tuple[str, ...],
+          allow_outside: bool, output: str | None, quiet: bool, statistics: bool, exit_zero: bool, strict: bool,
+          jobs: int) -> None:
     """Check profiles; exit 0 if all are valid, 1 on any violation, 2 on unreadable input."""
     import io
 
@@ -124,7 +156,7 @@ def check(profiles: tuple[str, ...], fmt: str, kernel: str | None, host: str | N
     from cpumodel.report import render
 
     try:
-        opts = _options(ignore, kernel, host, vcpu, no_kvm, list(search), role, allow_outside)
+        opts = _options(ignore, kernel, host, vcpu, no_kvm, list(search), role, allow_outside, kvm_caps)
     except CpumodelError as e:
         _fail(e)
     buf = io.StringIO() if output else None
@@ -136,11 +168,11 @@ def check(profiles: tuple[str, ...], fmt: str, kernel: str | None, host: str | N
 
         renderer = TextRenderer(stream, color=use_color(stream), statistics=statistics, quiet=quiet)
         result = check_paths(list(profiles), opts, list(search), allow_outside=allow_outside, sink=renderer.add,
-                             on_error=renderer.error)
+                             on_error=renderer.error, jobs=jobs)
         renderer.finish(len(profiles))
         unreadable = renderer.unreadable
     else:
-        result = check_paths(list(profiles), opts, list(search), allow_outside=allow_outside)
+        result = check_paths(list(profiles), opts, list(search), allow_outside=allow_outside, jobs=jobs)
         render(result.findings, fmt, errors=result.errors, profiles=len(profiles), stream=stream,
                statistics=statistics, quiet=quiet)
         unreadable = len(result.errors)
@@ -169,8 +201,8 @@ def check(profiles: tuple[str, ...], fmt: str, kernel: str | None, host: str | N
               help="For a role: host PROFILE: emit KVM's default view of a VM on it (as 'cpumodel defaults').")
 @functools.partial(_common, hosts=True)
 def emit(profile: str, fmt: str, output: str | None, only_changed: bool, kvm_view: bool, kernel: str | None,
-         host: tuple[str, ...], vcpu: str | None, ignore: tuple[str, ...], no_kvm: bool, role: str | None,
-         search: tuple[str, ...], allow_outside: bool) -> None:
+         host: tuple[str, ...], vcpu: str | None, kvm_caps: str | None, ignore: tuple[str, ...], no_kvm: bool,
+         role: str | None, search: tuple[str, ...], allow_outside: bool) -> None:
     """Emit the resolved register set of a valid PROFILE (refuses an invalid one, and a host)."""
     from cpumodel.check import check_model
     from cpumodel.emit import emit as do_emit
@@ -179,7 +211,7 @@ def emit(profile: str, fmt: str, output: str | None, only_changed: bool, kvm_vie
 
     resolver = Resolver(list(search), allow_outside)
     try:
-        opts = _options(ignore, kernel, None, vcpu, no_kvm, list(search), role, allow_outside)
+        opts = _options(ignore, kernel, None, vcpu, no_kvm, list(search), role, allow_outside, kvm_caps)
         model = resolver.resolve_file(profile)
         hosts = [resolver.resolve_file(h) for h in host]
         if kvm_view and model.role == "host":
@@ -249,12 +281,32 @@ def rules(rule_id: str | None, kind: str | None, fmt: str) -> None:
         _fail(e)
 
 
-@main.command()
-def kernels() -> None:
-    """List the kernel versions whose KVM rules are modelled."""
-    from cpumodel.views import list_kernels
+@main.group(invoke_without_command=True)
+@click.pass_context
+def kernels(ctx: click.Context) -> None:
+    """List the kernel lines whose KVM rules are modelled (built in and imported)."""
+    if ctx.invoked_subcommand is None:
+        from cpumodel.views import list_kernels
 
-    list_kernels()
+        list_kernels()
+
+
+@kernels.command("import")
+@click.argument("tree", type=click.Path(file_okay=False))
+@click.option("--name", help="Name for --kernel (default: the tree's release, e.g. 6.8.12).")
+@click.option("--force", is_flag=True, help="Replace an imported kernel of that name.")
+def kernels_import(tree: str, name: str | None, force: bool) -> None:
+    """Generate the KVM rules of a Linux source tree, check them and store them for --kernel."""
+    from pathlib import Path
+
+    from cpumodel.kvm.rules import import_kernel
+
+    try:
+        e, overlay = import_kernel(Path(tree), name, force=force)
+    except KeyError as exc:
+        _fail(CpumodelError(str(exc), hint=getattr(exc, "hint", None)))
+    click.echo(f"imported Linux {e.release} as {e.name!r} ({e.path}); overlay of line {overlay}, every quote "
+               f"found in this tree; use --kernel {e.name}")
 
 
 def _resolve_many(paths: tuple[str, ...], search: tuple[str, ...], allow_outside: bool = False):  # type: ignore[no-untyped-def]
@@ -282,7 +334,7 @@ def diff(a: str, b: str, migratable: bool, kernel: str | None, fmt: str, search:
 
     ma, mb = _resolve_many((a, b), search, allow_outside)
     if kernel is not None:
-        from cpumodel.rules import kvm
+        from cpumodel.rules import kvm_writes as kvm
 
         try:
             kvm.kernel_rules(kernel)
@@ -413,7 +465,8 @@ _register_optional_commands()
 
 @main.command()
 @click.argument("host", type=click.Path(dir_okay=True))
-@click.option("--kernel", metavar="X.Y", help="Kernel whose KVM rules apply (default: newest modelled).")
+@click.option("--kernel", metavar="X.Y", help="Kernel whose KVM rules apply: X.Y, X.Y.Z, an imported name or 'host' "
+              "(default: the release HOST records, else the newest modelled).")
 @click.option("--vcpu-features", "vcpu", metavar="LIST",
               help="KVM_ARM_VCPU_INIT features (default: those the host advertises: pmu, sve, ptrauth).")
 @click.option("--name", help="Name of the generated profile (default: <host>-kvm<kernel>).")
@@ -425,10 +478,12 @@ def defaults(host: str, kernel: str | None, vcpu: str | None, name: str | None, 
     from cpumodel.ops import kvm_defaults
     from cpumodel.report.profiles import defaults_yaml
     from cpumodel.rules import Context
-    from cpumodel.rules.kvm import _effective_features, kernel_rules
+    from cpumodel.rules.kvm_writes import kernel_rules
+    from cpumodel.rules.vcpu import effective_features as _effective_features
 
     (model,) = _resolve_many((host,), search, allow_outside)
     try:
+        kernel = _kernel(kernel, model)
         krules = kernel_rules(kernel)
         kern = str(getattr(krules, "kernel", kernel))
         feats, _ = _effective_features(model, Context(vcpu_features=_vcpu(vcpu)))

@@ -102,7 +102,8 @@ def migratable(a: Model, b: Model, kernel: str | None = None) -> list[Verdict]:
     from cpumodel import kvm as kvmmodel
     from cpumodel.policy import sanitise
     from cpumodel.rules import Context
-    from cpumodel.rules.kvm import _effective_features, kernel_rules
+    from cpumodel.rules.kvm_writes import kernel_rules
+    from cpumodel.rules.vcpu import effective_features as _effective_features
 
     db = regdb.load()
     rules = kernel_rules(kernel)
@@ -228,7 +229,7 @@ def baseline(models: list[Model], kernel: str | None = None, kvm: bool = True) -
 
 def _kvm_baseline(models: list[Model], kernel: str | None) -> Baseline:
     from cpumodel.rules import Context
-    from cpumodel.rules.kvm import _effective_features
+    from cpumodel.rules.vcpu import effective_features as _effective_features
 
     feats = frozenset.intersection(*(_effective_features(m, Context())[0] for m in models))
     views = []
@@ -262,7 +263,7 @@ def kvm_defaults(host: Model, kernel: str | None, features: frozenset[str]) -> t
     before any write): the host's values through KVM's hiding and capping for ``features``."""
     from cpumodel import kvm as kvmmodel
     from cpumodel.policy import sanitise
-    from cpumodel.rules.kvm import kernel_rules
+    from cpumodel.rules.kvm_writes import kernel_rules
 
     rules = kernel_rules(kernel)
     db = regdb.load()

@@ -36,20 +36,18 @@ class Policy:
         return v
 
     def safe(self, new: int, cur: int) -> int:
-        """arm64_ftr_safe_value(): the safe one of two (signed-extended) field values."""
-        if self.kind == "EXACT":
-            return self.safe_val if new != cur else cur
-        if self.kind == "LOWER_SAFE":
-            return min(new, cur)
-        if self.kind == "HIGHER_SAFE":
-            return max(new, cur)
-        if self.kind == "HIGHER_OR_ZERO_SAFE":
-            return 0 if (new == 0 or cur == 0) else max(new, cur)
-        raise ValueError(self.kind)
+        """The value the kernel keeps for this field when two CPUs report ``new`` and ``cur``
+        (signed-extended): ``update_cpu_ftr_reg()`` keeps equal values and otherwise asks
+        ``arm64_ftr_safe_value()`` (arch/arm64/kernel/cpufeature.c:1272-1275, Linux 7.3.4),
+        implemented once, in :func:`cpumodel.kvm.safe_value`."""
+        from cpumodel.kvm import safe_value
+
+        return cur if new == cur else safe_value(self.kind, new, cur, self.safe_val)
 
     def allows(self, asked: int, limit: int) -> bool:
-        """KVM's test: a value is acceptable against a limit iff it is the safe choice of the two."""
-        return asked == limit or self.safe(asked, limit) == asked
+        """KVM's test (arm64_check_features()): a value is acceptable against a limit iff it is
+        the limit or the safe choice of the two."""
+        return self.safe(asked, limit) == asked
 
     def describe(self) -> str:
         words = {"LOWER_SAFE": "may be lower", "HIGHER_SAFE": "may be higher",
@@ -92,17 +90,37 @@ def policies(kernel: str | None = None) -> dict[str, list[Policy]]:
     return out
 
 
-def sanitise(values: dict[str, int], kernel: str | None = None) -> dict[str, int]:
+CTR_IDC = 1 << 28  # CTR_EL0.IDC
+
+
+def effective_ctr(ctr: int, clidr: int | None) -> int | None:
+    """CTR_EL0 as the kernel records it for a CPU: read_cpuid_effective_cachetype() sets IDC when
+    CLIDR_EL1 says no data cache clean to the PoU is needed (LoC == 0, or LoUIS == LoUU == 0)
+    (arch/arm64/include/asm/cache.h:128-141, stored by arch/arm64/kernel/cpuinfo.c:481 and
+    sanitised from there; Linux 7.3.4). None when that depends on a CLIDR_EL1 not given."""
+    if ctr & CTR_IDC:
+        return ctr
+    if clidr is None:
+        return None
+    loc, louis, louu = (clidr >> 24) & 7, (clidr >> 21) & 7, (clidr >> 27) & 7
+    return ctr | CTR_IDC if loc == 0 or (louis == 0 and louu == 0) else ctr
+
+
+def sanitise(values: dict[str, int], kernel: str | None = None, cpu: bool = False) -> dict[str, int]:
     """A host's register values as its kernel sanitises them (``read_sanitised_ftr_reg``).
 
     init_cpu_ftr_reg() keeps only the fields its arm64_ftr_bits table describes ("val &=
     valid_mask", arch/arm64/kernel/cpufeature.c:1084 in Linux 7.3.4); KVM starts from that
-    value. Registers without a table are returned unchanged. Idempotent, so values captured
-    from a running kernel pass through as they are.
+    value. Registers without a table are returned unchanged. With ``cpu`` (the values are a
+    CPU's own registers, ``origin: cpu``) CTR_EL0 is first made the effective one
+    (:func:`effective_ctr`). Idempotent, so values captured from a running kernel pass through
+    as they are.
     """
     table = policies(kernel)
     out = {}
     for name, v in values.items():
+        if cpu and name == "CTR_EL0":
+            v = effective_ctr(v, values.get("CLIDR_EL1")) or v
         pols = table.get(name)
         if pols:
             mask = 0
@@ -111,3 +129,11 @@ def sanitise(values: dict[str, int], kernel: str | None = None) -> dict[str, int
             v &= mask
         out[name] = v
     return out
+
+
+def unknown_bits(values: dict[str, int], cpu: bool = False) -> dict[str, int]:
+    """Bits of a host's sanitised values that its profile cannot tell: CTR_EL0.IDC of a CPU
+    whose effective IDC depends on a CLIDR_EL1 the profile does not give."""
+    if cpu and "CTR_EL0" in values and effective_ctr(values["CTR_EL0"], values.get("CLIDR_EL1")) is None:
+        return {"CTR_EL0": CTR_IDC}
+    return {}

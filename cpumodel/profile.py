@@ -15,6 +15,15 @@ Profile format (JSON Schema: ``data/profile.schema.json``)::
       ID_AA64PFR0_EL1: {SVE: IMP, FP: 1}         # by field: named or numeric values
     features: [+FEAT_SVE, -FEAT_SHA3]              # by feature
     vcpu_features: [pmu, sve]       # optional: KVM_ARM_VCPU_INIT features the VMM will set
+    kvm_caps: [writable_imp_id_regs]  # optional: VM capabilities the VMM enables (KVM_ENABLE_CAP)
+    origin: cpu                     # what the values are: cpu (default for role: host: the CPU's registers
+                                    # as its kernel sanitises them) or kvm-defaults (KVM's view of a VM
+                                    # on that host: 'cpumodel defaults', 'cpumodel capture' from /dev/kvm)
+    vulnerabilities: {spectre_v2: "Not affected", meltdown: "Vulnerable"}  # host facts, as
+                                    # /sys/devices/system/cpu/vulnerabilities/* reports them
+    host_registers:                 # origin: kvm-defaults: raw host fields KVM hides from its view
+      ID_AA64PFR0_EL1: {MPAM: 0}
+    unseen: {ID_AA64MMFR2_EL1: [TTL]}  # fields the capture could not see (unknown, not 0)
     ignore: [A001, ARCH-FEAT_SVE-*]  # optional: rule IDs or patterns to silence
     sources: {ID_AA64PFR0_EL1: "..."}   # optional: per-register source notes
 """
@@ -43,8 +52,16 @@ from cpumodel.yamlsrc import (
 
 ROLES = ("guest", "host")
 TOP_KEYS = ("name", "description", "source", "role", "base", "arch", "registers", "features",
-            "vcpu_features", "ignore", "sources")
+            "vcpu_features", "kvm_caps", "origin", "vulnerabilities", "host_registers", "unseen", "ignore",
+            "sources", "kernel_release")
 VCPU_FEATURES = ("pmu", "sve", "ptrauth", "el1_32bit")
+#: VM capabilities a VMM enables with KVM_ENABLE_CAP that change KVM's ID-register verdicts.
+KVM_CAPS = ("writable_imp_id_regs",)
+#: What a profile's values are: a CPU's own registers, or KVM's view of a VM on that CPU.
+ORIGINS = ("cpu", "kvm-defaults")
+#: Host facts the ID registers cannot show: the files of /sys/devices/system/cpu/vulnerabilities/
+#: that KVM's verdicts depend on (arm64_get_spectre_v2_state(), arm64_get_meltdown_state()).
+VULNERABILITIES = ("spectre_v2", "meltdown")
 #: Longest name accepted for an architecture version, feature, vCPU feature or ignore entry
 #: (the longest real one is under 40), and for a base: reference (PATH_MAX on Linux).
 MAX_NAME_CHARS = 256
@@ -79,8 +96,14 @@ class Profile:
     registers: dict[str, RegisterSpec] = field(default_factory=dict)
     features: list[tuple[str, bool, Location]] = field(default_factory=list)
     vcpu_features: list[tuple[str, Location]] | None = None
+    kvm_caps: list[tuple[str, Location]] | None = None
+    origin: tuple[str, Location] | None = None
+    vulnerabilities: dict[str, tuple[str, Location]] = field(default_factory=dict)
+    host_registers: dict[str, RegisterSpec] = field(default_factory=dict)
+    unseen: dict[str, tuple[list[str], Location]] = field(default_factory=dict)  # register -> fields not seen
     ignore: list[tuple[str, Location]] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)
+    kernel_release: str = ""  # the host's `uname -r`, recorded by capture (--kernel host)
 
 
 def load(path: str | Path, *, referenced: bool = False) -> Profile:
@@ -146,10 +169,26 @@ def parse(node: Node | None, path: str) -> Profile:
             prof.features = [_feature(n, path) for n in _seq(vnode, path, key)]
         elif key == "vcpu_features":
             prof.vcpu_features = [_vcpu_feature(n, path) for n in _seq(vnode, path, key)]
+        elif key == "kvm_caps":
+            prof.kvm_caps = [_choice(n, path, "kvm_caps entry", KVM_CAPS) for n in _seq(vnode, path, key)]
+        elif key == "origin":
+            prof.origin = _choice(vnode, path, key, ORIGINS)
+        elif key == "vulnerabilities":
+            prof.vulnerabilities = _vulnerabilities(vnode, path)
+        elif key == "host_registers":
+            prof.host_registers = _registers(vnode, path, db)
+            raw = [s for s in prof.host_registers.values() if s.raw is not None]
+            if raw:
+                raise CpumodelError(f"host_registers: give {raw[0].name} by field (the fields KVM hides), "
+                                    "not as a raw value", raw[0].loc)
+        elif key == "unseen":
+            prof.unseen = _unseen(vnode, path, db)
         elif key == "ignore":
             prof.ignore = [(_name(n, path, "ignore entry"), loc(path, n)) for n in _seq(vnode, path, key)]
         elif key == "sources":
             prof.sources = _sources(vnode, path, db)
+        elif key == "kernel_release":
+            prof.kernel_release = _name(vnode, path, key).strip()
         else:
             raise CpumodelError(f"unknown key {shown(key)}", loc(path, knode),
                                 hint=suggest(key, TOP_KEYS) or f"expected one of: {', '.join(TOP_KEYS)}")
@@ -202,6 +241,54 @@ def _vcpu_feature(node: Node, path: str) -> tuple[str, Location]:
         raise CpumodelError(f"unknown vCPU feature {shown(text)}", loc(path, node),
                             hint=suggest(text, VCPU_FEATURES) or f"expected one of {', '.join(VCPU_FEATURES)}")
     return text, loc(path, node)
+
+
+def _choice(node: Node, path: str, what: str, choices: tuple[str, ...]) -> tuple[str, Location]:
+    text = _name(node, path, what).strip().lower()
+    if text not in choices:
+        raise CpumodelError(f"{what}: {shown(text)} is not one of {', '.join(choices)}", loc(path, node),
+                            hint=suggest(text, choices))
+    return text, loc(path, node)
+
+
+def _vulnerabilities(node: Node, path: str) -> dict[str, tuple[str, Location]]:
+    if not isinstance(node, MappingNode):
+        raise CpumodelError(f"vulnerabilities: expected a mapping of {', '.join(VULNERABILITIES)} to what "
+                            f"/sys/devices/system/cpu/vulnerabilities/<name> says, got {describe(node)}",
+                            loc(path, node))
+    out: dict[str, tuple[str, Location]] = {}
+    for k, v in node.value:
+        name = _key(k, path).strip().lower()
+        if name not in VULNERABILITIES:
+            raise CpumodelError(f"vulnerabilities: unknown entry {shown(name)}", loc(path, k),
+                                hint=suggest(name, VULNERABILITIES) or f"expected {', '.join(VULNERABILITIES)}")
+        if name in out:
+            raise CpumodelError(f"vulnerabilities: {name} given twice", loc(path, k))
+        out[name] = (_name(v, path, f"vulnerabilities.{name}"), loc(path, v))
+    return out
+
+
+def _unseen(node: Node, path: str, db: regdb.RegisterDB) -> dict[str, tuple[list[str], Location]]:
+    if not isinstance(node, MappingNode):
+        raise CpumodelError(f"unseen: expected a mapping of registers to lists of fields, got {describe(node)}",
+                            loc(path, node))
+    out: dict[str, tuple[list[str], Location]] = {}
+    for k, v in node.value:
+        name = _key(k, path)
+        canon = db.canonical(name)
+        if canon is None:
+            raise CpumodelError(f"unseen: unknown register {shown(name)}", loc(path, k),
+                                hint=suggest(name, list(db.registers)))
+        reg = db.registers[canon]
+        fields = []
+        for n in _seq(v, path, f"unseen.{canon}"):
+            f = reg.find_field(_name(n, path, "unseen field"))
+            if f is None:
+                raise CpumodelError(f"unseen: {canon} has no field {shown(n.value)}", loc(path, n),
+                                    hint=suggest(str(n.value), [x.name for x in reg.named_fields]))
+            fields.append(f.name)
+        out[canon] = (fields, loc(path, k))
+    return out
 
 
 def _sources(node: Node, path: str, db: regdb.RegisterDB) -> dict[str, str]:

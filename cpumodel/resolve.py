@@ -55,7 +55,17 @@ class Model:
     loc: Location | None = None
     role: str = "guest"
     base_role: str | None = None  # role of the immediate base profile, if any
+    kernel_release: str = ""  # the host's kernel release (uname -r) the profile records, if any
     base_path: str | None = None
+    kvm_caps: frozenset[str] | None = None  # KVM_ENABLE_CAP capabilities the VMM enables
+    kvm_caps_loc: Location | None = None
+    value_origin: str | None = None  # profile key origin: "cpu" | "kvm-defaults" | None (hand-made)
+    vulnerabilities: dict[str, str] = field(default_factory=dict)  # sysfs vulnerabilities/<name> text
+    host_fields: dict[str, int] = field(default_factory=dict)  # "REG.FIELD" -> raw host value KVM hides
+    unseen: dict[str, int] = field(default_factory=dict)  # register -> mask of bits the capture could not see
+    # Files whose values are facts, not choices: a real CPU (role: host) or KVM's own defaults
+    # (origin: kvm-defaults). path -> what it is; findings on values set there are inherited.
+    facts: dict[str, str] = field(default_factory=dict)
 
     def where(self, register: str, fieldname: str = "") -> Location | None:
         """The location that set a register field (or the register), best effort."""
@@ -177,7 +187,8 @@ class Resolver:
     def resolve_profile(self, prof: Profile, stack: list[str] | None = None) -> Model:
         stack = stack or [os.path.realpath(prof.path)]
         db = regdb.load()
-        model = Model(name=prof.name, path=prof.path, loc=prof.loc, description=prof.description, role=prof.role)
+        model = Model(name=prof.name, path=prof.path, loc=prof.loc, description=prof.description, role=prof.role,
+                      kernel_release=prof.kernel_release)
         if prof.base:
             ref, where = prof.base
             base_path = self.find_base(ref, prof, where, top=stack[0])
@@ -196,6 +207,14 @@ class Resolver:
             model.chain = [*base.chain, base.name]
             model.base_role, model.base_path = base.role, base.path
             model.notes = list(base.notes)
+            model.kvm_caps, model.kvm_caps_loc = base.kvm_caps, base.kvm_caps_loc
+            model.vulnerabilities = dict(base.vulnerabilities)
+            model.host_fields = dict(base.host_fields)
+            model.unseen = dict(base.unseen)
+            model.facts = dict(base.facts)
+        model.value_origin = prof.origin[0] if prof.origin else ("cpu" if prof.role == "host" else None)
+        if model.value_origin is not None:
+            model.facts[os.path.realpath(prof.path)] = _what(model)
         if prof.arch:
             text, where = prof.arch
             fm = _features()
@@ -216,6 +235,7 @@ class Resolver:
             reg = db.registers[name]
             if spec.raw is not None:
                 model.values[name] = spec.raw
+                model.unseen.pop(name, None)
                 for key in [k for k in model.origin if k[0] == name]:
                     del model.origin[key]
                 model.origin[(name, "")] = spec.loc
@@ -224,14 +244,29 @@ class Resolver:
                 if name not in model.values:
                     model.origin[(name, "")] = spec.loc
                 for fv in spec.fields.values():
-                    value = reg.field(fv.field).put(value, fv.value)
+                    f = reg.field(fv.field)
+                    value = f.put(value, fv.value)
                     model.origin[(name, fv.field)] = fv.loc
+                    if name in model.unseen:
+                        model.unseen[name] &= ~f.mask
                 model.values[name] = value
         if prof.features:
             self._apply_features(prof, model)
         if prof.vcpu_features is not None:
             model.vcpu_features = frozenset(f for f, _ in prof.vcpu_features)
             model.vcpu_loc = prof.vcpu_features[0][1] if prof.vcpu_features else prof.loc
+        if prof.kvm_caps is not None:
+            model.kvm_caps = frozenset(c for c, _ in prof.kvm_caps)
+            model.kvm_caps_loc = prof.kvm_caps[0][1] if prof.kvm_caps else prof.loc
+        model.vulnerabilities.update({k: v for k, (v, _) in prof.vulnerabilities.items()})
+        for name, spec in prof.host_registers.items():
+            for fv in spec.fields.values():
+                model.host_fields[f"{name}.{fv.field}"] = fv.value
+        for name, (fields, _) in prof.unseen.items():
+            reg = db.registers[name]
+            for fname in fields:
+                model.unseen[name] = model.unseen.get(name, 0) | reg.field(fname).mask
+        model.unseen = {k: v for k, v in model.unseen.items() if v}
         model.ignore += prof.ignore
         return model
 
@@ -248,6 +283,13 @@ class Resolver:
                 r = db.registers[reg]
                 model.values[reg] = r.field(fname).put(model.values.get(reg, 0), fv)
                 model.origin[(reg, fname)] = where
+
+
+def _what(model: Model) -> str:
+    """What a profile whose values are facts is, for 'inherited from ...' messages."""
+    if model.value_origin == "kvm-defaults":
+        return "KVM's own defaults (origin: kvm-defaults)"
+    return "a real CPU (role: host)"
 
 
 def _short(text: str, limit: int = 120) -> str:

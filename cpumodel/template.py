@@ -145,7 +145,7 @@ def kvm_view(host: Model, kernel: str | None, features: frozenset[str]) -> dict[
 
 def effective_features(model: Model, override: frozenset[str] | None = None) -> frozenset[str]:
     from cpumodel.rules import Context
-    from cpumodel.rules.kvm import _effective_features
+    from cpumodel.rules.vcpu import effective_features as _effective_features
 
     return _effective_features(model, Context(vcpu_features=override))[0]
 

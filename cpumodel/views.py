@@ -140,7 +140,7 @@ def explain_rule(rule_id: str, fmt: str) -> None:
 
 
 def list_kernels() -> None:
-    from cpumodel.rules import kvm
+    from cpumodel.rules import kvm_writes as kvm
 
     for line in kvm.describe_kernels():
         sys.stdout.write(line + "\n")

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from cpumodel import regdb
-from cpumodel.profile import ROLES, TOP_KEYS, VCPU_FEATURES
+from cpumodel.profile import KVM_CAPS, ORIGINS, ROLES, TOP_KEYS, VCPU_FEATURES, VULNERABILITIES
 
 OUT = Path(__file__).resolve().parent.parent / "cpumodel" / "data" / "profile.schema.json"
 INT_TEXT = r"^[+-]?(0[xX][0-9a-fA-F](_?[0-9a-fA-F])*|0[bB][01](_?[01])*|0[oO][0-7](_?[0-7])*|0|[1-9](_?[0-9])*)$"
@@ -49,8 +49,28 @@ def build() -> dict[str, object]:
         "features": {"type": ["array", "null"],
                      "items": {"type": "string", "pattern": r"^[+-]?\s*[A-Za-z0-9_]+$"}},
         "vcpu_features": {"type": ["array", "null"], "items": {"enum": list(VCPU_FEATURES)}},
+        "kvm_caps": {"type": ["array", "null"], "items": {"enum": list(KVM_CAPS)},
+                     "description": "VM capabilities the VMM enables with KVM_ENABLE_CAP."},
+        "origin": {"enum": list(ORIGINS),
+                   "description": "cpu (default for role: host): a CPU's registers as its kernel sanitises them; "
+                                  "kvm-defaults: KVM's view of a VM on that host."},
+        "vulnerabilities": {"type": "object", "additionalProperties": False,
+                            "properties": {v: {"type": "string"} for v in VULNERABILITIES},
+                            "description": "Host facts as /sys/devices/system/cpu/vulnerabilities/<name> "
+                                           "reports them."},
+        "host_registers": {"type": "object", "properties": {k: {"type": "object", "properties":
+                                                                 v["anyOf"][2]["properties"],  # type: ignore[index]
+                                                                 "additionalProperties": False}
+                                                             for k, v in regs.items()},
+                           "additionalProperties": False,
+                           "description": "origin: kvm-defaults: raw host fields KVM hides from its view."},
+        "unseen": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}},
+                   "description": "Fields the capture could not see (unknown, not 0), by register."},
         "ignore": names,
         "sources": {"type": "object", "additionalProperties": {"type": "string"}},
+        "kernel_release": {"type": "string",
+                           "description": "The host's kernel release (uname -r), recorded by cpumodel capture; "
+                                          "--kernel host (or no --kernel) picks that kernel's KVM rule set."},
     }
     assert set(props) == set(TOP_KEYS)
     return {

@@ -9,7 +9,6 @@ precomputed by tools/gen_floors.py).
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -289,6 +288,8 @@ class Editing(Checker):
         self._shipped_floors_loaded = True
         if not _FLOORS.exists():
             return
+        import json
+
         for v, rows in json.loads(_FLOORS.read_text())["floors"].items():
             ch = FieldChanges()
             for reg, field, val, why in rows:

@@ -16,12 +16,10 @@ generator, and tests' small models) with interpreted evaluators.
 from __future__ import annotations
 
 import bisect
-import difflib
 import re
 from collections.abc import Iterable
 from typing import Any
 
-from cpumodel.features.closure import implication_closure
 from cpumodel.features.types import Constraint, Def, Eval, Expr, FeatureError, FieldKey, Tri
 
 # Tables shipped verbatim in the generated module (name -> attribute), in this order.
@@ -194,9 +192,9 @@ class Program:
 
     def _build_clauses(self) -> None:
         """Clauses of the live constraints as bit sets: bit j of ``_occ[lit]`` says clause j holds
-        when literal ``lit`` does (literal 2i: variable i true, 2i+1: false; atoms after the
-        booleans); per field and region, the clauses its atoms satisfy there; the implication
-        closure of the two-literal clauses over features."""
+        when literal ``lit`` does (literal 2i: feature i true, 2i+1: false); per field and region,
+        the clauses its atoms satisfy there (``_field_occ``); the implication closure of the
+        two-literal clauses over features."""
         nf = len(self._names)
         occ = [0] * (2 * (nf + len(self._atoms)))
         owner: list[int] = []
@@ -215,7 +213,7 @@ class Program:
                     occ[li] |= bit
                 if len(lits) == 2 and all(li < 2 * nf for li in lits):
                     binary.append((lits[0], lits[1]))
-        self._occ, self._clause_owner, self._always = occ, owner, always
+        self._clause_owner, self._always = owner, always
         self._all_clauses = (1 << len(owner)) - 1
         field_occ: list[list[int]] = [[0] * len(c) for c in self._cuts]
         for ai, (k, _fn, _op, _val) in enumerate(self._atoms):
@@ -223,6 +221,9 @@ class Program:
             for r in range(len(self._cuts[k])):
                 field_occ[k][r] |= pos if self._amask[ai] >> r & 1 else neg
         self._field_occ = field_occ
+        self._occ = occ[:2 * nf]  # the atoms' literals are in _field_occ
+        from cpumodel.features.closure import implication_closure
+
         succ: list[list[int]] = [[] for _ in range(2 * nf)]
         for x, y in binary:
             succ[x ^ 1].append(y)  # not x --> y
@@ -381,6 +382,8 @@ class Program:
         raise FeatureError(self._unknown("architecture version", text, self._versions))
 
     def _unknown(self, what: str, name: str, pool: Iterable[str]) -> str:
+        import difflib
+
         pool = list(pool)
         by_norm = {_norm(p): p for p in pool}
         close = difflib.get_close_matches(_norm(name), list(by_norm), n=3, cutoff=0.6)
@@ -409,6 +412,11 @@ class Program:
             if lsb is not None and reg in registers:
                 out[(reg, fld)] = (registers[reg] >> lsb) & ((1 << self._fwidth[k]) - 1)
         return out
+
+    def relevant(self, fields: dict[FieldKey, int]) -> dict[FieldKey, int]:
+        """The given fields that the constraints read: no other field changes what ``check`` says."""
+        kidx = self._kidx
+        return {key: v for key, v in fields.items() if key in kidx}
 
     def fields(self) -> list[FieldKey]:
         """The (register, field) pairs the constraints read that registers.json knows."""

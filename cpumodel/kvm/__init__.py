@@ -26,11 +26,13 @@ from cpumodel.kvm.model import (
     check_write,
     check_write_against_defaults,
     field_allowed,
+    host_caps_from_vulnerabilities,
     host_view_from_defaults,
     init_check,
     kvm_default,
     kvm_limit,
     prepare_defaults,
+    prepare_host,
     safe_value,
     writable_masks,
 )
@@ -39,6 +41,7 @@ from cpumodel.kvm.rules import FieldRule, KernelRules, LayoutField, RegisterRule
 __all__ = [
     "ACCEPTED", "DEPENDS", "REJECTED", "UNMODELLED", "DefaultsView", "FieldRule", "FieldVerdict", "HostDependent",
     "KernelRules", "LayoutField", "Partial", "RegisterRules", "Verdict", "check_write",
-    "check_write_against_defaults", "field_allowed", "host_view_from_defaults", "init_check", "kernels",
-    "kvm_default", "kvm_limit", "load_kernel", "prepare_defaults", "safe_value", "writable_masks",
+    "check_write_against_defaults", "field_allowed", "host_caps_from_vulnerabilities",
+    "host_view_from_defaults", "init_check", "kernels",
+    "kvm_default", "kvm_limit", "load_kernel", "prepare_defaults", "prepare_host", "safe_value", "writable_masks",
 ]

@@ -1112,6 +1112,49 @@ def generate(root: Path, overlay_line: str | None = None) -> dict[str, Any]:
     return out
 
 
+SET_OPS = {"set_id_reg", "rewrite", "reject", "ignore_if_host_equal", "replace_from_host", "imp_id_reg", "invariant",
+           "clidr", "store", "equal_limit", "nv_doublelock_fixup", "nv_tgran2_check"}
+LIMIT_OPS = {"clear", "keep", "set", "set_derived", "cap", "nv_limit"}
+
+
+def validate(data: dict[str, Any]) -> None:
+    """What the model needs of a rule set: every step an op it implements, every condition named
+    in a step defined, every derived value defined (raises :class:`GenError`)."""
+    conds = set(data.get("conditions", {}))
+    derived = set(data.get("derived", {}))
+
+    def names(c: Any) -> list[str]:
+        if c is None:
+            return []
+        if isinstance(c, str):
+            return [c]
+        if isinstance(c, list):
+            return [n for x in c for n in names(x)]
+        if isinstance(c, dict):
+            return [n for k in ("all", "any", "not") if k in c for n in names(c[k])]
+        return []
+
+    def check(where: str, st: dict[str, Any]) -> None:
+        for k in ("if", "unless"):
+            for n in names(st.get(k)):
+                if n not in conds:
+                    raise GenError(f"{where}: condition {n!r} is not defined")
+        if st.get("derived") and st["derived"] not in derived:
+            raise GenError(f"{where}: derived value {st['derived']!r} is not defined")
+
+    for name, r in data["registers"].items():
+        for st in r["kvm_limit"]["steps"]:
+            if st["op"] not in LIMIT_OPS:
+                raise GenError(f"{name}: unknown limit op {st['op']!r}")
+            check(f"{name} limit", st)
+        for st in r["set_handler"]["steps"]:
+            if st["op"] not in SET_OPS:
+                raise GenError(f"{name}: unknown set op {st['op']!r}")
+            check(f"{name} {r['set_handler']['function']}()", st)
+    for st in data.get("first_run", []):
+        check("first_run", st)
+
+
 def write_rules(data: dict[str, Any], out: Path, name: str | None = None) -> Path:
     """``<out>/<name or X.Y>.json.gz``, byte-reproducible (gzip mtime 0)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -1193,6 +1236,7 @@ def main(argv: list[str] | None = None) -> int:
     for tree in trees:
         try:
             data = generate(tree)
+            validate(data)
         except (GenError, OSError) as exc:
             print(f"gen_kvm: {exc}", file=sys.stderr)
             return 1

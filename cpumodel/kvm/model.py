@@ -418,7 +418,10 @@ def _clidr_from_ctr(ctx: _Ctx, spec: Mapping[str, Any]) -> Partial:
 # --------------------------------------------------------------------------- #
 
 def safe_value(policy: str, new: int, cur: int, safe_val: int) -> int:
-    """arm64_ftr_safe_value() (arch/arm64/kernel/cpufeature.c)."""
+    """arm64_ftr_safe_value() (arch/arm64/kernel/cpufeature.c:939-963, Linux 7.3.4), exactly: the
+    one implementation in cpumodel. ``new``/``cur`` are field values, sign-extended for signed
+    fields. FTR_EXACT gives ``safe_val`` whatever the two values are: the kernel's callers
+    (update_cpu_ftr_reg(), arm64_check_features()) never ask when they are equal."""
     if policy == "EXACT":
         return safe_val
     if policy == "LOWER_SAFE":
@@ -872,6 +875,71 @@ def prepare_defaults(
     return DefaultsView(rules, _Ctx(rules, feats, hv, dict(host_caps or {}), limit_override=limits))
 
 
+def prepare_host(
+    rules: KernelRules,
+    vcpu_features: Iterable[str] = frozenset(),
+    *,
+    host: Mapping[str, int] | None = None,
+    unknown: Mapping[str, int] | None = None,
+    defaults: Mapping[str, int | str | None] | None = None,
+    limits: bool = True,
+    host_caps: Mapping[str, bool] | None = None,
+) -> DefaultsView:
+    """One VM on one host, prepared once for many :meth:`DefaultsView.check` calls.
+
+    ``host``: the host's sanitised register values and/or single fields (``"REG.FIELD"``);
+    ``unknown``: register -> bits of ``host`` that are not known (fields a capture could not
+    see), never guessed. ``defaults``: KVM's own view of a VM on the host (KVM_GET_ONE_REG
+    after KVM_ARM_VCPU_INIT); with ``limits`` (it was taken with these ``vcpu_features``) it is
+    KVM's limit as in :func:`prepare_defaults`, else only what it reveals of the host is used.
+    """
+    feats = _normalise_features(rules, vcpu_features)
+    base = host_view_from_defaults(rules, defaults) if defaults is not None else None
+    hv = _host_partials(host, rules, base)
+    for name, m in (unknown or {}).items():
+        r = rules.lookup(name)
+        if r is not None and r.name in hv:
+            p = hv[r.name]
+            hv[r.name] = Partial(p.value & ~m, p.known & ~m)
+    override = None
+    if defaults is not None and limits:
+        override = {}
+        for k, v in defaults.items():
+            r = rules.lookup(k)
+            if r is not None and v is not None:
+                override[r.name] = Partial((int(v, 16) if isinstance(v, str) else int(v)) & MASK64)
+    return DefaultsView(rules, _Ctx(rules, feats, hv, dict(host_caps or {}), limit_override=override))
+
+
+def host_caps_from_vulnerabilities(vulnerabilities: Mapping[str, str]) -> dict[str, bool]:
+    """The host facts KVM's verdicts need, from what /sys/devices/system/cpu/vulnerabilities/
+    reports; a text that does not decide a fact leaves it out (unknown).
+
+    ``spectre_v2``: cpu_show_spectre_v2() (arch/arm64/kernel/proton-pack.c:120-147, Linux 7.3.4)
+    prints "Not affected" or "Mitigation: CSV2..." only for SPECTRE_UNAFFECTED, "Mitigation:
+    Branch predictor hardening..." for SPECTRE_MITIGATED, "Vulnerable" for SPECTRE_VULNERABLE;
+    "Vulnerable: Unprivileged eBPF enabled" may be either of the first two. ``meltdown``:
+    cpu_show_meltdown() (arch/arm64/kernel/cpufeature.c:4237-4248) prints "Not affected" exactly
+    when arm64_get_meltdown_state() is SPECTRE_UNAFFECTED, else "Mitigation: PTI"/"Vulnerable".
+    """
+    out: dict[str, bool] = {}
+    v2 = vulnerabilities.get("spectre_v2")
+    if v2 is not None:
+        t = v2.strip()
+        if t == "Not affected" or t.startswith("Mitigation: CSV2"):
+            out["spectre_v2_unaffected"] = True
+        elif t.startswith("Mitigation: Branch predictor hardening") or t == "Vulnerable":
+            out["spectre_v2_unaffected"] = False
+    md = vulnerabilities.get("meltdown")
+    if md is not None:
+        t = md.strip()
+        if t == "Not affected":
+            out["meltdown_unaffected"] = True
+        elif t in ("Mitigation: PTI", "Vulnerable"):
+            out["meltdown_unaffected"] = False
+    return out
+
+
 def check_write_against_defaults(
     rules: KernelRules,
     reg: str | Encoding,
@@ -976,11 +1044,13 @@ __all__ = [
     "check_write",
     "check_write_against_defaults",
     "field_allowed",
+    "host_caps_from_vulnerabilities",
     "host_view_from_defaults",
     "init_check",
     "kvm_default",
     "kvm_limit",
     "prepare_defaults",
+    "prepare_host",
     "safe_value",
     "writable_masks",
 ]

@@ -294,14 +294,16 @@ def resolve(version: str) -> KernelEntry:
             from None
     line = f"{key[0]}.{key[1]}"
     full = ".".join(str(x) for x in key)
+    exact = [e for e in imported if e.release == full and len(key) > 2]
+    if exact:
+        return exact[0]
     builtin = {e.line: e for e in _index()}
     e = builtin.get(line)
     if e is not None and e.modelled:
         return e
     mine = [e for e in imported if e.line == line]
     if mine:
-        exact = [e for e in mine if e.release == full]
-        return (exact or mine)[0]
+        return mine[0]
     name = line if len(key) == 2 else full
     howto = IMPORT_HOWTO.format(ver=full if len(key) > 2 else f"{line}.N", name=line)
     if e is not None:
@@ -313,6 +315,68 @@ def resolve(version: str) -> KernelEntry:
         raise KernelNotModelled(f"{what} is newer than every modelled kernel (newest: {newest.line}); its rules "
                                 "are not guessed from an older line", howto)
     raise KernelNotModelled(f"{what} has no built-in KVM rules (built in: {', '.join(kernels())})", howto)
+
+
+def pick_kernel(kernel: str | None, recorded: str = "", where: str = "the host profile") -> str | None:
+    """The kernel a command uses: ``--kernel`` as given; ``host`` or no ``--kernel`` means the release
+    the host profile recorded (``kernel_release``, written by ``cpumodel capture``), when it has one."""
+    if kernel is not None and kernel.strip().lower() == "host":
+        if not recorded:
+            raise KernelNotModelled(f"--kernel host: {where} records no kernel_release",
+                                    "give --host HOST.yaml written by 'cpumodel capture' on the KVM host (it "
+                                    "records the running kernel's release), or --kernel X.Y")
+        return recorded
+    if kernel is None and recorded:
+        try:
+            resolve(recorded)
+        except KernelNotModelled as exc:
+            raise KernelNotModelled(f"{where} runs Linux {recorded} (kernel_release): {exc}",
+                                    f"{exc.hint}; or choose a rule set with --kernel X.Y") from None
+        return recorded
+    return kernel
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
+
+
+def import_kernel(tree: Path, name: str | None = None, *, force: bool = False) -> tuple[KernelEntry, str]:
+    """``cpumodel kernels import``: generate the rule set of the Linux source tree ``tree`` (with its
+    line's overlay, else the nearest older line's: :func:`cpumodel.kvm.gen.overlay_for`), check it
+    (every overlay quote found in this tree, every condition and step known to the model), and
+    store it in :func:`user_kernels_dir`. Returns the entry and the overlay line used. Raises
+    :class:`KernelNotModelled` (a ``KeyError``) with what is missing."""
+    from cpumodel.kvm import gen
+
+    try:
+        _, full = gen.read_version(tree) if (tree / "Makefile").exists() else ("", "")
+        overlay = gen.overlay_for(full or "0.0")
+        data = gen.generate(tree, overlay)
+        gen.validate(data)
+    except (gen.GenError, OSError, ValueError) as exc:
+        raise KernelNotModelled(f"cannot import {tree}: {exc}",
+                                "the tree must be a Linux source tree with arch/arm64; a quote that is missing "
+                                "means this kernel's KVM code differs from the overlay's line: describe it in "
+                                "a new overlay (cpumodel/data/kvm/overlays/README.md)") from None
+    name = name or data["kernel_full"]
+    if not _NAME.fullmatch(name):
+        raise KernelNotModelled(f"bad name {name!r} for an imported kernel", "letters, digits, '.', '_', '+', '-'")
+    if name in kernels():
+        raise KernelNotModelled(f"{name!r} is a built-in kernel line", "pick another --name")
+    d = user_kernels_dir()
+    path, meta = d / f"{name}.json.gz", d / f"{name}.meta.json"
+    if meta.exists() and not force:
+        raise KernelNotModelled(f"an imported kernel {name!r} exists ({path})", "use --force to replace it")
+    origin = (tree / ".origin").read_text(errors="replace").strip() if (tree / ".origin").exists() else ""
+    source = f"{tree.resolve()}" + (f" ({origin})" if origin else "") + f"; overlay of line {overlay}"
+    data["kernel"] = name
+    data["source_package"] = source
+    data["imported"] = {"tree": str(tree.resolve()), "overlay": overlay}
+    gen.write_rules(data, d, name)
+    m = {"name": name, "line": ".".join(data["kernel_full"].split(".")[:2]), "release": data["kernel_full"],
+         "source": source, "overlay": overlay, "writable_id_regs": data.get("writable_id_regs", True)}
+    meta.write_text(json.dumps(m, indent=1) + "\n")
+    load_kernel.cache_clear()
+    return next(e for e in imported_kernels() if e.name == name), overlay
 
 
 @cache

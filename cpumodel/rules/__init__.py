@@ -21,12 +21,16 @@ if TYPE_CHECKING:
 
 @dataclass
 class Context:
-    """What a check run knows besides the model: kernel, host and vCPU features."""
+    """What a check run knows besides the model: kernel, host, vCPU features and KVM capabilities
+    (None: the profile's own), whether KVM rules run, and a memo for what several rules of one
+    model share (a Context serves one model)."""
 
     kernel: str | None = None
     host: Model | None = None
     vcpu_features: frozenset[str] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    kvm_caps: frozenset[str] | None = None
+    kvm: bool = True
+    memo: dict[str, Any] = field(default_factory=dict)
 
 
 CheckFn = Callable[["Model", Context], Iterable["Finding"]]
@@ -61,21 +65,24 @@ def rule(id: str, name: str, *, kind: str, severity: str, source: str) -> Callab
 
 def _load_builtin() -> None:
     # Importing the modules registers their rules.
-    from cpumodel.rules import arch, profile_rules  # noqa: F401
+    from cpumodel.rules import arch, kvm_writes, profile_rules, vcpu  # noqa: F401
+
+
+_LOADED: list[bool] = []
 
 
 def hand_rules() -> dict[str, Rule]:
-    if not _RULES:
+    if not _LOADED:  # not "if not _RULES": importing one rule module registers only its own rules
         _load_builtin()
+        _LOADED.append(True)
     return _RULES
 
 
 def all_rules(include_generated: bool = True) -> dict[str, Rule]:
     rules = dict(hand_rules())
     if include_generated:
-        from cpumodel.rules import feature_rules, kvm
+        from cpumodel.rules import feature_rules
 
-        rules.update(kvm.rules())
         rules.update(feature_rules.rules())
     return rules
 

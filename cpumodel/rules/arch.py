@@ -28,19 +28,34 @@ def reserved_value(model: Model, ctx: Context) -> Iterator[Finding]:
     Bad:  ``ID_AA64PFR0_EL1: {SVE: 7}``  (SVE defines 0b0000 and 0b0001 only)
     Good: ``ID_AA64PFR0_EL1: {SVE: IMP}``
     """
-    db = regdb.load()
     for name, value in model.values.items():
-        for f in db.registers[name].named_fields:
-            if f.kind != "enum" or not f.values:
-                continue
-            fv = f.get(value)
-            if fv not in f.values:
-                allowed = ", ".join(f"{k:#x} {v}" for k, v in sorted(f.values.items()))
-                yield Finding("A001", "error", f"{f.qualname}={fv:#x} is a reserved value",
-                              register=name, field=f.name, asked=fv, allowed=allowed,
-                              why=f"the architecture defines only: {allowed}",
-                              location=model.where(name, f.name), source=f"Arm ARM field descriptions; {SYSREG}")
+        for f, fv in _reserved_in(name, value):
+            allowed = ", ".join(f"{k:#x} {v}" for k, v in sorted(f.values.items()))
+            yield Finding("A001", "error", f"{f.qualname}={fv:#x} is a reserved value",
+                          register=name, field=f.name, asked=fv, allowed=allowed,
+                          why=f"the architecture defines only: {allowed}",
+                          location=model.where(name, f.name), source=f"Arm ARM field descriptions; {SYSREG}")
 
+
+_RESERVED: dict[tuple[str, int], tuple[tuple[regdb.Field, int], ...]] = {}
+
+
+def _reserved_in(name: str, value: int) -> tuple[tuple[regdb.Field, int], ...]:
+    """The enumerated fields of register ``name`` whose value in ``value`` is reserved, with that
+    value (memoised per register value: many profiles share most of their values)."""
+    key = (name, value)
+    hit = _RESERVED.get(key)
+    if hit is None:
+        if len(_RESERVED) >= 16384:
+            _RESERVED.clear()
+        out = []
+        for f in regdb.load().registers[name].named_fields:
+            if f.kind == "enum" and f.values:
+                fv = f.get(value)
+                if fv not in f.values:
+                    out.append((f, fv))
+        hit = _RESERVED[key] = tuple(out)
+    return hit
 
 
 @rule("A002", "res0-bits-set", kind="arch", severity="error",

@@ -36,11 +36,19 @@ def rules() -> dict[str, Rule]:
 
 
 _MEMO: dict[tuple[object, ...], list] = {}  # type: ignore[type-arg]
+_KEYS: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}  # one copy of each field-name tuple
 
 
 def _violations(fm, fields: dict[tuple[str, str], int], arch: str | None) -> list:  # type: ignore[no-untyped-def,type-arg]
-    """fm.check, memoised per distinct model: CI lints many profiles that share a base."""
-    key = (arch, *sorted(fields.items()))
+    """fm.check, memoised per distinct model: CI lints many profiles that share a base or differ
+    only in fields no constraint reads (MIDR_EL1, REVIDR_EL1, ...). The key is (arch, field names,
+    values) of the fields the constraints read, with one shared copy of each name tuple."""
+    fields = fm.relevant(fields)
+    names = tuple(sorted(fields))
+    names = _KEYS.setdefault(names, names)
+    if len(_KEYS) > 256:
+        _KEYS.clear()
+    key = (arch, names, tuple(fields[n] for n in names))
     hit = _MEMO.get(key)
     if hit is None:
         if len(_MEMO) > 1024:

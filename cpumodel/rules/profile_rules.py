@@ -50,7 +50,7 @@ def guest_on_host_values(model: Model, ctx: Context) -> Iterator[Finding]:
     Bad:  ``role: guest`` with ``base: neoverse-n1`` (a host profile)
     Good: ``base: neoverse-n1-kvm7.3`` (made by ``cpumodel defaults profiles/neoverse-n1.yaml``)
     """
-    if model.role == "guest" and model.base_role == "host" and ctx.extra.get("kvm", True):
+    if model.role == "guest" and model.base_role == "host" and ctx.kvm:
         base = model.chain[-1] if model.chain else "?"
         yield Finding("P002", "warning", f"guest model based on host profile {base!r}: it inherits raw host values",
                       location=model.loc, why=f"start from 'cpumodel defaults {model.base_path}' instead",

@@ -85,3 +85,149 @@ def test_data_regenerates_from_the_trees(tmp_path: Path) -> None:
         ours = gzip.decompress((DATA_DIR / f"{line}.json.gz").read_bytes())
         assert gzip.decompress((tmp_path / f"{line}.json.gz").read_bytes()) == ours, line
     assert (tmp_path / "index.json").read_text() == (DATA_DIR / "index.json").read_text()
+
+
+# --------------------------------------------------------------------------- #
+# cpumodel kernels import
+# --------------------------------------------------------------------------- #
+
+_PARTS = ("arch/arm64/kvm", "arch/arm64/include", "arch/arm64/kernel/cpufeature.c", "arch/arm64/tools/sysreg",
+          "tools/testing/selftests/kvm/arm64/set_id_regs.c", "tools/testing/selftests/kvm/aarch64/set_id_regs.c")
+
+
+def _tree_copy(src: Path, dest: Path, version: str | None = None) -> Path:
+    """The parts of a tree the generator reads, with the Makefile's version changed if asked."""
+    import shutil
+
+    for part in _PARTS:
+        s = src / part
+        if s.is_dir():
+            shutil.copytree(s, dest / part)
+        elif s.exists():
+            (dest / part).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(s, dest / part)
+    mk = (src / "Makefile").read_text()
+    if version:
+        import re
+
+        v, p, s2 = version.split(".")
+        mk = re.sub(r"^VERSION = .*$", f"VERSION = {v}", mk, count=1, flags=re.M)
+        mk = re.sub(r"^PATCHLEVEL = .*$", f"PATCHLEVEL = {p}", mk, count=1, flags=re.M)
+        mk = re.sub(r"^SUBLEVEL = .*$", f"SUBLEVEL = {s2}", mk, count=1, flags=re.M)
+    (dest / "Makefile").write_text(mk)
+    return dest
+
+
+@pytest.fixture
+def xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    load_kernel.cache_clear()
+    yield tmp_path
+    load_kernel.cache_clear()
+
+
+def _verdicts(kernel: str) -> list[tuple[str, int, str]]:
+    """Every 4-bit value of every field of every register, against the QEMU max host of the model tests."""
+    from cpumodel.kvm import check_write
+    from tests.kvm.test_kvm_model import ALL, HOST_MAX  # type: ignore[import-not-found]
+
+    rules = load_kernel(kernel)
+    out = []
+    for r in rules.registers.values():
+        base = HOST_MAX.get(r.name, 0)
+        for shift in range(0, 64, 4):
+            for v in range(16):
+                val = (base & ~(0xF << shift)) | (v << shift)
+                vd = check_write(rules, r.name, val, HOST_MAX, ALL, host_caps={"gicv3": True})
+                out.append((r.name, val, f"{vd.status} {vd.errno}"))
+    return out
+
+
+@pytest.mark.skipif(_TREES.get("7.3") is None, reason=f"no 7.3 source tree under {SRC}")
+def test_import_uses_the_nearest_overlay_and_gives_the_builtin_verdicts(xdg: Path) -> None:
+    # a 7.3.4 tree that calls itself 7.4.0: no 7.4 overlay, so 7.3's is used and re-verified
+    tree = _tree_copy(_TREES["7.3"], xdg / "linux-7.4.0", "7.4.0")  # type: ignore[arg-type]
+    code, out = run("kernels", "import", str(tree), "--name", "next")
+    assert code == 0, out
+    assert "overlay of line 7.3" in out
+    code, out = run("kernels")
+    assert "next" in out and "Linux 7.4.0" in out
+    assert resolve("7.4.0").name == "next" and resolve("7.4").name == "next"  # no longer refused
+    assert load_kernel("next").kernel_full == "7.4.0"
+    assert _verdicts("next") == _verdicts("7.3")
+    # the same through the command users run
+    prof = str(REPO / "profiles" / "neoverse-v1-kvm7.3.yaml")
+    host = str(REPO / "profiles" / "neoverse-n1.yaml")
+    a = run("check", prof, "--host", host, "--kernel", "next")
+    b = run("check", prof, "--host", host, "--kernel", "7.3")
+    assert a[0] == b[0] == 1
+    assert a[1].replace("kernel next", "kernel 7.3").replace("7.4.0", "7.3.4") == b[1]
+
+
+@pytest.mark.skipif(_TREES.get("7.2") is None, reason=f"no 7.2 source tree under {SRC}")
+def test_import_refuses_a_tree_the_overlay_does_not_describe(xdg: Path) -> None:
+    # 7.2.13's code labelled 8.0.0 is read with 7.3's overlay, whose quotes are not all in it
+    tree = _tree_copy(_TREES["7.2"], xdg / "linux-8.0.0", "8.0.0")  # type: ignore[arg-type]
+    code, out = run("kernels", "import", str(tree))
+    assert code == 2
+    assert "evidence" in out and "not found in" in out and "Linux 8.0.0" in out
+    assert not (xdg / "xdg" / "cpumodel" / "kernels" / "8.0.0.json.gz").exists()
+
+
+def test_import_of_something_else_is_refused(xdg: Path) -> None:
+    code, out = run("kernels", "import", str(xdg))
+    assert code == 2 and "is not a Linux source tree" in out
+
+
+# --------------------------------------------------------------------------- #
+# The running kernel: capture records it, --kernel host (or no --kernel) uses it
+# --------------------------------------------------------------------------- #
+
+def _host_with_release(tmp_path: Path, release: str) -> str:
+    src = (REPO / "profiles" / "neoverse-n1.yaml").read_text()
+    p = tmp_path / "host.yaml"
+    p.write_text(src + f"kernel_release: {release!r}\n")
+    return str(p)
+
+
+GUEST = "registers:\n  ID_AA64ISAR0_EL1: {SHA3: 1}\n"
+
+
+def test_kernel_host_uses_the_recorded_release(tmp_path: Path) -> None:
+    host = _host_with_release(tmp_path, "6.12.95+deb13-arm64")
+    (tmp_path / "g.yaml").write_text(GUEST)
+    code, out = run("check", str(tmp_path / "g.yaml"), "--host", host, "--kernel", "host")
+    assert code == 1 and "kernel 6.12;" in out and "[Linux 6.12.117]" in out
+    # no --kernel: the host's release too
+    code2, out2 = run("check", str(tmp_path / "g.yaml"), "--host", host)
+    assert (code2, out2) == (code, out)
+    # --kernel wins over the recorded release
+    assert "kernel 7.3;" in run("check", str(tmp_path / "g.yaml"), "--host", host, "--kernel", "7.3")[1]
+
+
+def test_recorded_release_without_rules_says_how_to_import(tmp_path: Path) -> None:
+    host = _host_with_release(tmp_path, "6.8.0-45-generic")
+    (tmp_path / "g.yaml").write_text(GUEST)
+    code, out = run("check", str(tmp_path / "g.yaml"), "--host", host)
+    assert code == 2 and "runs Linux 6.8.0-45-generic" in out and "cpumodel kernels import" in out
+
+
+def test_kernel_host_needs_a_recorded_release(tmp_path: Path) -> None:
+    (tmp_path / "g.yaml").write_text(GUEST)
+    code, out = run("check", str(tmp_path / "g.yaml"), "--kernel", "host")
+    assert code == 2 and "records no kernel_release" in out
+
+
+def test_capture_writes_the_release_and_profiles_read_it() -> None:
+    from cpumodel.capture import Captured, to_profile_yaml
+    from cpumodel.profile import parse
+    from cpumodel.yamlsrc import compose
+
+    c = Captured(host="Linux 6.12.95+deb13-arm64 aarch64", release="6.12.95+deb13-arm64")
+    c.values = {"MIDR_EL1": 0x414FD0C1}
+    c.origin = {"MIDR_EL1": "sysfs"}
+    c.notes = {"MIDR_EL1": "midr_el1"}
+    c.used = ["sysfs"]
+    text = to_profile_yaml(c, "h")
+    assert "kernel_release: " in text
+    assert parse(compose(text, "h.yaml"), "h.yaml").kernel_release == "6.12.95+deb13-arm64"
