@@ -304,7 +304,8 @@ class Recording:
         }
 
     @classmethod
-    def from_json(cls, d: object) -> Recording:
+    def from_json(cls, d: object, cases: bool = True) -> Recording:
+        """``cases=False``: everything but the cases (``.cases`` stays empty; much faster)."""
         if not isinstance(d, dict) or d.get("schema") not in SCHEMAS:
             got = d.get("schema") if isinstance(d, dict) else type(d).__name__
             raise OracleError(f"not an oracle recording (schema {got!r}, want {SCHEMA!r})")
@@ -320,7 +321,9 @@ class Recording:
                 sequences={k: SequenceRecord.from_json(v) for k, v in (d.get("sequences") or {}).items()},
                 schema=str(d["schema"]),
             )
-            if d["schema"] == SCHEMA_V1:
+            if not cases:
+                pass
+            elif d["schema"] == SCHEMA_V1:
                 rec.cases = [CaseResult.from_json(c) for c in d["cases"]]
             else:
                 rec.cases = _decode_groups(rec, d["errno_codes"], d["groups"])
@@ -472,8 +475,8 @@ def save_recording(recording: Recording, path: Path) -> None:
     tmp.replace(path)
 
 
-def load_recording(path: Path | str) -> Recording:
-    """Load a ``.json.gz`` (or plain ``.json``) recording."""
+def load_recording(path: Path | str, cases: bool = True) -> Recording:
+    """Load a ``.json.gz`` (or plain ``.json``) recording; ``cases=False`` leaves out the cases."""
     p = Path(path)
     try:
         raw = p.read_bytes()
@@ -485,7 +488,7 @@ def load_recording(path: Path | str) -> Recording:
         data = json.loads(raw)
     except json.JSONDecodeError as e:
         raise OracleError(f"{p}: not JSON: {e.msg}") from None
-    return Recording.from_json(data)
+    return Recording.from_json(data, cases)
 
 
 def _case_key(c: CaseResult) -> tuple[object, ...]:

@@ -492,6 +492,8 @@ def test_recording_v2_compacts_and_reads_every_case_kind(tmp_path: Path) -> None
     assert raw["groups"][0]["requests"] == ["sweep4"]
     assert "values" in raw["groups"][-1] and "values" not in raw["groups"][0]
     assert load_recording(path).cases == rec.cases
+    light = load_recording(path, cases=False)
+    assert light.cases == [] and light.feature_sets["none"].defaults == rec.feature_sets["none"].defaults
 
 
 def test_recording_v1_still_loads(tmp_path: Path) -> None:
