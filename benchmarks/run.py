@@ -308,7 +308,7 @@ def main() -> int:
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "cpumodel")], check=True)
     py = sys.executable
     cpumodel = [py, "-m", "cpumodel"]
-    yamllint = shutil.which("yamllint")
+    yamllint = shutil.which("yamllint") or shutil.which("yamllint", path=str(Path(sys.executable).parent))
     results: dict[str, Any] = {"machine": machine(), "sizes": args.sizes, "repeat": args.repeat,
                                "load_before": os.getloadavg(), "rounds": {}, "importtime": {}, "targets": {}}
     fixed = {

@@ -62,7 +62,7 @@ def check_paths(paths: list[str], opts: Options | None = None, search: list[str]
 
     With ``sink`` (and ``on_error``) each profile's findings go there as they are made and are not
     kept, so checking any number of files takes flat memory; ``severities`` counts them either way.
-    ``jobs``: worker processes for many files (None or 0: the usable cores; see cpumodel.parallel);
+    ``jobs``: worker processes for many files (None or 0: the idle usable cores; see cpumodel.parallel);
     the results come in the order of ``paths`` either way.
     """
     result = RunResult()

@@ -77,9 +77,11 @@ def _options(ignore: tuple[str, ...], kernel: str | None, host: str | None, vcpu
 
 def _kernel(kernel: str | None, host_model) -> str | None:  # type: ignore[no-untyped-def]
     """--kernel, with 'host' (or no --kernel) meaning the host profile's recorded kernel_release."""
+    recorded = getattr(host_model, "kernel_release", "") if host_model is not None else ""
+    if kernel is None and not recorded:
+        return None  # nothing to pick; and a check of host CPUs needs no KVM code (start-up cost)
     from cpumodel.kvm.rules import pick_kernel
 
-    recorded = getattr(host_model, "kernel_release", "") if host_model is not None else ""
     where = getattr(host_model, "path", "") or "the host profile"
     try:
         return pick_kernel(kernel, recorded, where)
@@ -143,7 +145,7 @@ def main() -> None:
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when violations are found.")
 @click.option("--strict", is_flag=True, help="Warnings fail the run too.")
 @click.option("-j", "--jobs", type=click.IntRange(min=0), default=0, metavar="N",
-              help="Check many files in N worker processes (default 0: one per usable core; 1: none). "
+              help="Check many files in N worker processes (default 0: one per idle usable core; 1: none). "
                    "The output is the same either way.")
 def check(profiles: tuple[str, ...], fmt: str, kernel: str | None, host: str | None, vcpu: str | None,
           kvm_caps: str | None, ignore: tuple[str, ...], no_kvm: bool, role: str | None, search: tuple[str, ...],
@@ -204,7 +206,6 @@ def emit(profile: str, fmt: str, output: str | None, only_changed: bool, kvm_vie
          host: tuple[str, ...], vcpu: str | None, kvm_caps: str | None, ignore: tuple[str, ...], no_kvm: bool,
          role: str | None, search: tuple[str, ...], allow_outside: bool) -> None:
     """Emit the resolved register set of a valid PROFILE (refuses an invalid one, and a host)."""
-    from cpumodel.check import check_model
     from cpumodel.emit import emit as do_emit
     from cpumodel.report import render
     from cpumodel.resolve import Resolver
@@ -220,10 +221,13 @@ def emit(profile: str, fmt: str, output: str | None, only_changed: bool, kvm_vie
             model = kvm_view_model(model, opts.kernel, opts.vcpu_features)
     except CpumodelError as e:
         _fail(e)
-    findings = []
-    for h in hosts or [None]:
-        opts.host = h
-        findings += [f for f in check_model(model, opts) if f not in findings]
+    from cpumodel.template import check_for_targets
+
+    try:
+        findings = check_for_targets(model, hosts, opts, template=fmt == "firecracker" or only_changed,
+                                     resolver=resolver)
+    except CpumodelError as e:
+        _fail(e)
     if any(f.severity == "error" for f in findings):
         render(findings, "text", profiles=1, stream=sys.stderr)
         click.echo(f"cpumodel: refusing to emit {profile}: the model has violations", err=True)
@@ -266,7 +270,8 @@ def explain(spec: str) -> None:
 
 @main.command()
 @click.argument("rule_id", required=False)
-@click.option("--kind", type=click.Choice(["arch", "kvm", "vcpu", "profile"]), help="Only rules of this kind.")
+@click.option("--kind", type=click.Choice(["arch", "kvm", "vcpu", "profile", "identity"]),
+              help="Only rules of this kind.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def rules(rule_id: str | None, kind: str | None, fmt: str) -> None:
     """List all rules, or explain RULE_ID (e.g. A001, ARCH-FEAT_SVE-2, K003)."""
@@ -321,17 +326,28 @@ def _resolve_many(paths: tuple[str, ...], search: tuple[str, ...], allow_outside
 
 @main.command()
 @click.argument("a", type=click.Path(dir_okay=True))
-@click.argument("b", type=click.Path(dir_okay=True))
+@click.argument("b", type=click.Path(dir_okay=True), required=False)
 @click.option("--migratable", is_flag=True,
               help="Judge whether a guest started with model A can run on host/model B.")
 @click.option("--kernel", metavar="X.Y", help="Kernel whose field policies apply (default: newest modelled).")
+@click.option("--to-kernel", "to_kernel", metavar="X.Y",
+              help="Kernel upgrade on host A: KVM's default view under --kernel vs this one, and whether a guest "
+                   "saved under --kernel (its default view, or profile B) restores (exit 1 if not).")
+@click.option("--vcpu-features", "vcpu", metavar="LIST", help="With --to-kernel: the guest's vCPU features "
+              "(default: those host A advertises).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @_search_options
-def diff(a: str, b: str, migratable: bool, kernel: str | None, fmt: str, search: tuple[str, ...],
-         allow_outside: bool) -> None:
-    """Compare two CPU models field by field; exit 0 if equal (or migratable), 1 if not."""
+def diff(a: str, b: str | None, migratable: bool, kernel: str | None, to_kernel: str | None, vcpu: str | None,
+         fmt: str, search: tuple[str, ...], allow_outside: bool) -> None:
+    """Compare two CPU models field by field; exit 0 if equal (or migratable), 1 if not.
+
+    With --to-kernel: what upgrading host A's kernel from --kernel to --to-kernel changes for guests."""
     from cpumodel.views import show_diff, show_migration
 
+    if to_kernel is not None:
+        _kernel_upgrade(a, b, kernel, to_kernel, vcpu, fmt, search, allow_outside)
+    if b is None:
+        _fail(CpumodelError("diff needs two profiles (or --to-kernel with one host)"))
     ma, mb = _resolve_many((a, b), search, allow_outside)
     if kernel is not None:
         from cpumodel.rules import kvm_writes as kvm
@@ -342,6 +358,31 @@ def diff(a: str, b: str, migratable: bool, kernel: str | None, fmt: str, search:
             _fail(e)
     ok = show_migration(ma, mb, kernel, fmt) if migratable else show_diff(ma, mb, fmt)
     sys.exit(0 if ok else 1)
+
+
+def _kernel_upgrade(a: str, b: str | None, kernel: str | None, to_kernel: str, vcpu: str | None, fmt: str,
+                    search: tuple[str, ...], allow_outside: bool) -> NoReturn:
+    import json
+
+    from cpumodel.rules import Context
+    from cpumodel.rules.kvm_writes import effective_features
+    from cpumodel.upgrade import kernel_upgrade, render_text
+
+    models = _resolve_many((a,) if b is None else (a, b), search, allow_outside)
+    try:
+        old = _kernel(kernel, models[0])
+        if old is None:
+            raise CpumodelError("--to-kernel needs the kernel upgraded from: --kernel X.Y (or a host profile "
+                                "recording kernel_release)")
+        feats, _ = effective_features(models[0], Context(vcpu_features=_vcpu(vcpu)))
+        up = kernel_upgrade(models[0], old, to_kernel, feats, models[1] if b is not None else None)
+    except CpumodelError as e:
+        _fail(e)
+    if fmt == "json":
+        sys.stdout.write(json.dumps(up.to_json(), indent=2) + "\n")
+    else:
+        sys.stdout.write(render_text(up))
+    sys.exit(0 if up.restores_ok else 1)
 
 
 @main.command()

@@ -363,7 +363,7 @@ def bhb_weaker(guest: Mitigation, host: Mitigation) -> str | None:
     if guest.kind == "clrbhb" and host.kind == "clrbhb":
         return None
     if guest.kind == "unaffected":
-        return f"the guest believes it is not affected ({guest.text}); the host CPU needs {need}"
+        return f"the guest believes it is {guest.text}; the host CPU needs {need}"
     if guest.kind == "ecbhb":
         return f"the guest relies on ECBHB, which the host CPU lacks; the host CPU needs {need}"
     if guest.kind == "vulnerable":
@@ -376,3 +376,67 @@ def safe_list_weaker(guest: Mitigation, host: Mitigation) -> str | None:
     if guest.kind == "unaffected" and host.kind not in ("unaffected",):
         return f"the guest believes it is {guest.text}; the host CPU needs {host.text}"
     return None
+
+
+@dataclass
+class HostComparison:
+    """A guest identity judged against the host CPU it runs on (same kernel line for both)."""
+
+    guest: Decision
+    host: Decision
+    missed: list[Workaround]  # the host CPU needs them; the guest kernel does not apply them
+    extra: list[Workaround]  # the guest applies them; the host CPU does not need them
+    bhb: str | None  # why the guest's Spectre-BHB mitigation falls short, or None
+    v2: str | None
+    v4: str | None
+
+    @property
+    def same_identity(self) -> bool:
+        return [(i.midr, i.revidr) for i in self.guest.impls] == [(i.midr, i.revidr) for i in self.host.impls]
+
+    def errata_summary(self) -> str:
+        def names(ws: list[Workaround]) -> str:
+            return ", ".join(f"{w.label} ({w.capability})" for w in ws)
+        parts = []
+        if self.missed:
+            parts.append(f"the guest misses the host's {names(self.missed)}")
+        if self.extra:
+            parts.append(f"the guest applies {names(self.extra)}, which the host does not need")
+        same = ", ".join(w.label for w in self.guest.selected()) or "none"
+        return "; ".join(parts) or f"no errata differences (both select: {same})"
+
+
+def compare(line: str, guest_values: Mapping[str, int], guest_fields: Fields, host_values: Mapping[str, int],
+            host_fields: Fields, impls: list[Impl] | None = None,
+            boot: Mapping[str, Mitigation] | None = None) -> HostComparison | None:
+    """None when either side has no MIDR_EL1. ``boot``: the decisions of the host the guest booted on
+    (it answered the guest's firmware calls); default the host compared with."""
+    host = of_model(host_values, host_fields, line, bare_metal())
+    if host is None:
+        return None
+    guest = of_model(guest_values, guest_fields, line, boot or host.spectre, impls)
+    if guest is None:
+        return None
+
+    def key(w: Workaround) -> tuple[str, tuple[str, ...]]:
+        return w.capability, tuple(w.errata)
+
+    gsel = {key(w) for w in guest.selected()}
+    hsel = {key(w) for w in host.selected()}
+    return HostComparison(guest, host, [w for w in host.selected() if key(w) not in gsel],
+                          [w for w in guest.selected() if key(w) not in hsel],
+                          bhb_weaker(guest.spectre["bhb"], host.spectre["bhb"]),
+                          safe_list_weaker(guest.spectre["v2"], host.spectre["v2"]),
+                          safe_list_weaker(guest.spectre["v4"], host.spectre["v4"]))
+
+
+def line_or_newest(kernel: str | None) -> str:
+    """The errata line of a KVM --kernel, or the newest when that line has no errata table."""
+    try:
+        return line_for(kernel)
+    except CpumodelError:
+        return lines()[-1]
+
+
+def core_label(line: str, midr: int) -> str:
+    return _core_label(load(line), midr)

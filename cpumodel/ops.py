@@ -15,6 +15,9 @@ from cpumodel import regdb
 from cpumodel.policy import Policy, policies
 from cpumodel.resolve import Model
 
+#: Implementation ID registers (KVM: invariant unless KVM_CAP_ARM_WRITABLE_IMP_ID_REGS; api.rst 7.42).
+IMP_ID_REGS = ("MIDR_EL1", "REVIDR_EL1", "AIDR_EL1")
+
 
 @dataclass
 class FieldDiff:
@@ -192,6 +195,12 @@ def baseline(models: list[Model], kernel: str | None = None, kvm: bool = True) -
     for name in sorted(common, key=lambda n: db.registers[n].encoding):
         pols = table.get(name, [])
         first = models[0].values[name]
+        if name in IMP_ID_REGS and any(m.values[name] != first for m in models[1:]):
+            # They identify the host: without KVM_CAP_ARM_WRITABLE_IMP_ID_REGS KVM shows every VM its host's
+            # own (sys_regs.c set_imp_id_reg(): another value is EINVAL), so a pool leaves them to each host.
+            conflicts.append(f"{name}: the hosts differ; left out, so each VM sees its host's own "
+                             "(one value for all needs KVM_CAP_ARM_WRITABLE_IMP_ID_REGS)")
+            continue
         value = first
         for p in pols:
             cur = p.value(first)
@@ -237,15 +246,6 @@ def _kvm_baseline(models: list[Model], kernel: str | None) -> Baseline:
         values, _ = kvm_defaults(m, kernel, feats)
         views.append(Model(name=m.name, path=m.path, values=values, vcpu_features=feats))
     b = baseline(views, kernel, kvm=False)
-    # Implementation ID registers identify the host: without KVM_CAP_ARM_WRITABLE_IMP_ID_REGS KVM shows
-    # every VM its host's own (sys_regs.c set_imp_id_reg(): another value is EINVAL). Where the hosts
-    # differ, a pool model leaves them to each host instead of keeping the first host's value.
-    for name in ("MIDR_EL1", "REVIDR_EL1", "AIDR_EL1"):
-        if name in b.values and len({v.values.get(name) for v in views}) > 1:
-            del b.values[name]
-            b.conflicts = [c for c in b.conflicts if not c.startswith(f"{name}.")]
-            b.conflicts.append(f"{name}: the hosts differ; left out, so each VM sees its host's own "
-                               "(one value for all needs KVM_CAP_ARM_WRITABLE_IMP_ID_REGS)")
     guest = Model(name="baseline", path="<baseline>", values=b.values, vcpu_features=feats)
     seen: set[tuple[str, str]] = set()
     for host in models:

@@ -6,7 +6,8 @@ a worker: a base profile is resolved once per worker, and the feature-constraint
 memoised for profiles whose ID fields agree (slices are contiguous, and files that sit together
 usually share a base). Per file a worker sends back its findings or its error message; the
 parent passes them on in the order of the file list, so the output is the same as one process's.
-Below ``MIN_FILES`` files, or where ``fork`` is not available, the check runs in one process.
+The default is one worker per idle usable core; below ``MIN_FILES`` files, with one idle core, or
+where ``fork`` is not available, the check runs in one process.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-CHUNK = 8  # files per task: small enough to balance, large enough to keep the workers' caches warm
+CHUNK = 8  # files per task at least (a quarter of a worker's share when that is more)
 MIN_FILES = 48  # fewer files: one process (starting workers would cost more than it saves)
 
 Outcome = tuple[list[Any] | None, str | None]  # (findings, None) or (None, "file:line: error")
@@ -31,9 +32,22 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def idle_cores() -> int:
+    """Usable cores that are not already busy (the 1-minute load average, as ``make -l`` reads it)."""
+    cores = usable_cores()
+    try:
+        busy = round(os.getloadavg()[0])
+    except (AttributeError, OSError):
+        busy = 0
+    return max(1, min(cores, cores - busy + 1))
+
+
 def workers_for(jobs: int | None, files: int) -> int:
-    """How many worker processes to use for ``files`` files (0: check in this process)."""
-    n = usable_cores() if not jobs or jobs < 1 else jobs
+    """How many worker processes to use for ``files`` files (0: check in this process).
+
+    ``jobs`` None or 0: the idle usable cores (on a loaded machine extra processes would only
+    add their start-up and duplicate cache work); otherwise exactly ``jobs``."""
+    n = idle_cores() if not jobs or jobs < 1 else jobs
     if n <= 1 or files < MIN_FILES:
         return 0
     import multiprocessing
@@ -48,8 +62,14 @@ def outcomes(paths: list[str], workers: int, opts: Any, search: list[str] | None
     """Each path's outcome, in the order of ``paths``, computed by ``workers`` forked processes."""
     import multiprocessing
 
+    from cpumodel import regdb
+    from cpumodel.features import FeatureModel
+
+    regdb.load()  # loaded once here, shared by the forked workers
+    FeatureModel.load()
     _JOB.update(opts=opts, search=search, allow_outside=allow_outside, resolver=None)
-    chunks = [paths[i:i + CHUNK] for i in range(0, len(paths), CHUNK)]
+    size = max(CHUNK, len(paths) // (4 * workers))  # few, large tasks: less pool traffic, warmer caches
+    chunks = [paths[i:i + size] for i in range(0, len(paths), size)]
     ctx = multiprocessing.get_context("fork")
     try:
         with ctx.Pool(workers) as pool:

@@ -38,11 +38,20 @@ layer above the origin without it is an error; merely different from a pool host
 baseline of several CPUs) they are left out with a note: each guest sees its host's own.
 
 Registers KVM has no one-reg for (DCZID_EL0) are left out with a note when changed.
+
+**Fields KVM will not equalise** (a pool of hosts): when ``hosts`` are given, each write is put
+to cpumodel's KVM model of every host (``kvm.check_write``, the rule set that agrees with the
+recorded kernels). A field the model does not set by name above its origin that KVM refuses on
+some host (outside the writable mask, or beyond what that host can offer: FP16 on Armv8.0,
+CTR_EL0.CWG, ...) cannot be given one value across the pool: it is left to each host (``x``)
+and said in ``left_out`` (``cpumodel baseline`` reports the same fields as conflicts). So a
+template for a pool boots on every host of it; where the guests' views still differ is said.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from cpumodel import regdb
 from cpumodel.errors import CpumodelError
@@ -90,7 +99,8 @@ class Template:
     model: Model
     references: list[Reference]
     writes: list[Write] = field(default_factory=list)
-    left_out: list[tuple[str, str]] = field(default_factory=list)  # (register, why)
+    left_out: list[tuple[str, str]] = field(default_factory=list)  # (register, why): not written at all
+    unequal: list[tuple[str, str]] = field(default_factory=list)  # ("REG.FIELD, FIELD", why): left to each host
     kvm_caps: frozenset[str] = frozenset()  # capabilities the writes need
 
     @property
@@ -107,7 +117,7 @@ def kvm_caps(model: Model) -> frozenset[str]:
 
 def is_kvm_view(model: Model) -> bool:
     """True for a profile whose values are KVM's default view of a VM (``origin: kvm-defaults``)."""
-    for attr in ("origin", "origin_kind", "host_origin"):
+    for attr in ("value_origin", "origin"):
         v = getattr(model, attr, None)
         if isinstance(v, str):
             return v == "kvm-defaults"
@@ -218,6 +228,8 @@ def make_template(model: Model, *, hosts: list[Model] | None = None, kernel: str
             for ref in refs:
                 diff |= MASK64 if name not in ref.values else (ref.values[name] ^ v)
             mask = _field_mask(reg, diff) | explicit.get(name, 0)
+        if hosts and mask and name not in NO_ONE_REG and name not in IMP_ID_REGS:
+            mask = _equalisable(tpl, reg, mask, v, hosts, refs, kernel, feats, explicit.get(name, 0))
         if not mask:
             continue
         if name in NO_ONE_REG:
@@ -242,6 +254,44 @@ def make_template(model: Model, *, hosts: list[Model] | None = None, kernel: str
     return tpl
 
 
+def _equalisable(tpl: Template, reg: regdb.Register, mask: int, value: int, hosts: list[Model],
+                 refs: list[Reference], kernel: str | None, feats: frozenset[str], explicit: int) -> int:
+    """``mask`` without the fields KVM refuses on some host (unless set by name above the origin)."""
+    from cpumodel import kvm as kvmmodel
+    from cpumodel.policy import sanitise
+    from cpumodel.rules.kvm_writes import kernel_rules
+
+    rules = kernel_rules(kernel)
+    kern = str(rules.kernel)
+    for host, ref in zip(hosts, refs, strict=True):
+        if reg.name not in ref.values:
+            continue
+        written = (ref.values[reg.name] & ~mask & MASK64) | (value & mask)
+        try:
+            if host.role == "host" and not is_kvm_view(host):  # a CPU's registers: KVM's limit from them
+                v = kvmmodel.check_write(rules, reg.name, written, sanitise(host.values, kern), feats)
+            else:  # KVM's own view (origin: kvm-defaults, a capture): the limit is that view
+                v = kvmmodel.check_write_against_defaults(rules, reg.name, written, ref.values, feats)
+        except KeyError:
+            continue
+        if v.status != kvmmodel.REJECTED:
+            continue
+        bad = [f for f in v.fields if f.ok is False]
+        drop = 0
+        for f in bad:
+            fm = ((1 << f.width) - 1) << f.shift
+            if not fm & explicit:
+                drop |= fm
+        if not bad and not explicit:
+            drop = mask  # refused as a whole (CLIDR_EL1, CTR_EL0 rules): the register is left to each host
+        if drop & mask:
+            tpl.unequal.append((f"{reg.name}.{', '.join(_names(reg, drop & mask))}",
+                                f"KVM will not give every host one value (refused on {host.name}: {v.reason}); "
+                                "each guest sees its host's"))
+            mask &= ~drop
+    return mask
+
+
 def _id_space(reg: regdb.Register) -> bool:
     op0, op1, crn, crm, _ = reg.encoding
     return op0 == 3 and op1 in (0, 1, 3) and crn == 0 and crm <= 7
@@ -263,5 +313,38 @@ def kvm_view_model(host: Model, kernel: str | None = None, vcpu_features: frozen
               description=f"KVM's default view of a VM on {host.name}", loc=host.loc, role="guest",
               ignore=list(host.ignore))
     m.origin = {(r, ""): host.loc for r in values} if host.loc else {}
-    m.host_origin = "kvm-defaults"  # type: ignore[attr-defined]
+    m.value_origin = "kvm-defaults"  # type: ignore[attr-defined]
+    facts = getattr(m, "facts", None)
+    if isinstance(facts, dict):  # findings on these values are KVM's own (issue 9's provenance)
+        import os
+
+        facts[os.path.realpath(host.path)] = "KVM's own defaults (origin: kvm-defaults)"
     return m
+
+
+def check_for_targets(model: Model, hosts: list[Model], opts: Any, *, template: bool,
+                      resolver: Resolver | None = None) -> list[Any]:
+    """``check_model`` of ``model`` against each target host (or none). With ``template`` (a format
+    that writes only what the model changes), KVM findings on what the template leaves to each host
+    (registers and fields it does not write) are dropped: KVM never sees those values."""
+    from cpumodel.check import check_model
+
+    skip: set[tuple[str, str]] = set()
+    if template and hosts and model.role == "guest":
+        tpl = make_template(model, hosts=hosts, kernel=opts.kernel, vcpu_features=opts.vcpu_features,
+                            resolver=resolver)
+        written = {w.register.name for w in tpl.writes}
+        skip |= {(n, "*") for n in model.values if n not in written}
+        for reg_fields, _ in tpl.unequal:
+            reg, _, names = reg_fields.partition(".")
+            skip |= {(reg, f) for f in names.split(", ")}
+    findings: list[Any] = []
+    for h in hosts or [None]:
+        opts.host = h
+        for f in check_model(model, opts):
+            reg = getattr(f, "register", None) or ""
+            if f.rule[:1] in ("K", "V") and ((reg, "*") in skip or (reg, getattr(f, "field", None)) in skip):
+                continue
+            if f not in findings:
+                findings.append(f)
+    return findings

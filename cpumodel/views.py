@@ -185,16 +185,21 @@ def show_diff(a: Model, b: Model, fmt: str) -> bool:
 def show_migration(a: Model, b: Model, kernel: str | None, fmt: str) -> bool:
     from cpumodel.ops import migratable
     from cpumodel.policy import newest_kernel
+    from cpumodel.rules.identity import pool_findings
 
     verdicts = migratable(a, b, kernel)
     ok = all(v.ok for v in verdicts)
     kern = kernel or newest_kernel()
+    # what the guest chose at boot from A's identity, judged on B (I002-I005)
+    ident = pool_findings(a, [b], kernel, boot=a if a.role == "host" else None)
+    ident_ok = not any(f.severity == "error" for f in ident)
     if fmt == "json":
-        json.dump({"a": a.path, "b": b.path, "kernel": kern, "migratable": ok,
+        json.dump({"a": a.path, "b": b.path, "kernel": kern, "migratable": ok and ident_ok,
                    "fields": [{"register": v.register, "field": v.field or None, "a": v.a, "b": v.b, "ok": v.ok,
-                               "policy": v.policy, "reason": v.reason} for v in verdicts]}, sys.stdout, indent=2)
+                               "policy": v.policy, "reason": v.reason} for v in verdicts],
+                   "identity": [f.to_dict() for f in ident]}, sys.stdout, indent=2)
         sys.stdout.write("\n")
-        return ok
+        return ok and ident_ok
     from rich.table import Table
 
     bad = [v for v in verdicts if not v.ok]
@@ -207,10 +212,18 @@ def show_migration(a: Model, b: Model, kernel: str | None, fmt: str) -> bool:
         for v in bad:
             t.add_row(v.register, v.field or "-", _val(v.a), _val(v.b), v.policy, v.reason)
         console.print(t)
+    if ident:
+        from cpumodel.report import render
+
+        sys.stdout.flush()
+        render(ident, "text", profiles=1, stream=sys.stdout)
     checked = len(verdicts)
     verdict = "[green]migratable[/green]" if ok else "[red]NOT migratable[/red]"
     console.print(f"{a.name} -> {b.name}: {verdict} ({checked} fields checked, {len(bad)} blocking)")
-    return ok
+    if not ident_ok:
+        console.print(f"{a.name} -> {b.name}: [red]the guest's boot-time mitigations fall short on {b.name}[/red] "
+                      "(identity findings above)")
+    return ok and ident_ok
 
 
 def make_baseline(models: list[Model], name: str, kernel: str | None) -> tuple[str, list[Any]]:
@@ -225,7 +238,12 @@ def make_baseline(models: list[Model], name: str, kernel: str | None) -> tuple[s
     findings = check_model(probe, Options(kvm=False))
     if findings:
         text += "".join(f"# architecture finding: {f.rule}: {f.message}\n" for f in findings)
-    return text, findings
+    from cpumodel.rules.identity import pool_findings
+
+    ident = pool_findings(probe, models, kernel)  # the pool's identity (I002-I005) on every host
+    if ident:
+        text += "".join(f"# identity finding: {f.rule}: {f.message}\n" for f in ident)
+    return text, findings + [f for f in ident if f.severity != "info"]
 
 
 def list_profiles(search: list[str], fmt: str, allow_outside: bool = False) -> None:

@@ -119,9 +119,9 @@ def emit(model: Model, **opts: object) -> str:
             raise CpumodelError(f"a Firecracker template cannot carry the vCPU feature(s) {', '.join(bad)}: "
                                 + "; ".join(UNSUPPORTED_FEATURES[f] for f in bad))
     tpl = template_of(model, opts)
-    if tpl.left_out:
-        names = ", ".join(r for r, _ in tpl.left_out)
-        why = "; ".join(f"{r}: {w}" for r, w in tpl.left_out)
+    if tpl.left_out or tpl.unequal:
+        names = ", ".join(r for r, _ in tpl.left_out + tpl.unequal)
+        why = "; ".join(f"{r}: {w}" for r, w in tpl.left_out + tpl.unequal)
         if strict:
             raise CpumodelError(f"a Firecracker template cannot carry {names}: {why}")
         warnings.warn(f"firecracker: left out {why}", EmitNote, stacklevel=2)

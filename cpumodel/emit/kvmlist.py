@@ -117,7 +117,7 @@ def rows_of(model: Model, opts: dict[str, object]) -> tuple[list[tuple[regdb.Reg
         return [(r, v, "") for r, v in ok], [(r, v, NO_ONE_REG[r.name]) for r, v in skipped]
     tpl = template_of(model, opts)
     db = regdb.load()
-    return ([(w.register, w.value, f"changes {', '.join(w.fields)}") for w in tpl.writes],
+    return ([(w.register, w.value, f"changes {', '.join(w.fields)}; mask {w.mask:#018x}") for w in tpl.writes],
             [(db.registers[n], model.values[n], why) for n, why in tpl.left_out])
 
 
@@ -164,7 +164,11 @@ def _header_lines(model: Model, opts: dict[str, object], fmt: str) -> list[str]:
         tpl = template_of(model, opts)
         lines.append("Only the registers the model changes, relative to "
                      + ("; ".join(r.label for r in tpl.references) or "nothing (no host and no origin: all)") + ";")
-        lines.append("write them over KVM's view: every other register keeps the value KVM gives.")
+        lines.append("write them over KVM's view: every other register keeps the value KVM gives. On a host")
+        lines.append("other than those, write (KVM's value & ~mask) | (value & mask): the mask holds the fields")
+        lines.append("the model changes.")
+        for reg_fields, why in tpl.unequal:
+            lines.append(f"{reg_fields}: {why}; a VMM keeps KVM's value of these fields (read, modify, write).")
         written = {w.register.name for w in tpl.writes}
     else:
         written = set(model.values)
@@ -219,6 +223,12 @@ def emit_c_header(model: Model, **opts: object) -> str:
         out += [f"\t{{ UINT64_C({r.onereg:#018x}), UINT64_C({v:#018x}) }},\t/* {r.name} {r.sysreg_name}"
                 + (f": {c}" if c else "") + " */" for r, v, c in ok]
         out.append("};")
+        if opts.get("only_changed"):
+            tpl = template_of(model, opts)
+            out.append("/* the fields each entry changes: a VMM may write (KVM's value & ~mask) | (value & mask) */")
+            out.append(f"static const uint64_t cpumodel_{lower}_masks[CPUMODEL_{upper}_NREGS] = {{")
+            out += [f"\tUINT64_C({w.mask:#018x}),\t/* {w.register.name} */" for w in tpl.writes]
+            out.append("};")
     else:
         out.append("/* no register has a KVM one-reg: nothing to write */")
     if skipped:

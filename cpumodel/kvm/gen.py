@@ -328,70 +328,41 @@ class SrReg:
 
 
 def parse_sysreg(text: str, consts: Consts) -> dict[str, SrReg]:
+    """The registers of the sysreg table (:func:`cpumodel.kvm.sysreg.blocks`, the one reader) with
+    the constants gen-sysreg.awk would define from it: ``<REG>_<FIELD>[_MASK|_SHIFT|_WIDTH]``,
+    ``<REG>_<FIELD>_<VALUE>``, ``<REG>_RES0/RES1`` and ``SYS_<REG>``."""
+    from cpumodel.kvm import sysreg
+
+    kinds = {"Enum": "Enum", "SignedEnum": "SignedEnum", "UnsignedEnum": "UnsignedEnum"}
     regs: dict[str, SrReg] = {}
-    cur: SrReg | None = None
-    enum: SrField | None = None
-    prefix = ""
-
-    def bits(spec: str) -> tuple[int, int]:
-        if ":" in spec:
-            a, b = spec.split(":")
-            return int(a), int(b)
-        return int(spec), int(spec)
-
-    for n, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        w = line.split()
-        kw = w[0]
-        if kw in ("Sysreg", "SysregFields"):
-            enc = tuple(int(x) for x in w[2:7]) if kw == "Sysreg" else None
-            cur = SrReg(w[1], enc, n)  # type: ignore[arg-type]
-            regs[w[1]] = cur
-            prefix = ""
-        elif kw in ("EndSysreg", "EndSysregFields"):
-            if cur is not None:
-                consts.values[f"{cur.name}_RES0"] = cur.res0
-                consts.values[f"{cur.name}_RES1"] = cur.res1
-                if cur.encoding:
-                    consts.values[f"SYS_{cur.name}"] = sys_reg_enc(*cur.encoding)
-                    consts.tuples[sys_reg_enc(*cur.encoding)] = cur.encoding
-            cur = None
-        elif cur is None:
-            continue
-        elif kw == "Prefix":
-            prefix = w[1] + "_"
-        elif kw == "EndPrefix":
-            prefix = ""
-        elif kw in ("Fields", "Mapping"):
-            cur.fields_ref = w[1]
-        elif kw in ("Res0", "Res1", "Unkn", "Raz"):
-            hi, lo = bits(w[1])
-            if prefix:
+    for b in sysreg.blocks(text):
+        cur = SrReg(b.name, b.encoding, b.line, fields_ref=b.last_ref)
+        regs[b.name] = cur
+        for it in b.items:
+            if it.kind in ("res0", "res1", "unkn", "raz"):
+                if it.prefix:
+                    continue
+                if it.kind == "res0":
+                    cur.res0 |= _genmask(it.msb, it.lsb)
+                elif it.kind == "res1":
+                    cur.res1 |= _genmask(it.msb, it.lsb)
                 continue
-            if kw == "Res0":
-                cur.res0 |= _genmask(hi, lo)
-            elif kw == "Res1":
-                cur.res1 |= _genmask(hi, lo)
-        elif kw in ("Field", "Enum", "SignedEnum", "UnsignedEnum"):
-            hi, lo = bits(w[1])
-            f = SrField(w[2], hi, lo, kw, n)
-            base = f"{prefix}{cur.name}_{f.name}"
+            f = SrField(it.name, it.msb, it.lsb, kinds.get(it.enum_kind, "Field"), it.line)
+            base = f"{it.prefix}{cur.name}_{f.name}"
             consts.values[base] = f.mask
             consts.values[base + "_MASK"] = f.mask
-            consts.values[base + "_SHIFT"] = lo
+            consts.values[base + "_SHIFT"] = it.lsb
             consts.values[base + "_WIDTH"] = f.width
-            if not prefix:
+            if not it.prefix:
                 cur.fields.append(f)
-            if kw != "Field":
-                enum = f
-        elif kw == "EndEnum":
-            enum = None
-        elif re.fullmatch(r"0b[01]+", kw) and enum is not None:
-            v = int(kw[2:], 2)
-            enum.values[w[1]] = v
-            consts.values[f"{prefix}{cur.name}_{enum.name}_{w[1]}"] = v
+            for vname, v in it.names:
+                f.values[vname] = v
+                consts.values[f"{base}_{vname}"] = v
+        consts.values[f"{cur.name}_RES0"] = cur.res0
+        consts.values[f"{cur.name}_RES1"] = cur.res1
+        if cur.encoding:
+            consts.values[f"SYS_{cur.name}"] = sys_reg_enc(*cur.encoding)
+            consts.tuples[sys_reg_enc(*cur.encoding)] = cur.encoding
     # registers that borrow a SysregFields layout
     for r in regs.values():
         if r.fields_ref and r.fields_ref in regs and not r.fields:

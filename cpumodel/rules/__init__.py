@@ -40,7 +40,7 @@ CheckFn = Callable[["Model", Context], Iterable["Finding"]]
 class Rule:
     id: str
     name: str
-    kind: str  # "arch" | "kvm" | "vcpu" | "profile"
+    kind: str  # "arch" | "kvm" | "vcpu" | "profile" | "identity"
     severity: str
     summary: str
     source: str
@@ -65,7 +65,7 @@ def rule(id: str, name: str, *, kind: str, severity: str, source: str) -> Callab
 
 def _load_builtin() -> None:
     # Importing the modules registers their rules.
-    from cpumodel.rules import arch, kvm_writes, profile_rules, vcpu  # noqa: F401
+    from cpumodel.rules import arch, identity, kvm_writes, profile_rules, vcpu  # noqa: F401
 
 
 _LOADED: list[bool] = []

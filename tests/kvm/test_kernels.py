@@ -231,3 +231,38 @@ def test_capture_writes_the_release_and_profiles_read_it() -> None:
     text = to_profile_yaml(c, "h")
     assert "kernel_release: " in text
     assert parse(compose(text, "h.yaml"), "h.yaml").kernel_release == "6.12.95+deb13-arm64"
+
+
+# --------------------------------------------------------------------------- #
+# Kernel upgrades: cpumodel diff HOST --kernel OLD --to-kernel NEW
+# --------------------------------------------------------------------------- #
+
+V1 = str(REPO / "profiles" / "neoverse-v1.yaml")
+
+
+def test_upgrade_61_to_73_breaks_restore_of_ccidx() -> None:
+    code, out = run("diff", V1, "--kernel", "6.1", "--to-kernel", "7.3")
+    assert code == 1
+    # 6.1's read_id_reg() sets DebugVer to 6; 7.3 caps it at V8P8 and keeps the V1's 9
+    assert "ID_AA64DFR0_EL1.DebugVer: 0x6 -> 0x9" in out
+    # 7.3 hides CCIDX (__kvm_read_sanitised_id_reg), so 6.1's saved CCIDX=1 is above the limit
+    assert "ID_AA64MMFR2_EL1=0x" in out and "EINVAL" in out and "[Linux 7.3.4]" in out
+
+
+def test_upgrade_612_to_73_on_n1_restores() -> None:
+    code, out = run("diff", str(REPO / "profiles" / "neoverse-n1.yaml"), "--kernel", "6.12", "--to-kernel", "7.3")
+    assert code == 0 and "every register accepted" in out
+
+
+def test_upgrade_json_and_downgrade_to_61() -> None:
+    code, out = run("diff", V1, "--kernel", "7.3", "--to-kernel", "6.1", "--format", "json")
+    assert code == 1
+    d = json.loads(out)
+    bad = {r["register"]: r["errno"] for r in d["restore"] if r["status"] != "accepted"}
+    assert bad["ID_AA64DFR0_EL1"] == "EINVAL"  # 6.1 accepts only its own value
+    assert d["to_kernel"] == "6.1 (Linux 6.1.176)" and d["restores"] is False
+
+
+def test_upgrade_needs_the_old_kernel() -> None:
+    code, out = run("diff", V1, "--to-kernel", "7.3")
+    assert code == 2 and "--kernel X.Y" in out
