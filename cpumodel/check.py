@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from cpumodel.errors import CpumodelError
 from cpumodel.findings import Finding
 from cpumodel.resolve import Model, Resolver
 from cpumodel.rules import Context, hand_rules, matches, run
@@ -56,7 +57,7 @@ class RunResult:
 
 def check_paths(paths: list[str], opts: Options | None = None, search: list[str] | None = None,
                 sink: Callable[[list[Finding]], None] | None = None,
-                on_error: Callable[[str], None] | None = None, allow_outside: bool = False,
+                on_error: Callable[[CpumodelError], None] | None = None, allow_outside: bool = False,
                 jobs: int | None = 1) -> RunResult:
     """Load, resolve and check many profiles; unreadable ones become ``errors``, the rest go on.
 
@@ -83,7 +84,7 @@ def check_paths(paths: list[str], opts: Options | None = None, search: list[str]
             if on_error is not None:
                 on_error(error)
             else:
-                result.errors.append(error)
+                result.errors.append(str(error))
             continue
         assert found is not None
         result.checked += 1
@@ -96,10 +97,9 @@ def check_paths(paths: list[str], opts: Options | None = None, search: list[str]
     return result
 
 
-def check_one(resolver: Resolver, path: str, opts: Options | None) -> tuple[list[Finding] | None, str | None]:
-    """One profile's findings, or (None, its error message) when it cannot be read."""
-    from cpumodel.errors import CpumodelError
-
+def check_one(resolver: Resolver, path: str, opts: Options | None) -> tuple[list[Finding] | None,
+                                                                           CpumodelError | None]:
+    """One profile's findings, or (None, its error) when it cannot be read."""
     try:
         model = resolver.resolve_file(path)
     except CpumodelError as e:
@@ -107,5 +107,30 @@ def check_one(resolver: Resolver, path: str, opts: Options | None) -> tuple[list
             from cpumodel.errors import Location
 
             e.location = Location(path)
-        return None, str(e)
+        return None, e
     return check_model(model, opts), None
+
+
+#: File names ``expand_paths`` takes from a directory.
+PROFILE_SUFFIXES = (".yaml", ".yml")
+
+
+def expand_paths(paths: list[str]) -> list[str]:
+    """The profiles named by ``paths``: files as given; directories searched recursively for
+    ``*.yaml`` and ``*.yml`` (sorted; hidden files and directories, like ``.git``, skipped), as
+    ``ruff check .`` or ``yamllint .`` do. A path that does not exist, and a directory without
+    any profile, are kept: loading them says what they are."""
+    import os
+
+    out: list[str] = []
+    for p in paths:
+        if not os.path.isdir(p):
+            out.append(p)
+            continue
+        found: list[str] = []
+        for root, dirs, files in os.walk(p):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            found += [os.path.join(root, f) for f in files
+                      if f.endswith(PROFILE_SUFFIXES) and not f.startswith(".")]
+        out += sorted(found) or [p]
+    return out

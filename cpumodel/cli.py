@@ -20,13 +20,57 @@ VCPU_CHOICES = ("pmu", "sve", "ptrauth", "el1_32bit")
 
 
 def _fail(e: CpumodelError) -> NoReturn:
-    click.echo(f"cpumodel: error: {e}", err=True)
+    """The one error form of every command: ``cpumodel: error: file:line: message`` on stderr, exit 2."""
+    from cpumodel.report import error_line
+
+    click.echo(error_line(e), err=True)
     sys.exit(2)
 
 
+def _note(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: object = None,
+          line: str | None = None) -> None:
+    """A Python warning (an output format's note, say) as one line on stderr, without Python's source line."""
+    from cpumodel.escape import one_line
+
+    sys.stderr.write(f"cpumodel: note: {one_line(str(message))}\n")
+
+
+#: Exit code after stdout was closed early (``cpumodel check . | head -1``): the shell's code for
+#: a process ended by SIGPIPE (128 + 13), never 1 (a violation).
+EXIT_PIPE = 141
+
+
+class _Main(click.Group):
+    """The command group: the same error form, warning form and closed-pipe behaviour for every command."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.showwarning = _note
+            try:
+                return super().invoke(ctx)
+            except CpumodelError as e:
+                _fail(e)
+            except BrokenPipeError:
+                _quiet_stdout()
+                sys.exit(EXIT_PIPE)
+
+
+def _quiet_stdout() -> None:
+    """stdout's reader is gone: point the descriptor at /dev/null so the final flush cannot fail."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # not a real descriptor (a test runner's stream)
+        pass
+
+
 def _deliver(text: str, output: str | None) -> None:
-    """Write ``text`` to ``output`` atomically, or to stdout."""
-    if output:
+    """Write ``text`` to ``output`` atomically, or to stdout (no ``-o``, or ``-o -``)."""
+    if output and output != "-":
         from cpumodel.atomic import write_atomic
 
         write_atomic(output, text)
@@ -124,7 +168,7 @@ def _common(fn, hosts: bool = False):  # type: ignore[no-untyped-def]
     return _search_options(fn)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cpumodel")
 def main() -> None:
     """Check and emit arm64 KVM guest CPU models (ID registers).
@@ -139,7 +183,7 @@ def main() -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "github", "sarif", "junit"]),
               default="text", show_default=True)
 @_common
-@click.option("-o", "--output", metavar="FILE", help="Write the report to FILE (atomically).")
+@click.option("-o", "--output", metavar="FILE", help="Write the report to FILE (atomically; '-': stdout).")
 @click.option("-q", "--quiet", is_flag=True, help="One line per finding; no details.")
 @click.option("--statistics", is_flag=True, help="Count findings per rule.")
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when violations are found.")
@@ -151,41 +195,24 @@ def check(profiles: tuple[str, ...], fmt: str, kernel: str | None, host: str | N
           kvm_caps: str | None, ignore: tuple[str, ...], no_kvm: bool, role: str | None, search: tuple[str, ...],
           allow_outside: bool, output: str | None, quiet: bool, statistics: bool, exit_zero: bool, strict: bool,
           jobs: int) -> None:
-    """Check profiles; exit 0 if all are valid, 1 on any violation, 2 on unreadable input."""
+    """Check profiles (files, or directories searched for *.yaml/*.yml); exit 0 if all are valid,
+    1 on any violation, 2 on unreadable input."""
     import io
 
-    from cpumodel.check import check_paths
-    from cpumodel.report import render
+    from cpumodel.check import check_paths, expand_paths
+    from cpumodel.report import renderer
 
-    try:
-        opts = _options(ignore, kernel, host, vcpu, no_kvm, list(search), role, allow_outside, kvm_caps)
-    except CpumodelError as e:
-        _fail(e)
-    buf = io.StringIO() if output else None
-    stream = buf or sys.stdout
-    unreadable = 0
-    if fmt == "text":  # streamed: findings are printed per profile and not kept
-        from cpumodel.report import use_color
-        from cpumodel.report.text import TextRenderer
-
-        renderer = TextRenderer(stream, color=use_color(stream), statistics=statistics, quiet=quiet)
-        result = check_paths(list(profiles), opts, list(search), allow_outside=allow_outside, sink=renderer.add,
-                             on_error=renderer.error, jobs=jobs)
-        renderer.finish(len(profiles))
-        unreadable = renderer.unreadable
-    else:
-        result = check_paths(list(profiles), opts, list(search), allow_outside=allow_outside, jobs=jobs)
-        render(result.findings, fmt, errors=result.errors, profiles=len(profiles), stream=stream,
-               statistics=statistics, quiet=quiet)
-        unreadable = len(result.errors)
-    if output and buf is not None:
-        from cpumodel.atomic import write_atomic
-
-        try:
-            write_atomic(output, buf.getvalue())
-        except CpumodelError as e:
-            _fail(e)
-    if unreadable:
+    opts = _options(ignore, kernel, host, vcpu, no_kvm, list(search), role, allow_outside, kvm_caps)
+    paths = expand_paths(list(profiles))
+    to_file = output not in (None, "-")
+    buf = io.StringIO() if to_file else None
+    report = renderer(fmt, buf or sys.stdout, err=sys.stderr, statistics=statistics, quiet=quiet, strict=strict)
+    result = check_paths(paths, opts, list(search), allow_outside=allow_outside, sink=report.add,
+                         on_error=report.error, jobs=jobs)
+    report.finish(len(paths))
+    if buf is not None:
+        _deliver(buf.getvalue(), output)
+    if report.unreadable:
         sys.exit(2)
     failed = result.failed or (strict and result.severities.get("warning", 0) > 0)
     sys.exit(1 if failed and not exit_zero else 0)
@@ -195,7 +222,7 @@ def check(profiles: tuple[str, ...], fmt: str, kernel: str | None, host: str | N
 @click.argument("profile", type=click.Path(dir_okay=True))
 @click.option("--format", "fmt", type=click.Choice(["json", "yaml", "kvm", "c-header", "firecracker", "qemu"]),
               default="json", show_default=True)
-@click.option("-o", "--output", metavar="FILE", help="Write to FILE atomically instead of stdout.")
+@click.option("-o", "--output", metavar="FILE", help="Write to FILE atomically instead of stdout ('-': stdout).")
 @click.option("--only-changed", is_flag=True,
               help="kvm, c-header: write only the registers the model changes relative to KVM's view on the "
                    "--host(s) or its origin (firecracker templates always are).")
@@ -234,7 +261,7 @@ def emit(profile: str, fmt: str, output: str | None, only_changed: bool, kvm_vie
         sys.exit(1)
     try:
         text = do_emit(model, fmt, kernel=opts.kernel, vcpu_features=opts.vcpu_features, hosts=hosts,
-                       only_changed=only_changed, resolver=resolver, ignore=list(ignore))
+                       only_changed=only_changed, resolver=resolver, ignore=list(ignore), kvm_caps=opts.kvm_caps)
         _deliver(text, output)
     except CpumodelError as e:
         _fail(e)
@@ -246,26 +273,23 @@ def emit(profile: str, fmt: str, output: str | None, only_changed: bool, kvm_vie
 @click.option("--all-fields", is_flag=True, help="Also list fields that are zero.")
 def show(profile: str, search: tuple[str, ...], allow_outside: bool, all_fields: bool) -> None:
     """Decode every register of PROFILE field by field, with feature names."""
-    from cpumodel.resolve import Resolver
-    from cpumodel.views import show_model
+    from cpumodel.ops import highest_version
+    from cpumodel.report.tables import show_model
 
-    try:
-        model = Resolver(list(search), allow_outside).resolve_file(profile)
-    except CpumodelError as e:
-        _fail(e)
-    show_model(model, all_fields=all_fields)
+    (model,) = _resolve_many((profile,), search, allow_outside)
+    show_model(model, None if model.arch else highest_version(model), all_fields=all_fields)
 
 
 @main.command()
 @click.argument("spec", metavar="REGISTER[=VALUE]")
-def explain(spec: str) -> None:
+@click.option("--all-fields", is_flag=True, help="With a VALUE: also list fields that are zero.")
+def explain(spec: str, all_fields: bool) -> None:
     """Show a register's layout, or decode VALUE field by field (e.g. ID_AA64PFR0_EL1=0x1100000010111112)."""
-    from cpumodel.views import explain_register
+    from cpumodel.ops import decode_spec
+    from cpumodel.report.tables import explain_register
 
-    try:
-        explain_register(spec)
-    except CpumodelError as e:
-        _fail(e)
+    reg, value = decode_spec(spec)
+    explain_register(reg, value, all_fields)
 
 
 @main.command()
@@ -274,16 +298,16 @@ def explain(spec: str) -> None:
               help="Only rules of this kind.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def rules(rule_id: str | None, kind: str | None, fmt: str) -> None:
-    """List all rules, or explain RULE_ID (e.g. A001, ARCH-FEAT_SVE-2, K003)."""
-    from cpumodel.views import explain_rule, list_rules
+    """List all rules, or explain RULE_ID (e.g. A001, ARCH-FEAT_SVE-2, K003); an ID prefix or a glob
+    ('ARCH-FEAT_SVE-*', as ignore: takes) lists the rules it matches."""
+    from cpumodel.ops import select_rules
+    from cpumodel.report.tables import explain_rule, list_rules
 
-    try:
-        if rule_id:
-            explain_rule(rule_id, fmt)
-        else:
-            list_rules(kind, fmt)
-    except CpumodelError as e:
-        _fail(e)
+    found = select_rules(rule_id, kind)
+    if rule_id and len(found) == 1 and found[0].id.upper() == rule_id.upper():
+        explain_rule(found[0], fmt)
+    else:
+        list_rules(found, fmt)
 
 
 @main.group(invoke_without_command=True)
@@ -291,9 +315,10 @@ def rules(rule_id: str | None, kind: str | None, fmt: str) -> None:
 def kernels(ctx: click.Context) -> None:
     """List the kernel lines whose KVM rules are modelled (built in and imported)."""
     if ctx.invoked_subcommand is None:
-        from cpumodel.views import list_kernels
+        from cpumodel.report.tables import list_kernels
+        from cpumodel.rules.kvm_writes import describe_kernels
 
-        list_kernels()
+        list_kernels(describe_kernels())
 
 
 @kernels.command("import")
@@ -342,22 +367,24 @@ def diff(a: str, b: str | None, migratable: bool, kernel: str | None, to_kernel:
     """Compare two CPU models field by field; exit 0 if equal (or migratable), 1 if not.
 
     With --to-kernel: what upgrading host A's kernel from --kernel to --to-kernel changes for guests."""
-    from cpumodel.views import show_diff, show_migration
+    from cpumodel import ops
+    from cpumodel.report.tables import show_diff, show_migration
 
     if to_kernel is not None:
         _kernel_upgrade(a, b, kernel, to_kernel, vcpu, fmt, search, allow_outside)
     if b is None:
         _fail(CpumodelError("diff needs two profiles (or --to-kernel with one host)"))
     ma, mb = _resolve_many((a, b), search, allow_outside)
-    if kernel is not None:
-        from cpumodel.rules import kvm_writes as kvm
+    if migratable:
+        from cpumodel.rules.kvm_writes import kernel_rules
 
-        try:
-            kvm.kernel_rules(kernel)
-        except CpumodelError as e:
-            _fail(e)
-    ok = show_migration(ma, mb, kernel, fmt) if migratable else show_diff(ma, mb, fmt)
-    sys.exit(0 if ok else 1)
+        kern = str(kernel_rules(kernel).kernel)
+        verdicts, ident = ops.migration(ma, mb, kernel)
+        show_migration(ma, mb, verdicts, kern, fmt, ident)
+        sys.exit(0 if all(v.ok for v in verdicts) and not any(f.severity == "error" for f in ident) else 1)
+    d = ops.diff(ma, mb)
+    show_diff(ma, mb, d, fmt)
+    sys.exit(0 if d.equal else 1)
 
 
 def _kernel_upgrade(a: str, b: str | None, kernel: str | None, to_kernel: str, vcpu: str | None, fmt: str,
@@ -387,21 +414,20 @@ def _kernel_upgrade(a: str, b: str | None, kernel: str | None, to_kernel: str, v
 
 @main.command()
 @click.argument("hosts", nargs=-1, required=True, type=click.Path(dir_okay=True))
-@click.option("-o", "--output", metavar="FILE", help="Write the baseline profile to FILE (atomically).")
+@click.option("-o", "--output", metavar="FILE", help="Write the baseline profile to FILE (atomically; '-': stdout).")
 @click.option("--name", default="baseline", show_default=True, help="Name of the baseline profile.")
 @click.option("--kernel", metavar="X.Y", help="Kernel whose field policies apply (default: newest modelled).")
 @_search_options
 def baseline(hosts: tuple[str, ...], output: str | None, name: str, kernel: str | None,
              search: tuple[str, ...], allow_outside: bool) -> None:
     """The richest model safe on every given host (a migration pool's CPU model), as a profile."""
-    from cpumodel.views import make_baseline
+    from cpumodel.ops import checked_baseline
+    from cpumodel.report.profiles import baseline_yaml
 
     models = _resolve_many(hosts, search, allow_outside)
-    try:
-        text, findings = make_baseline(models, name, kernel)
-        _deliver(text, output)
-    except CpumodelError as e:
-        _fail(e)
+    b, arch, ident = checked_baseline(models, name, kernel)
+    _deliver(baseline_yaml(b, models, name, arch, ident), output)
+    findings = arch + [f for f in ident if f.severity != "info"]
     if findings:
         from cpumodel.report import render
 
@@ -419,15 +445,15 @@ def baseline(hosts: tuple[str, ...], output: str | None, name: str, kernel: str 
               help="An implementation the VMM announces with the target-implementation hypercall (6.15+; "
                    "repeatable): the guest then matches every erratum against all of them.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("-I", "--profile-path", "search", multiple=True, metavar="DIR")
+@_search_options
 def errata(profile: str, kernel: str | None, host: str | None, impls: tuple[str, ...], fmt: str,
-           search: tuple[str, ...]) -> None:
+           search: tuple[str, ...], allow_outside: bool) -> None:
     """The errata workarounds and Spectre mitigations a guest kernel selects for PROFILE's MIDR/REVIDR
     and features, each with its Linux source line."""
     from cpumodel import identity
     from cpumodel.report.identity import render
 
-    models = _resolve_many((profile, *((host,) if host else ()), *impls), search)
+    models = _resolve_many((profile, *((host,) if host else ()), *impls), search, allow_outside)
     model = models[0]
     try:
         line = identity.line_for(kernel)
@@ -460,12 +486,11 @@ def errata(profile: str, kernel: str | None, host: str | None, impls: tuple[str,
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def list_profiles(search: tuple[str, ...], allow_outside: bool, fmt: str) -> None:
     """List the shipped profiles (and those in -I dirs) with arch level and key features."""
-    from cpumodel.views import list_profiles as do_list
+    from cpumodel.ops import catalog
+    from cpumodel.report.tables import list_profiles as show_list
+    from cpumodel.resolve import Resolver
 
-    try:
-        do_list(list(search), fmt, allow_outside)
-    except CpumodelError as e:
-        _fail(e)
+    show_list(catalog(Resolver(list(search), allow_outside)), fmt)
 
 
 @main.command()
@@ -481,8 +506,8 @@ def list_profiles(search: tuple[str, ...], allow_outside: bool, fmt: str) -> Non
 def verify(profile: str, kernel_image: str | None, debian_kernel: str | None, cpu: str, vcpu: str | None,
            timeout: float | None, fmt: str, search: tuple[str, ...], allow_outside: bool) -> None:
     """Apply PROFILE to a real KVM (a Debian arm64 kernel under QEMU) and report each register's errno."""
+    from cpumodel.report.tables import show_verify
     from cpumodel.verify import verify as do_verify
-    from cpumodel.views import show_verify
 
     (model,) = _resolve_many((profile,), search, allow_outside)
     try:
@@ -511,25 +536,14 @@ _register_optional_commands()
 @click.option("--vcpu-features", "vcpu", metavar="LIST",
               help="KVM_ARM_VCPU_INIT features (default: those the host advertises: pmu, sve, ptrauth).")
 @click.option("--name", help="Name of the generated profile (default: <host>-kvm<kernel>).")
-@click.option("-o", "--output", metavar="FILE", help="Write the profile to FILE (atomically).")
+@click.option("-o", "--output", metavar="FILE", help="Write the profile to FILE (atomically; '-': stdout).")
 @_search_options
 def defaults(host: str, kernel: str | None, vcpu: str | None, name: str | None, output: str | None,
              search: tuple[str, ...], allow_outside: bool) -> None:
     """The guest model KVM gives a new VM on HOST by default, as a profile (a base for your own)."""
-    from cpumodel.ops import kvm_defaults
+    from cpumodel.ops import guest_defaults
     from cpumodel.report.profiles import defaults_yaml
-    from cpumodel.rules import Context
-    from cpumodel.rules.kvm_writes import kernel_rules
-    from cpumodel.rules.vcpu import effective_features as _effective_features
 
     (model,) = _resolve_many((host,), search, allow_outside)
-    try:
-        kernel = _kernel(kernel, model)
-        krules = kernel_rules(kernel)
-        kern = str(getattr(krules, "kernel", kernel))
-        feats, _ = _effective_features(model, Context(vcpu_features=_vcpu(vcpu)))
-        values, notes = kvm_defaults(model, kernel, feats)
-        text = defaults_yaml(model, values, notes, kern, feats, name or f"{model.name}-kvm{kern}")
-        _deliver(text, output)
-    except CpumodelError as e:
-        _fail(e)
+    values, notes, kern, feats = guest_defaults(model, _kernel(kernel, model), _vcpu(vcpu))
+    _deliver(defaults_yaml(model, values, notes, kern, feats, name or f"{model.name}-kvm{kern}"), output)

@@ -31,6 +31,10 @@ class CpumodelError(Exception):
         self.location = location
         self.hint = hint
 
+    def __reduce__(self) -> tuple[type[CpumodelError], tuple[str, Location | None, str | None]]:
+        # picklable with its location and hint (check --jobs sends errors between processes)
+        return (type(self), (self.message, self.location, self.hint))
+
     def __str__(self) -> str:
         text = f"{self.location}: {self.message}" if self.location else self.message
         if self.hint:

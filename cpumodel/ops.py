@@ -278,3 +278,113 @@ def kvm_defaults(host: Model, kernel: str | None, features: frozenset[str]) -> t
         except KeyError as e:
             notes.append(f"{name} left out: {e.args[0] if e.args else e}")
     return values, notes
+
+
+# ---------------------------------------------------------------------------------------------
+# The engine behind the CLI's reporting commands: each returns data that report/ renders.
+
+
+def guest_defaults(host: Model, kernel: str | None,
+                   vcpu: frozenset[str] | None) -> tuple[dict[str, int], list[str], str, frozenset[str]]:
+    """``cpumodel defaults``: KVM's default guest view of ``host`` (values, notes, the kernel
+    version used and the vCPU features: ``vcpu``, else those the host advertises)."""
+    from cpumodel.rules import Context
+    from cpumodel.rules.kvm_writes import kernel_rules
+    from cpumodel.rules.vcpu import effective_features as _effective_features
+
+    kern = str(getattr(kernel_rules(kernel), "kernel", kernel))
+    feats, _ = _effective_features(host, Context(vcpu_features=vcpu))
+    values, notes = kvm_defaults(host, kernel, feats)
+    return values, notes, kern, feats
+
+
+def checked_baseline(models: list[Model], name: str,
+                     kernel: str | None) -> tuple[Baseline, list, list]:  # type: ignore[type-arg]
+    """``cpumodel baseline``: the baseline of ``models``, its architecture findings, and its identity
+    findings on every host (I002-I005: boot-time choices of a guest with the pool's identity)."""
+    from cpumodel.check import Options, check_model
+    from cpumodel.rules.identity import pool_findings
+
+    b = baseline(models, kernel)
+    probe = Model(name=name, path="<baseline>", values=dict(b.values))
+    return b, check_model(probe, Options(kvm=False)), pool_findings(probe, models, kernel)
+
+
+def migration(a: Model, b: Model, kernel: str | None) -> tuple[list[Verdict], list]:  # type: ignore[type-arg]
+    """``cpumodel diff --migratable``: per-field verdicts, and the identity findings (I002-I005) of what
+    the guest chose at boot from A's identity, judged on B."""
+    from cpumodel.rules.identity import pool_findings
+
+    return migratable(a, b, kernel), pool_findings(a, [b], kernel, boot=a if a.role == "host" else None)
+
+
+def decode_spec(spec: str) -> tuple[regdb.Register, int | None]:
+    """``cpumodel explain REGISTER[=VALUE]``: the register and the value (None without one)."""
+    from cpumodel.errors import CpumodelError
+    from cpumodel.yamlsrc import parse_int, shown
+
+    name, _, raw = spec.partition("=")
+    reg = regdb.load().get(name.strip())
+    if not raw.strip():
+        return reg, None
+    value = parse_int(raw) if len(raw) < 200 else None
+    if value is None or value < 0 or value >> 64:
+        raise CpumodelError(f"{shown(raw.strip())} is not a 64-bit unsigned integer")
+    return reg, value
+
+
+def select_rules(pattern: str | None, kind: str | None = None) -> list:  # type: ignore[type-arg]
+    """``cpumodel rules [PATTERN]``: the rules an ID, group prefix or glob names (as ``ignore:`` reads
+    them), or all of ``kind``. An unknown ID is an error with a suggestion."""
+    from cpumodel.errors import CpumodelError, suggest
+    from cpumodel.rules import all_rules, matches
+
+    rules = all_rules()
+    if pattern is None:
+        return [r for r in rules.values() if kind is None or r.kind == kind]
+    exact = rules.get(pattern) or rules.get(pattern.upper())
+    if exact is not None:
+        return [exact]
+    hits = [r for rid, r in rules.items() if matches(rid, [pattern]) and (kind is None or r.kind == kind)]
+    if not hits:
+        raise CpumodelError(f"no rule matches {pattern!r}", hint=suggest(pattern, list(rules)))
+    return hits
+
+
+KEY_FEATURES = ("FEAT_LSE", "FEAT_FP16", "FEAT_DotProd", "FEAT_SVE", "FEAT_SVE2", "FEAT_PAuth", "FEAT_BTI",
+                "FEAT_MTE", "FEAT_BF16", "FEAT_I8MM", "FEAT_SHA3", "FEAT_SM4", "FEAT_RNG", "FEAT_SME", "FEAT_PMUv3")
+
+
+def key_features(m: Model) -> list[str]:
+    """The notable features a model has (``cpumodel list``), without the ``FEAT_`` prefix."""
+    have = _features(m)
+    return [f.removeprefix("FEAT_") for f in KEY_FEATURES if have.get(f) is True]
+
+
+def highest_version(m: Model) -> str | None:
+    """The highest architecture version whose mandatory features the model has."""
+    from cpumodel.features import FeatureModel
+
+    return FeatureModel.load().highest_version(m.field_values())
+
+
+def catalog(resolver) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
+    """``cpumodel list``: one row per profile of the search path (the first of each file name)."""
+    from cpumodel.errors import CpumodelError
+
+    rows: list[dict[str, object]] = []
+    seen: set[str] = set()
+    for d in resolver.paths:
+        for p in sorted(d.glob("*.yaml")) if d.is_dir() else []:
+            if p.stem in seen:
+                continue
+            seen.add(p.stem)
+            try:
+                m = resolver.resolve_file(str(p))
+            except CpumodelError as e:
+                rows.append({"name": p.stem, "path": str(p), "error": str(e)})
+                continue
+            rows.append({"name": m.name, "path": str(p), "arch": m.arch or highest_version(m),
+                         "description": m.description, "features": key_features(m),
+                         "base": m.chain[-1] if m.chain else None})
+    return rows

@@ -4,7 +4,7 @@
 resolves and checks its slices with its own caches, so profiles that share work share it inside
 a worker: a base profile is resolved once per worker, and the feature-constraint verdict is
 memoised for profiles whose ID fields agree (slices are contiguous, and files that sit together
-usually share a base). Per file a worker sends back its findings or its error message; the
+usually share a base). Per file a worker sends back its findings or its error; the
 parent passes them on in the order of the file list, so the output is the same as one process's.
 The default is one worker per idle usable core; below ``MIN_FILES`` files, with one idle core, or
 where ``fork`` is not available, the check runs in one process.
@@ -19,7 +19,7 @@ from typing import Any
 CHUNK = 8  # files per task at least (a quarter of a worker's share when that is more)
 MIN_FILES = 48  # fewer files: one process (starting workers would cost more than it saves)
 
-Outcome = tuple[list[Any] | None, str | None]  # (findings, None) or (None, "file:line: error")
+Outcome = tuple[list[Any] | None, Any]  # (findings, None) or (None, the CpumodelError, with its location)
 
 _JOB: dict[str, Any] = {}  # what every worker checks with (options, search path); inherited on fork
 

@@ -193,8 +193,10 @@ def _names(reg: regdb.Register, mask: int) -> tuple[str, ...]:
 
 
 def make_template(model: Model, *, hosts: list[Model] | None = None, kernel: str | None = None,
-                  vcpu_features: frozenset[str] | None = None, resolver: Resolver | None = None) -> Template:
-    """What ``model`` changes relative to KVM's view on ``hosts`` (or on its origin); see the module doc."""
+                  vcpu_features: frozenset[str] | None = None, resolver: Resolver | None = None,
+                  caps: frozenset[str] | None = None) -> Template:
+    """What ``model`` changes relative to KVM's view on ``hosts`` (or on its origin); see the module doc.
+    ``vcpu_features`` and ``caps`` (``--kvm-caps``) override the model's own."""
     if model.role == "host":
         raise CpumodelError(host_refusal(model))
     db = regdb.load()
@@ -216,7 +218,7 @@ def make_template(model: Model, *, hosts: list[Model] | None = None, kernel: str
         refs = [Reference(f"the model's origin {origin.name} ({origin.path}): {what}", origin_view)]
     else:
         refs = []
-    caps = kvm_caps(model)
+    caps = caps if caps is not None else kvm_caps(model)
     tpl = Template(model=model, references=refs)
     need_caps: set[str] = set()
     for name in sorted(values, key=lambda n: (not _id_space(db.registers[n]), db.registers[n].encoding)):
@@ -332,7 +334,7 @@ def check_for_targets(model: Model, hosts: list[Model], opts: Any, *, template: 
     skip: set[tuple[str, str]] = set()
     if template and hosts and model.role == "guest":
         tpl = make_template(model, hosts=hosts, kernel=opts.kernel, vcpu_features=opts.vcpu_features,
-                            resolver=resolver)
+                            resolver=resolver, caps=getattr(opts, "kvm_caps", None))
         written = {w.register.name for w in tpl.writes}
         skip |= {(n, "*") for n in model.values if n not in written}
         for reg_fields, _ in tpl.unequal:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from cpumodel.emit.escape import one_line, yaml_str
+from cpumodel.escape import one_line, yaml_str
 
 #: Keys and words written unquoted: names that YAML 1.1 and 1.2 both read as the same string.
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_.+-]*")

@@ -655,6 +655,9 @@ def test_imp_id_registers_need_the_capability(tmp_path: Path) -> None:
         make_template(Resolver().resolve_file(str(prof)), kernel=KERNEL)
     code, _, err = cli("emit", str(prof), "--format", "firecracker", "--kernel", KERNEL)
     assert code in (1, 2) and "writable_imp_id_regs" in err
+    code, out, err = cli("emit", str(prof), "--format", "firecracker", "--kernel", KERNEL,
+                         "--kvm-caps", "writable_imp_id_regs")  # the option says it as the profile key does
+    assert code == 0 and json.loads(out)["kvm_capabilities"] == [str(kvmlist.CAP_WRITABLE_IMP_ID_REGS)], err
     prof.write_text("base: neoverse-v1-kvm7.3\nname: midr\nkvm_caps: [writable_imp_id_regs]\n"
                     "registers:\n  MIDR_EL1: 0x410fd0c0\n")
     code, out, err = cli("emit", str(prof), "--format", "firecracker", "--kernel", KERNEL)

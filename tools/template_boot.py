@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "tests" / "oracle" / "templates"
 #: QEMU 7.2 CPU models the oracle boots (qemu-system-aarch64 -cpu help) that cpumodel has a profile for.
 CPUS = ("max", "neoverse-n1", "cortex-a72", "a64fx")
-KERNELS = ("6.12", "7.3")
+KERNELS = ("6.12", "6.19", "7.2", "7.3")
 #: Firecracker creates a GIC before running vCPUs; the probe's 'vgic' does the same (cpumodel/oracle/cases.py).
 VM_FEATURES = frozenset({"vgic"})
 #: Firecracker's static V1N1 template (filter, value) per register: static_cpu_templates/v1n1.rs fn v1n1()

@@ -106,7 +106,7 @@ def template_of(model: Model, opts: dict[str, object]) -> Template:
     hosts = opts.get("hosts") or None
     return make_template(model, hosts=hosts, kernel=opts.get("kernel"),  # type: ignore[arg-type]
                          vcpu_features=opts.get("vcpu_features"),  # type: ignore[arg-type]
-                         resolver=opts.get("resolver"))  # type: ignore[arg-type]
+                         resolver=opts.get("resolver"), caps=opts.get("kvm_caps"))  # type: ignore[arg-type]
 
 
 def rows_of(model: Model, opts: dict[str, object]) -> tuple[list[tuple[regdb.Register, int, str]],

@@ -6,13 +6,17 @@ them, so the written profile loads back with exactly the values computed (tested
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from cpumodel.findings import Finding
 from cpumodel.ops import Baseline
 from cpumodel.policy import SOURCE as POLICY_SOURCE
 from cpumodel.resolve import Model
 from cpumodel.yamlout import Writer
 
 
-def baseline_yaml(b: Baseline, models: list[Model], name: str = "baseline") -> str:
+def baseline_yaml(b: Baseline, models: list[Model], name: str = "baseline", findings: Sequence[Finding] = (),
+                  identity: Sequence[Finding] = ()) -> str:
     hosts = ", ".join(m.name for m in models)
     w = Writer()
     w.comment(f"Baseline of {len(models)} hosts: {hosts}")
@@ -28,6 +32,10 @@ def baseline_yaml(b: Baseline, models: list[Model], name: str = "baseline") -> s
     for reg_name, v in b.values.items():
         lim = [(f, who) for (r, f), who in b.limited_by.items() if r == reg_name]
         w.hex(reg_name, v, "; ".join(f"{f} limited by {who}" for f, who in lim) or None, indent=2)
+    for f in findings:
+        w.comment(f"architecture finding: {f.rule}: {f.message}")
+    for f in identity:
+        w.comment(f"identity finding: {f.rule}: {f.message}")
     return w.text()
 
 

@@ -1,12 +1,17 @@
-"""Human-readable findings, like a linter: ``file:line:col: RULE severity message``."""
+"""Human-readable findings, like a linter: ``file:line:col: RULE severity message``.
+
+Everything from a profile (file names, names, values quoted in messages) is shown through
+``escape.one_line``: no control character or bidirectional override reaches the terminal.
+"""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from typing import TextIO
 
+from cpumodel.escape import one_line
 from cpumodel.findings import Finding
+from cpumodel.report import Renderer
 
 _COLORS = {"error": "\033[1;31m", "warning": "\033[1;33m", "info": "\033[36m"}
 _BOLD, _DIM, _RESET = "\033[1m", "\033[2m", "\033[0m"
@@ -16,29 +21,23 @@ def _fmt_int(v: int | None) -> str:
     return "" if v is None else f"{v:#x}"
 
 
-class TextRenderer:
+class TextRenderer(Renderer):
     """Streams findings as they come (memory stays flat however many profiles are checked)."""
 
-    def __init__(self, out: TextIO, *, color: bool = False, statistics: bool = False, quiet: bool = False) -> None:
-        self.out, self.color, self.statistics, self.quiet = out, color, statistics, quiet
-        self.severities: Counter[str] = Counter()
-        self.rules: Counter[str] = Counter()
-        self.unreadable = 0
+    def __init__(self, out: TextIO, *, color: bool = False, **kw: object) -> None:
+        super().__init__(out, **kw)  # type: ignore[arg-type]
+        self.color = color
 
     def _c(self, code: str, text: str) -> str:
         return f"{code}{text}{_RESET}" if self.color else text
 
-    def error(self, message: str) -> None:
-        self.unreadable += 1
-        self.out.write(f"{self._c(_BOLD, 'error')}: {message}\n")
-
     def add(self, findings: Sequence[Finding]) -> None:
+        super().add(findings)
         c, out = self._c, self.out
         for f in findings:
-            self.severities[f.severity] += 1
-            self.rules[f.rule] += 1
-            where = str(f.location) if f.location else f.profile
-            out.write(f"{c(_BOLD, where)}: {c(_COLORS.get(f.severity, ''), f.rule)} {f.severity}: {f.message}\n")
+            where = one_line(str(f.location) if f.location else f.profile)
+            out.write(f"{c(_BOLD, where)}: {c(_COLORS.get(f.severity, ''), f.rule)} {f.severity}: "
+                      f"{one_line(f.message)}\n")
             if self.quiet:
                 continue
             details = []
@@ -55,14 +54,17 @@ class TextRenderer:
             if f.errno:
                 details.append(f"KVM returns {f.errno}")
             if details:
-                out.write(c(_DIM, "    " + "; ".join(details)) + "\n")
+                out.write(c(_DIM, "    " + one_line("; ".join(details))) + "\n")
             if f.why:
-                out.write(c(_DIM, f"    why: {f.why}") + "\n")
+                out.write(c(_DIM, f"    why: {one_line(f.why)}") + "\n")
             if f.source:
-                out.write(c(_DIM, f"    source: {f.source}") + "\n")
+                out.write(c(_DIM, f"    source: {one_line(f.source)}") + "\n")
 
     def finish(self, profiles: int) -> None:
         out, counts = self.out, self.severities
+        if self.err is None:  # no separate error stream: the load errors go with the report
+            for e in self.errors:
+                out.write(f"{self._c(_BOLD, 'error')}: {one_line(str(e))}\n")
         if self.statistics and self.rules:
             for rule, n in sorted(self.rules.items(), key=lambda kv: (-kv[1], kv[0])):
                 out.write(f"{n:6d}  {rule}\n")
@@ -71,12 +73,3 @@ class TextRenderer:
             parts.insert(0, f"{self.unreadable} unreadable profile{'s' if self.unreadable != 1 else ''}")
         summary = ", ".join(parts) if parts else "no problems"
         out.write(f"{summary} in {profiles} profile{'s' if profiles != 1 else ''}\n")
-
-
-def render_text(findings: Sequence[Finding], errors: Sequence[str], profiles: int, out: TextIO, *,
-                color: bool = False, statistics: bool = False, quiet: bool = False) -> None:
-    r = TextRenderer(out, color=color, statistics=statistics, quiet=quiet)
-    for e in errors:
-        r.error(e)
-    r.add(findings)
-    r.finish(profiles)
