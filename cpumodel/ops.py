@@ -312,10 +312,13 @@ def checked_baseline(models: list[Model], name: str,
 
 def migration(a: Model, b: Model, kernel: str | None) -> tuple[list[Verdict], list]:  # type: ignore[type-arg]
     """``cpumodel diff --migratable``: per-field verdicts, and the identity findings (I002-I005) of what
-    the guest chose at boot from A's identity, judged on B."""
+    the guest chose at boot from A's identity, judged on B, and A's firmware pseudo-registers restored
+    on B (F001)."""
+    from cpumodel.rules.firmware import migration_findings
     from cpumodel.rules.identity import pool_findings
 
-    return migratable(a, b, kernel), pool_findings(a, [b], kernel, boot=a if a.role == "host" else None)
+    ident = pool_findings(a, [b], kernel, boot=a if a.role == "host" else None)
+    return migratable(a, b, kernel), ident + migration_findings(a, b, kernel)
 
 
 def decode_spec(spec: str) -> tuple[regdb.Register, int | None]:

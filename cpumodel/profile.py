@@ -24,6 +24,8 @@ Profile format (JSON Schema: ``data/profile.schema.json``)::
     host_registers:                 # origin: kvm-defaults: raw host fields KVM hides from its view
       ID_AA64PFR0_EL1: {MPAM: 0}
     unseen: {ID_AA64MMFR2_EL1: [TTL]}  # fields the capture could not see (unknown, not 0)
+    firmware: {PSCI_VERSION: 0x10001, SMCCC_ARCH_WORKAROUND_3: 1}  # KVM firmware pseudo-registers
+                                    # (fw-pseudo-registers.rst) the VMM restores, by name
     ignore: [A001, ARCH-FEAT_SVE-*]  # optional: rule IDs or patterns to silence
     sources: {ID_AA64PFR0_EL1: "..."}   # optional: per-register source notes
 """
@@ -53,7 +55,7 @@ from cpumodel.yamlsrc import (
 ROLES = ("guest", "host")
 TOP_KEYS = ("name", "description", "source", "role", "base", "arch", "registers", "features",
             "vcpu_features", "kvm_caps", "origin", "vulnerabilities", "host_registers", "unseen", "ignore",
-            "sources", "kernel_release")
+            "sources", "kernel_release", "firmware")
 VCPU_FEATURES = ("pmu", "sve", "ptrauth", "el1_32bit")
 #: VM capabilities a VMM enables with KVM_ENABLE_CAP that change KVM's ID-register verdicts.
 KVM_CAPS = ("writable_imp_id_regs",)
@@ -104,6 +106,7 @@ class Profile:
     ignore: list[tuple[str, Location]] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)
     kernel_release: str = ""  # the host's `uname -r`, recorded by capture (--kernel host)
+    firmware: dict[str, tuple[int, Location]] = field(default_factory=dict)  # firmware pseudo-registers
 
 
 def load(path: str | Path, *, referenced: bool = False) -> Profile:
@@ -189,10 +192,35 @@ def parse(node: Node | None, path: str) -> Profile:
             prof.sources = _sources(vnode, path, db)
         elif key == "kernel_release":
             prof.kernel_release = _name(vnode, path, key).strip()
+        elif key == "firmware":
+            prof.firmware = _firmware(vnode, path)
         else:
             raise CpumodelError(f"unknown key {shown(key)}", loc(path, knode),
                                 hint=suggest(key, TOP_KEYS) or f"expected one of: {', '.join(TOP_KEYS)}")
     return prof
+
+
+def _firmware(node: Node, path: str) -> dict[str, tuple[int, Location]]:
+    from cpumodel.kvm.firmware import NAMES, canonical
+
+    if not isinstance(node, MappingNode):
+        raise CpumodelError(f"firmware: expected a mapping of firmware pseudo-registers ({', '.join(NAMES)}) "
+                            f"to values, got {describe(node)}", loc(path, node))
+    out: dict[str, tuple[int, Location]] = {}
+    for k, v in node.value:
+        raw = _key(k, path)
+        name = canonical(raw)
+        if name is None:
+            raise CpumodelError(f"firmware: unknown firmware register {shown(raw)}", loc(path, k),
+                                hint=suggest(raw.upper(), NAMES) or f"expected one of: {', '.join(NAMES)}")
+        if name in out:
+            raise CpumodelError(f"firmware: {name} given twice", loc(path, k))
+        value = _number(v, path, f"firmware.{name}")
+        if value is None or not 0 <= value < 1 << 64:
+            raise CpumodelError(f"firmware.{name}: expected a 64-bit unsigned integer, got {describe(v)}",
+                                loc(path, v))
+        out[name] = (value, loc(path, v))
+    return out
 
 
 def _key(node: Node, path: str) -> str:

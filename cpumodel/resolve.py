@@ -61,6 +61,8 @@ class Model:
     kvm_caps_loc: Location | None = None
     value_origin: str | None = None  # profile key origin: "cpu" | "kvm-defaults" | None (hand-made)
     vulnerabilities: dict[str, str] = field(default_factory=dict)  # sysfs vulnerabilities/<name> text
+    firmware: dict[str, int] = field(default_factory=dict)  # KVM firmware pseudo-registers (kvm/firmware.py)
+    firmware_loc: dict[str, Location] = field(default_factory=dict)
     host_fields: dict[str, int] = field(default_factory=dict)  # "REG.FIELD" -> raw host value KVM hides
     unseen: dict[str, int] = field(default_factory=dict)  # register -> mask of bits the capture could not see
     # Files whose values are facts, not choices: a real CPU (role: host) or KVM's own defaults
@@ -209,6 +211,7 @@ class Resolver:
             model.notes = list(base.notes)
             model.kvm_caps, model.kvm_caps_loc = base.kvm_caps, base.kvm_caps_loc
             model.vulnerabilities = dict(base.vulnerabilities)
+            model.firmware, model.firmware_loc = dict(base.firmware), dict(base.firmware_loc)
             model.host_fields = dict(base.host_fields)
             model.unseen = dict(base.unseen)
             model.facts = dict(base.facts)
@@ -259,6 +262,8 @@ class Resolver:
             model.kvm_caps = frozenset(c for c, _ in prof.kvm_caps)
             model.kvm_caps_loc = prof.kvm_caps[0][1] if prof.kvm_caps else prof.loc
         model.vulnerabilities.update({k: v for k, (v, _) in prof.vulnerabilities.items()})
+        for k, (v, where) in prof.firmware.items():
+            model.firmware[k], model.firmware_loc[k] = v, where
         for name, spec in prof.host_registers.items():
             for fv in spec.fields.values():
                 model.host_fields[f"{name}.{fv.field}"] = fv.value

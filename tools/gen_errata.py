@@ -53,6 +53,8 @@ SMCCC_H = "include/linux/arm-smccc.h"
 UAPI_KVM_H = "arch/arm64/include/uapi/asm/kvm.h"
 CPUFEATURE_H = "arch/arm64/include/asm/cpufeature.h"
 CPUFEATURE_C = "arch/arm64/kernel/cpufeature.c"
+HYPERCALLS_C = "arch/arm64/kvm/hypercalls.c"
+ARM_PSCI_H = "include/kvm/arm_psci.h"
 
 # Macros whose meaning the parser hard-codes: (file, macro, quote its definition must contain).
 MACRO_CHECKS = (
@@ -593,6 +595,95 @@ def target_impl(t: Tree) -> dict[str, Any]:
     return out
 
 
+def firmware(t: Tree) -> dict[str, Any]:
+    """KVM's firmware pseudo-registers (Documentation/virt/kvm/arm/fw-pseudo-registers.rst): ids,
+    values, defaults and the rules kvm_arm_set_fw_reg() applies to a restored value."""
+    uapi = t.text(UAPI_KVM_H)
+    hc = t.text(HYPERCALLS_C)
+    for q in ("#define KVM_REG_ARM_FW (0x0014 << KVM_REG_ARM_COPROC_SHIFT)",
+              "#define KVM_REG_ARM_FW_FEAT_BMAP (0x0016 << KVM_REG_ARM_COPROC_SHIFT)"):
+        t.quote(UAPI_KVM_H, q)
+    ids: dict[str, int] = {}
+    regs: dict[str, dict[str, Any]] = {}
+    for m in re.finditer(r"^#define\s+(KVM_REG_ARM_\w+)\s+KVM_REG_ARM_(FW_REG|FW_FEAT_BMAP_REG)\((\d+)\)", uapi, re.M):
+        base = 0x0014 if m.group(2) == "FW_REG" else 0x0016
+        ids[m.group(1)] = 0x6030000000000000 | (base << 16) | int(m.group(3))
+        regs[m.group(1)] = {"id": f"{ids[m.group(1)]:#x}", "source": t.src(UAPI_KVM_H, line_of(uapi, m.start()))}
+    m = re.search(r"kvm_arm_fw_reg_ids\[\]\s*=\s*\{([^}]*)\}", hc)
+    if not m:
+        raise GenError(f"{HYPERCALLS_C}: no kvm_arm_fw_reg_ids[]")
+    listed = re.findall(r"KVM_REG_ARM_\w+", m.group(1))
+    for name in listed:
+        if name not in regs:
+            raise GenError(f"{HYPERCALLS_C}: {name} has no id in {UAPI_KVM_H}")
+        regs[name]["listed"] = t.src(HYPERCALLS_C, line_of(hc, m.start()), "kvm_arm_fw_reg_ids[]")
+    regs = {k: v for k, v in regs.items() if k in listed}
+    consts: dict[str, int] = {}
+    for cm in re.finditer(r"^#define\s+(KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_\d_\w+)\s+(\d+|\(1U << \d+\))", uapi, re.M):
+        shift = re.search(r"<< (\d+)", cm.group(2))
+        consts[cm.group(1)] = 1 << int(shift.group(1)) if shift else int(cm.group(2))
+    for name in regs:
+        if "WORKAROUND" in name:
+            regs[name]["levels"] = {k.removeprefix(name + "_"): v for k, v in consts.items()
+                                    if k.startswith(name + "_")}
+    # bitmaps: the bits each accepts (GENMASK(<enum>_BIT_COUNT - 1, 0)) and their defaults
+    for name in [n for n in regs if n.endswith("BMAP") or n.endswith("BMAP_2")]:
+        em = re.search(rf"enum\s*\{{([^}}]*?){name}_BIT_COUNT", uapi, re.S)
+        if not em:
+            raise GenError(f"{UAPI_KVM_H}: no {name}_BIT_COUNT")
+        bits = re.findall(r"(KVM_REG_ARM_\w+_BIT_\w+)\s*=\s*(\d+)", em.group(1))
+        regs[name]["bits"] = {b: int(v) for b, v in bits}
+        regs[name]["mask"] = (1 << (max((int(v) for _, v in bits), default=-1) + 1)) - 1
+        field = {"KVM_REG_ARM_STD_BMAP": "std_bmap", "KVM_REG_ARM_STD_HYP_BMAP": "std_hyp_bmap",
+                 "KVM_REG_ARM_VENDOR_HYP_BMAP": "vendor_hyp_bmap",
+                 "KVM_REG_ARM_VENDOR_HYP_BMAP_2": "vendor_hyp_bmap_2"}[name]
+        im = re.search(rf"smccc_feat->{field}\s*=\s*(\w+);", find_functions(hc)["kvm_arm_init_hypercalls"].body)
+        regs[name]["default"] = regs[name]["mask"] if im else 0
+        regs[name]["default_source"] = t.src(HYPERCALLS_C, t.quote(HYPERCALLS_C, im.group(0), "kvm_arm_init_hypercalls")
+                                             if im else find_functions(hc)["kvm_arm_init_hypercalls"].start,
+                                             "kvm_arm_init_hypercalls()")
+    # PSCI versions kvm_arm_set_fw_reg() accepts, and the default (KVM_ARM_PSCI_LATEST)
+    psci_h = t.text(ARM_PSCI_H)
+    pv = {pm.group(1): (int(pm.group(2)) << 16) | int(pm.group(3))
+          for pm in re.finditer(r"^#define\s+(KVM_ARM_PSCI_\d_\d)\s+PSCI_VERSION\((\d+),\s*(\d+)\)", psci_h, re.M)}
+    lm = re.search(r"^#define\s+KVM_ARM_PSCI_LATEST\s+(KVM_ARM_PSCI_\d_\d)", psci_h, re.M)
+    set_fn = find_functions(hc)["kvm_arm_set_fw_reg"]
+    cases = re.findall(r"case\s+(KVM_ARM_PSCI_\d_\d)\s*:", set_fn.body)
+    if not lm or not cases:
+        raise GenError(f"{ARM_PSCI_H}/{HYPERCALLS_C}: PSCI versions not found")
+    regs["KVM_REG_ARM_PSCI_VERSION"].update({
+        "accepted": {c: pv[c] for c in cases}, "psci_0_1_without_0_2_only": True,
+        "default": pv[lm.group(1)], "default_source": t.src(ARM_PSCI_H, line_of(psci_h, lm.start())),
+        "rule_source": t.src(HYPERCALLS_C, t.quote(HYPERCALLS_C, "wants_02 =",
+                                                    "kvm_arm_set_fw_reg"), "kvm_arm_set_fw_reg()")})
+    rules = {
+        "wa_level_le_host": "reg->id) < val)",
+        "wa_mask": "if (val & ~KVM_REG_FEATURE_LEVEL_MASK)",
+        "wa2_enabled_only_if_avail": "(val & KVM_REG_ARM_SMCCC_ARCH_WORKAROUND_2_ENABLED) &&",
+        "wa2_level_le_host": "reg->id) < wa_level)",
+    }
+    out: dict[str, Any] = {"registers": regs, "rules": {
+        k: t.src(HYPERCALLS_C, t.quote(HYPERCALLS_C, q, "kvm_arm_set_fw_reg"), "kvm_arm_set_fw_reg()")
+        for k, q in rules.items()}}
+    bm = find_functions(hc)["kvm_arm_set_fw_reg_bmap"]
+    out["rules"]["bmap_unsupported_bit"] = t.src(HYPERCALLS_C, t.quote(HYPERCALLS_C, "if (val & ~fw_reg_features)",
+                                                                        "kvm_arm_set_fw_reg_bmap"), bm.name + "()")
+    out["rules"]["bmap_after_run"] = t.src(HYPERCALLS_C, t.quote(HYPERCALLS_C, "val != *fw_reg_bmap",
+                                                                  "kvm_arm_set_fw_reg_bmap"), bm.name + "()")
+    out["rules"]["host_levels"] = t.src(HYPERCALLS_C, find_functions(hc)["get_kernel_wa_level"].start,
+                                        "get_kernel_wa_level()")
+    # WA2 reads NOT_AVAIL when SSBS is there: the guest's view (kvm_has_feat) or, before, the host's cap
+    for q, whose in (("if (kvm_has_feat(vcpu->kvm, ID_AA64PFR1_EL1, SSBS, IMP))", "guest"),
+                     ("if (cpus_have_final_cap(ARM64_SSBS))", "host")):
+        if quote_re(q).search(find_functions(hc)["get_kernel_wa_level"].body):
+            line = t.quote(HYPERCALLS_C, q, "get_kernel_wa_level")
+            out["wa2_ssbs"] = {"whose": whose, "source": t.src(HYPERCALLS_C, line, "get_kernel_wa_level()")}
+            break
+    else:
+        raise GenError(f"{HYPERCALLS_C}: get_kernel_wa_level() no longer tests SSBS as modelled")
+    return out
+
+
 def generate(root: Path) -> dict[str, Any]:
     t = Tree(root)
     overlay = json.loads(OVERLAY.read_text())
@@ -611,6 +702,7 @@ def generate(root: Path) -> dict[str, Any]:
         "errata": errata,
         "spectre": spectre(t, cores, consts, overlay),
         "target_impl": target_impl(t),
+        "firmware": firmware(t),
         "kconfig": {c: kcfg[c] for c in used if c in kcfg},
     }
     return data

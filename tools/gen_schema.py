@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from cpumodel import regdb
+from cpumodel.kvm.firmware import NAMES as FIRMWARE_NAMES
 from cpumodel.profile import KVM_CAPS, ORIGINS, ROLES, TOP_KEYS, VCPU_FEATURES, VULNERABILITIES
 
 OUT = Path(__file__).resolve().parent.parent / "cpumodel" / "data" / "profile.schema.json"
@@ -68,6 +69,12 @@ def build() -> dict[str, object]:
                    "description": "Fields the capture could not see (unknown, not 0), by register."},
         "ignore": names,
         "sources": {"type": "object", "additionalProperties": {"type": "string"}},
+        "firmware": {"type": "object", "additionalProperties": False,
+                     "properties": {n: {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string"}]}
+                                    for n in FIRMWARE_NAMES},
+                     "description": "KVM firmware pseudo-registers the VMM restores (Documentation/virt/kvm/arm/"
+                                    "fw-pseudo-registers.rst): PSCI version, SMCCC_ARCH_WORKAROUND_1/2/3 levels, "
+                                    "hypercall bitmaps."},
         "kernel_release": {"type": "string",
                            "description": "The host's kernel release (uname -r), recorded by cpumodel capture; "
                                           "--kernel host (or no --kernel) picks that kernel's KVM rule set."},

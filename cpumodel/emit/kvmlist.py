@@ -186,6 +186,16 @@ def emit_kvm(model: Model, **opts: object) -> str:
     out = [f"# {one_line(line)}" for line in _header_lines(model, opts, "KVM one-reg list")]
     out.append("# Format: <KVM one-reg id> <64-bit value>  # <register>")
     out += [f"{r.onereg:#018x} {v:#018x}  # {r.name}" + (f" ({c})" if c else "") for r, v, c in ok]
+    if model.firmware:  # firmware pseudo-registers (fw-pseudo-registers.rst), also before the first KVM_RUN
+        from cpumodel import identity
+        from cpumodel.kvm import firmware
+
+        regs = firmware.registers(identity.line_or_newest(opts.get("kernel")))  # type: ignore[arg-type]
+        out.append("# Firmware pseudo-registers (Documentation/virt/kvm/arm/fw-pseudo-registers.rst):")
+        for name in firmware.NAMES:
+            if name in model.firmware and name in regs:
+                out.append(f"{int(regs[name]['id'], 16):#018x} {model.firmware[name]:#018x}  # "
+                           f"{firmware.PREFIX}{name}")
     if skipped:
         out.append("# Not written:" if opts.get("only_changed")
                    else "# Not written: KVM has no one-reg for these, so no VMM can set them:")

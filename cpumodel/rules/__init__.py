@@ -65,7 +65,7 @@ def rule(id: str, name: str, *, kind: str, severity: str, source: str) -> Callab
 
 def _load_builtin() -> None:
     # Importing the modules registers their rules.
-    from cpumodel.rules import arch, identity, kvm_writes, profile_rules, vcpu  # noqa: F401
+    from cpumodel.rules import arch, firmware, identity, kvm_writes, profile_rules, vcpu  # noqa: F401
 
 
 _LOADED: list[bool] = []

@@ -1,0 +1,104 @@
+"""Firmware pseudo-register rules (``F0xx``): the values a profile's ``firmware:`` key restores with
+KVM_SET_ONE_REG, judged by ``kvm_arm_set_fw_reg()`` of the kernel line (``cpumodel.kvm.firmware``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from cpumodel import identity
+from cpumodel.findings import Finding
+from cpumodel.resolve import Model
+from cpumodel.rules import Context, rule
+
+if TYPE_CHECKING:
+    from cpumodel.kvm.firmware import Verdict
+
+HYPERCALLS = "arch/arm64/kvm/hypercalls.c kvm_arm_set_fw_reg()"
+PREFIX = "KVM_REG_ARM_"
+
+
+def levels_on(host: Model | None, guest: Model, line: str) -> dict[str, int] | None:
+    """get_kernel_wa_level() of ``host`` for ``guest`` (None without a host that sets MIDR_EL1)."""
+    from cpumodel.kvm import firmware
+
+    if host is None or "MIDR_EL1" not in host.values:
+        return None
+    hd = identity.of_model(host.values, host.field_values(), line, identity.bare_metal())
+    if hd is None:
+        return None
+    ssbs = (guest.field_values().get(("ID_AA64PFR1_EL1", "SSBS")) or 0) >= 1
+    return firmware.host_levels(line, hd, ssbs)
+
+
+def verdicts(model: Model, ctx: Context) -> list[tuple[str, int, Verdict]]:
+    if not model.firmware:
+        return []
+    from cpumodel.kvm import firmware
+
+    key = "firmware.verdicts"
+    if key not in ctx.memo:
+        line = identity.line_or_newest(ctx.kernel)
+        lv = levels_on(ctx.host, model, line)
+        ctx.memo[key] = [(n, v, firmware.check(line, n, v, lv)) for n, v in model.firmware.items()]
+    out: list[tuple[str, int, Verdict]] = ctx.memo[key]
+    return out
+
+
+@rule("F001", "firmware-register-refused", kind="kvm", severity="error",
+      source=f"Linux {HYPERCALLS}; Documentation/virt/kvm/arm/fw-pseudo-registers.rst")
+def firmware_refused(model: Model, ctx: Context) -> Iterator[Finding]:
+    """KVM refuses a firmware pseudo-register value the profile restores.
+
+    A VMM saves the firmware pseudo-registers (PSCI version, SMCCC_ARCH_WORKAROUND_1/2/3 levels,
+    the hypercall bitmaps) with the vCPU and restores them on the destination; KVM refuses what
+    its kernel line does not know (ENOENT, unknown PSCI version or bitmap bit: EINVAL) and a
+    workaround level above what the host kernel itself has (``get_kernel_wa_level()``): a guest
+    saved on a host unaffected by Spectre-BHB (WORKAROUND_3 NOT_REQUIRED) cannot be restored on
+    an affected one. With ``--host`` the levels come from the host's own Spectre states.
+
+    Bad (on a Neoverse N1 host):  ``firmware: {SMCCC_ARCH_WORKAROUND_3: 2}``
+    Good: ``firmware: {SMCCC_ARCH_WORKAROUND_3: 1}``
+    """
+    for name, value, v in verdicts(model, ctx):
+        if not v.ok:
+            yield Finding("F001", "error", f"firmware register {name}={value:#x} refused by KVM ({v.errno})",
+                          register=f"{PREFIX}{name}", asked=value, why=v.why, errno=v.errno,
+                          location=model.firmware_loc.get(name), source=v.source,
+                          kernel=identity.line_or_newest(ctx.kernel))
+
+
+@rule("F002", "firmware-depends-on-host", kind="kvm", severity="info",
+      source=f"Linux {HYPERCALLS} get_kernel_wa_level()")
+def firmware_depends_on_host(model: Model, ctx: Context) -> Iterator[Finding]:
+    """Whether KVM accepts a restored SMCCC_ARCH_WORKAROUND level depends on the host, not given.
+
+    KVM accepts a workaround level only up to the host kernel's own (its Spectre-v2, -v4 and -BHB
+    states). Give the host with ``--host HOST.yaml``.
+    """
+    pending = [n for n, _, v in verdicts(model, ctx) if v.depends_on_host]
+    if pending:
+        yield Finding("F002", "info", f"firmware register(s) {', '.join(pending)}: accepted only up to the host "
+                      "kernel's own level; give --host", location=model.firmware_loc.get(pending[0]),
+                      source=verdicts(model, ctx)[0][2].source)
+
+
+def migration_findings(a: Model, b: Model, kernel: str | None) -> list[Finding]:
+    """F001 for restoring A's firmware pseudo-registers on host B: A's ``firmware:`` values, or, when A
+    is a host, what KVM gives a VM there (the values a VMM saves)."""
+    from cpumodel.kvm import firmware
+
+    line = identity.line_or_newest(kernel)
+    values = dict(a.firmware)
+    if not values and a.role == "host":
+        values = firmware.defaults(line, levels_on(a, a, line))
+    lv = levels_on(b, a, line)
+    out = []
+    for name, value in values.items():
+        v = firmware.check(line, name, value, lv)
+        if not v.ok:
+            out.append(Finding("F001", "error", f"[restore on {b.name}] firmware register {name}={value:#x} "
+                               f"refused by KVM ({v.errno})", register=f"{PREFIX}{name}", asked=value,
+                               why=v.why, errno=v.errno, location=a.firmware_loc.get(name), source=v.source,
+                               kernel=line))
+    return out
