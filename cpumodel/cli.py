@@ -460,7 +460,7 @@ def errata(profile: str, kernel: str | None, host: str | None, impls: tuple[str,
         host_dec = None
         if host:
             hm = models[1]
-            hd = identity.of_model(hm.values, hm.field_values(), line, identity.bare_metal())
+            hd = identity.host_decision(hm.values, hm.field_values(), line, hm.vulnerabilities)
             if hd is None:
                 raise CpumodelError(f"{hm.path}: the host profile sets no MIDR_EL1")
             host_dec = hd.spectre

@@ -331,6 +331,46 @@ def of_model(values: Mapping[str, int], fields: Fields, line: str,
     return decide(line, impls, fields, host)
 
 
+def from_sysfs(spectre: dict[str, Mitigation], vulns: Mapping[str, str]) -> dict[str, Mitigation]:
+    """A host's Spectre-v2/BHB states as its kernel reported them (profile ``vulnerabilities:``, the text
+    of /sys/devices/system/cpu/vulnerabilities/spectre_v2, cpu_show_spectre_v2() in proton-pack.c:
+    "Not affected", "Mitigation: CSV2|Branch predictor hardening" + "" (BHB unaffected) / ", BHB" /
+    ", but not BHB", "Vulnerable"), over what the tables derive from its identity."""
+    text = (vulns.get("spectre_v2") or "").strip()
+    if not text:
+        return spectre
+    out = dict(spectre)
+    src = "profile vulnerabilities: spectre_v2 (sysfs, cpu_show_spectre_v2())"
+    if text == "Not affected":
+        out["v2"] = Mitigation("v2", "unaffected", "not affected (host sysfs)", src)
+        out["bhb"] = Mitigation("bhb", "unaffected", "not affected (host sysfs)", src)
+        return out
+    if text == "Vulnerable":
+        out["v2"] = Mitigation("v2", "vulnerable", "vulnerable (host sysfs)", src)
+        return out
+    if text.startswith("Mitigation: CSV2"):
+        out["v2"] = Mitigation("v2", "unaffected", "not affected: CSV2 (host sysfs)", src)
+    elif text.startswith("Mitigation: Branch predictor hardening"):
+        out["v2"] = Mitigation("v2", "firmware", "branch predictor hardening (host sysfs)", src)
+    if text.endswith("but not BHB"):
+        out["bhb"] = Mitigation("bhb", "vulnerable", "vulnerable (host sysfs: but not BHB)", src)
+    elif text.endswith(", BHB"):
+        if out["bhb"].kind in ("unaffected", "vulnerable", "hypervisor"):
+            out["bhb"] = Mitigation("bhb", "firmware", "mitigated (host sysfs: BHB)", src)
+    elif text.startswith("Mitigation:"):
+        out["bhb"] = Mitigation("bhb", "unaffected", "not affected (host sysfs)", src)
+    return out
+
+
+def host_decision(values: Mapping[str, int], fields: Fields, line: str,
+                  vulns: Mapping[str, str] | None = None) -> Decision | None:
+    """What a host kernel of ``line`` decides on the bare CPU; its sysfs facts, when given, win."""
+    d = of_model(values, fields, line, bare_metal())
+    if d is not None and vulns:
+        d.spectre = from_sysfs(d.spectre, vulns)
+    return d
+
+
 def kconfig(line: str, name: str) -> dict[str, str] | None:
     k: dict[str, str] | None = load(line)["kconfig"].get(name)
     return k
@@ -408,13 +448,19 @@ class HostComparison:
 
 def compare(line: str, guest_values: Mapping[str, int], guest_fields: Fields, host_values: Mapping[str, int],
             host_fields: Fields, impls: list[Impl] | None = None,
-            boot: Mapping[str, Mitigation] | None = None) -> HostComparison | None:
+            boot: Mapping[str, Mitigation] | None = None,
+            host_vulns: Mapping[str, str] | None = None) -> HostComparison | None:
     """None when either side has no MIDR_EL1. ``boot``: the decisions of the host the guest booted on
     (it answered the guest's firmware calls); default the host compared with."""
     host = of_model(host_values, host_fields, line, bare_metal())
     if host is None:
         return None
-    guest = of_model(guest_values, guest_fields, line, boot or host.spectre, impls)
+    answers = host.spectre  # what KVM on this host answers the guest's firmware calls
+    if host_vulns:
+        answers = from_sysfs(host.spectre, host_vulns)
+        # what the hardware needs: the tables, unless the host kernel itself says it is not affected
+        host.spectre = {k: answers[k] if answers[k].kind == "unaffected" else m for k, m in host.spectre.items()}
+    guest = of_model(guest_values, guest_fields, line, boot or answers, impls)
     if guest is None:
         return None
 

@@ -121,3 +121,24 @@ def test_baseline_pool_and_target_implementations() -> None:
     # 6.12 has no hypercall: no I005
     r = CliRunner().invoke(main, ["baseline", A55, N1, "--kernel", "6.12"])
     assert "I005" not in r.output
+
+
+def test_host_sysfs_facts(write) -> None:  # type: ignore[no-untyped-def]
+    """The host's own /sys/devices/system/cpu/vulnerabilities/spectre_v2 text (profile key vulnerabilities:)
+    answers the guest's firmware calls: a host kernel that leaves BHB unmitigated offers no
+    SMCCC_ARCH_WORKAROUND_3, so a guest identity relying on that call is left vulnerable."""
+    host = write("v1host.yaml", "name: v1host\nbase: neoverse-v1\nrole: host\n"
+                                "vulnerabilities: {spectre_v2: 'Mitigation: CSV2, but not BHB'}\n")
+    # an identity on no loop list (A64FX) relies on the firmware call
+    g = write("fx.yaml", "name: fx\nbase: neoverse-v1\nrole: guest\nvcpu_features: [pmu, ptrauth, sve]\n"
+                         "registers:\n  MIDR_EL1: 0x461f0010\n")
+    fs = [f for f in findings(str(g), "--host", str(host), "--kernel", "7.3") if f["rule"] == "I003"]
+    assert fs and "unmitigated" in fs[0]["message"], fs
+    # with a host kernel that mitigates BHB the firmware call is there: no I003
+    ok = write("v1ok.yaml", "name: v1ok\nbase: neoverse-v1\nrole: host\n"
+                            "vulnerabilities: {spectre_v2: 'Mitigation: CSV2, BHB'}\n")
+    assert not [f for f in findings(str(g), "--host", str(ok), "--kernel", "7.3") if f["rule"] == "I003"]
+    # "Not affected" means the hardware needs nothing: an N1 identity (24) is then fine
+    na = write("v1na.yaml", "name: v1na\nbase: neoverse-v1\nrole: host\nvulnerabilities: {spectre_v2: Not affected}\n")
+    n1 = n1_identity_on_v1(write)
+    assert not [f for f in findings(str(n1), "--host", str(na), "--kernel", "7.3") if f["rule"] == "I003"]

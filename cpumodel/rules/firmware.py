@@ -24,7 +24,7 @@ def levels_on(host: Model | None, guest: Model, line: str) -> dict[str, int] | N
 
     if host is None or "MIDR_EL1" not in host.values:
         return None
-    hd = identity.of_model(host.values, host.field_values(), line, identity.bare_metal())
+    hd = identity.host_decision(host.values, host.field_values(), line, host.vulnerabilities)
     if hd is None:
         return None
     ssbs = (guest.field_values().get(("ID_AA64PFR1_EL1", "SSBS")) or 0) >= 1

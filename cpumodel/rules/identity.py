@@ -11,7 +11,7 @@ registers (I001) and against the host CPU given with ``--host`` (I002-I004).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -27,21 +27,36 @@ CPUFEATURE = "arch/arm64/kernel/cpufeature.c"
 
 
 @cache
-def reference_cores() -> dict[int, Model]:
-    """MIDR model (implementer/architecture/part) -> the shipped real-core profile (``role: host``)."""
+def _reference_index() -> dict[int, str]:
+    """MIDR model -> path of the shipped real-core profile (``role: host``) that sets it; read from the
+    files' text (a profile is resolved only when a guest names its core)."""
+    import re
+
+    out: dict[int, str] = {}
+    for path in sorted(SHIPPED.glob("*.yaml")):
+        text = path.read_text(errors="replace")
+        m = re.search(r"^  MIDR_EL1:\s*(0x[0-9a-fA-F]+)\s*$", text, re.M)
+        if m and re.search(r"^role:\s*host\s*$", text, re.M):
+            out.setdefault(int(m.group(1), 16) & identity.MODEL_MASK, str(path))
+    return out
+
+
+@cache
+def _reference(path: str) -> Model | None:
     from cpumodel.errors import CpumodelError
     from cpumodel.resolve import Resolver
 
-    out: dict[int, Model] = {}
-    r = Resolver([])
-    for path in sorted(SHIPPED.glob("*.yaml")):
-        try:
-            m = r.resolve_file(str(path))
-        except CpumodelError:
-            continue
-        if m.role == "host" and "MIDR_EL1" in m.values:
-            out.setdefault(m.values["MIDR_EL1"] & identity.MODEL_MASK, m)
-    return out
+    try:
+        m = Resolver([]).resolve_file(path)
+    except CpumodelError:
+        return None
+    return m if m.role == "host" and "MIDR_EL1" in m.values else None
+
+
+def reference_core(midr: int) -> Model | None:
+    """The shipped real-core profile whose MIDR names the same core as ``midr`` (implementer/part)."""
+    path = _reference_index().get(midr & identity.MODEL_MASK)
+    return _reference(path) if path else None
 
 
 @cache
@@ -63,10 +78,11 @@ def visible_fields(kernel: str | None) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
-def _feature_names(reg: str, fld: str, value: int) -> set[str]:
+@lru_cache(maxsize=4096)
+def _feature_names(reg: str, fld: str, value: int) -> frozenset[str]:
     from cpumodel.features import FeatureModel
 
-    return set(FeatureModel.load().features_for_value(reg, fld, value))
+    return frozenset(FeatureModel.load().features_for_value(reg, fld, value))
 
 
 @rule("I001", "midr-contradicts-features", kind="identity", severity="warning",
@@ -93,7 +109,7 @@ def midr_contradicts_features(model: Model, ctx: Context) -> Iterator[Finding]:
     midr = model.values.get("MIDR_EL1")
     if midr is None:
         return
-    ref = reference_cores().get(midr & identity.MODEL_MASK)
+    ref = reference_core(midr)
     if ref is None or ref.path == model.path:
         return
     line = identity.line_or_newest(ctx.kernel)
@@ -157,9 +173,10 @@ def _comparison(model: Model, ctx: Context) -> identity.HostComparison | None:
         return cached
     bm = ctx.memo.get("identity.boot_host")
     if bm is not None and "MIDR_EL1" in bm.values:
-        bd = identity.of_model(bm.values, bm.field_values(), line, identity.bare_metal())
+        bd = identity.host_decision(bm.values, bm.field_values(), line, bm.vulnerabilities)
         boot = bd.spectre if bd else None
-    c = identity.compare(line, model.values, model.field_values(), host.values, host.field_values(), boot=boot)
+    c = identity.compare(line, model.values, model.field_values(), host.values, host.field_values(), boot=boot,
+                         host_vulns=host.vulnerabilities)
     ctx.memo["identity.comparison"] = None if c is None or c.same_identity else c
     return ctx.memo["identity.comparison"]  # type: ignore[no-any-return]
 
@@ -310,7 +327,7 @@ def _target_impl_findings(guest: Model, hosts: list[Model], kernel: str | None) 
     impls = [identity.Impl(h.values["MIDR_EL1"], h.values.get("REVIDR_EL1", 0)) for h in hs]
     out: list[Finding] = []
     for h in hs:
-        hd = identity.of_model(h.values, h.field_values(), line, identity.bare_metal())
+        hd = identity.host_decision(h.values, h.field_values(), line, h.vulnerabilities)
         gd = identity.of_model(guest.values, guest.field_values(), line, hd.spectre if hd else None, impls)
         if hd is None or gd is None:
             continue

@@ -266,3 +266,14 @@ def test_upgrade_json_and_downgrade_to_61() -> None:
 def test_upgrade_needs_the_old_kernel() -> None:
     code, out = run("diff", V1, "--to-kernel", "7.3")
     assert code == 2 and "--kernel X.Y" in out
+
+
+def test_check_on_61_refuses_any_value_but_kvms(tmp_path: Path) -> None:
+    """Through the command users run: on 6.1 a lower AES (fine from 6.7 on) is EINVAL."""
+    (tmp_path / "g.yaml").write_text("registers:\n  ID_AA64ISAR0_EL1: {AES: 0}\n")
+    host = str(REPO / "profiles" / "neoverse-n1.yaml")
+    code, out = run("check", str(tmp_path / "g.yaml"), "--host", host, "--kernel", "6.1")
+    assert code == 1 and "K002" in out and "ID registers are not writable on this kernel" in out
+    assert "[Linux 6.1.176]" in out
+    code, out = run("check", str(tmp_path / "g.yaml"), "--host", host, "--kernel", "7.3")
+    assert "AES" not in out or "K002" not in out
