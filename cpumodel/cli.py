@@ -260,8 +260,14 @@ def emit(profile: str, fmt: str, output: str | None, only_changed: bool, kvm_vie
         click.echo(f"cpumodel: refusing to emit {profile}: the model has violations", err=True)
         sys.exit(1)
     try:
-        text = do_emit(model, fmt, kernel=opts.kernel, vcpu_features=opts.vcpu_features, hosts=hosts,
-                       only_changed=only_changed, resolver=resolver, ignore=list(ignore), kvm_caps=opts.kvm_caps)
+        import warnings
+
+        with warnings.catch_warnings(record=True) as notes:  # what a format leaves out: one line each, no traceback
+            warnings.simplefilter("always")
+            text = do_emit(model, fmt, kernel=opts.kernel, vcpu_features=opts.vcpu_features, hosts=hosts,
+                           only_changed=only_changed, resolver=resolver, ignore=list(ignore), kvm_caps=opts.kvm_caps)
+        for note in notes:
+            click.echo(f"cpumodel: note: {note.message}", err=True)
         _deliver(text, output)
     except CpumodelError as e:
         _fail(e)

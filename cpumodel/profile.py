@@ -32,6 +32,7 @@ Profile format (JSON Schema: ``data/profile.schema.json``)::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -150,54 +151,30 @@ def parse(node: Node | None, path: str) -> Profile:
     db = regdb.load()
     for knode, vnode in node.value:
         key = _key(knode, path)
-        if key == "name":
-            prof.name = _string(vnode, path, key)
-        elif key == "description":
-            prof.description = _string(vnode, path, key)
-        elif key == "source":
-            prof.source = _string(vnode, path, key)
-        elif key == "role":
-            role = _name(vnode, path, key).strip().lower()
-            if role not in ROLES:
-                raise CpumodelError(f"role: {shown(role)} is not one of {', '.join(ROLES)}", loc(path, vnode),
-                                    hint=suggest(role, ROLES))
-            prof.role = role
-        elif key == "base":
-            prof.base = (_name(vnode, path, key, MAX_BASE_CHARS), loc(path, vnode))
-        elif key == "arch":
-            prof.arch = (_name(vnode, path, key), loc(path, vnode))
-        elif key == "registers":
-            prof.registers = _registers(vnode, path, db)
-        elif key == "features":
-            prof.features = [_feature(n, path) for n in _seq(vnode, path, key)]
-        elif key == "vcpu_features":
-            prof.vcpu_features = [_vcpu_feature(n, path) for n in _seq(vnode, path, key)]
-        elif key == "kvm_caps":
-            prof.kvm_caps = [_choice(n, path, "kvm_caps entry", KVM_CAPS) for n in _seq(vnode, path, key)]
-        elif key == "origin":
-            prof.origin = _choice(vnode, path, key, ORIGINS)
-        elif key == "vulnerabilities":
-            prof.vulnerabilities = _vulnerabilities(vnode, path)
-        elif key == "host_registers":
-            prof.host_registers = _registers(vnode, path, db)
-            raw = [s for s in prof.host_registers.values() if s.raw is not None]
-            if raw:
-                raise CpumodelError(f"host_registers: give {raw[0].name} by field (the fields KVM hides), "
-                                    "not as a raw value", raw[0].loc)
-        elif key == "unseen":
-            prof.unseen = _unseen(vnode, path, db)
-        elif key == "ignore":
-            prof.ignore = [(_name(n, path, "ignore entry"), loc(path, n)) for n in _seq(vnode, path, key)]
-        elif key == "sources":
-            prof.sources = _sources(vnode, path, db)
-        elif key == "kernel_release":
-            prof.kernel_release = _name(vnode, path, key).strip()
-        elif key == "firmware":
-            prof.firmware = _firmware(vnode, path)
-        else:
+        read = _READERS.get(key)
+        if read is None:
             raise CpumodelError(f"unknown key {shown(key)}", loc(path, knode),
                                 hint=suggest(key, TOP_KEYS) or f"expected one of: {', '.join(TOP_KEYS)}")
+        setattr(prof, key, read(vnode, path, db))
     return prof
+
+
+def _role(node: Node, path: str) -> str:
+    role = _name(node, path, "role").strip().lower()
+    if role not in ROLES:
+        raise CpumodelError(f"role: {shown(role)} is not one of {', '.join(ROLES)}", loc(path, node),
+                            hint=suggest(role, ROLES))
+    return role
+
+
+def _host_registers(node: Node, path: str, db: regdb.RegisterDB) -> dict[str, RegisterSpec]:
+    """Registers given by field only: the fields KVM hides from its view of the host."""
+    specs = _registers(node, path, db)
+    raw = [s for s in specs.values() if s.raw is not None]
+    if raw:
+        raise CpumodelError(f"host_registers: give {raw[0].name} by field (the fields KVM hides), "
+                            "not as a raw value", raw[0].loc)
+    return specs
 
 
 def _firmware(node: Node, path: str) -> dict[str, tuple[int, Location]]:
@@ -302,11 +279,7 @@ def _unseen(node: Node, path: str, db: regdb.RegisterDB) -> dict[str, tuple[list
                             loc(path, node))
     out: dict[str, tuple[list[str], Location]] = {}
     for k, v in node.value:
-        name = _key(k, path)
-        canon = db.canonical(name)
-        if canon is None:
-            raise CpumodelError(f"unseen: unknown register {shown(name)}", loc(path, k),
-                                hint=suggest(name, list(db.registers)))
+        canon = _register_name(k, path, db, "unseen: ")
         reg = db.registers[canon]
         fields = []
         for n in _seq(v, path, f"unseen.{canon}"):
@@ -317,6 +290,16 @@ def _unseen(node: Node, path: str, db: regdb.RegisterDB) -> dict[str, tuple[list
             fields.append(f.name)
         out[canon] = (fields, loc(path, k))
     return out
+
+
+def _register_name(node: Node, path: str, db: regdb.RegisterDB, prefix: str = "") -> str:
+    """The canonical name of the register a mapping key names (any spelling ``db`` knows)."""
+    name = _key(node, path)
+    canon = db.canonical(name)
+    if canon is None:
+        raise CpumodelError(f"{prefix}unknown register {shown(name)}", loc(path, node),
+                            hint=suggest(name, list(db.registers)))
+    return canon
 
 
 def _sources(node: Node, path: str, db: regdb.RegisterDB) -> dict[str, str]:
@@ -333,11 +316,7 @@ def _registers(node: Node, path: str, db: regdb.RegisterDB) -> dict[str, Registe
                             loc(path, node))
     out: dict[str, RegisterSpec] = {}
     for knode, vnode in node.value:
-        name = _key(knode, path)
-        canon = db.canonical(name)
-        if canon is None:
-            raise CpumodelError(f"unknown register {shown(name)}", loc(path, knode),
-                                hint=suggest(name, list(db.registers)))
+        canon = _register_name(knode, path, db)
         if canon in out:
             raise CpumodelError(f"register {canon} given twice (first at line {out[canon].loc.line})",
                                 loc(path, knode))
@@ -416,3 +395,28 @@ def field_value(f: regdb.Field, node: Node, path: str) -> int:
         raise CpumodelError(f"{what}: {shown(node.value)} does not fit the {width}-bit field "
                             f"(bits {f.msb}:{f.lsb}; maximum {(1 << width) - 1:#x})", loc(path, node), hint=hint)
     return value
+
+
+#: How each top-level key is read: (value node, path, register database) -> the ``Profile``
+#: attribute of the same name. The keys are ``TOP_KEYS`` (the schema's, tools/gen_schema.py).
+_READERS: dict[str, Callable[[Node, str, regdb.RegisterDB], object]] = {
+    "name": lambda n, p, db: _string(n, p, "name"),
+    "description": lambda n, p, db: _string(n, p, "description"),
+    "source": lambda n, p, db: _string(n, p, "source"),
+    "role": lambda n, p, db: _role(n, p),
+    "base": lambda n, p, db: (_name(n, p, "base", MAX_BASE_CHARS), loc(p, n)),
+    "arch": lambda n, p, db: (_name(n, p, "arch"), loc(p, n)),
+    "registers": _registers,
+    "features": lambda n, p, db: [_feature(x, p) for x in _seq(n, p, "features")],
+    "vcpu_features": lambda n, p, db: [_vcpu_feature(x, p) for x in _seq(n, p, "vcpu_features")],
+    "kvm_caps": lambda n, p, db: [_choice(x, p, "kvm_caps entry", KVM_CAPS) for x in _seq(n, p, "kvm_caps")],
+    "origin": lambda n, p, db: _choice(n, p, "origin", ORIGINS),
+    "vulnerabilities": lambda n, p, db: _vulnerabilities(n, p),
+    "host_registers": _host_registers,
+    "unseen": _unseen,
+    "ignore": lambda n, p, db: [(_name(x, p, "ignore entry"), loc(p, x)) for x in _seq(n, p, "ignore")],
+    "sources": _sources,
+    "kernel_release": lambda n, p, db: _name(n, p, "kernel_release").strip(),
+    "firmware": lambda n, p, db: _firmware(n, p),
+}
+assert tuple(_READERS) == TOP_KEYS

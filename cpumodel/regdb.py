@@ -65,9 +65,6 @@ class Field:
     def as_signed(self, fv: int) -> int:
         return fv - (1 << self.width) if self.signed and fv >> (self.width - 1) else fv
 
-    def value_name(self, fv: int) -> str | None:
-        return self.values.get(fv)
-
     def lookup_value(self, name: str) -> int | None:
         """A named value, case-insensitively (e.g. 'PMULL' for ID_AA64ISAR0_EL1.AES)."""
         low = name.lower()

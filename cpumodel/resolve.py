@@ -192,88 +192,45 @@ class Resolver:
         model = Model(name=prof.name, path=prof.path, loc=prof.loc, description=prof.description, role=prof.role,
                       kernel_release=prof.kernel_release)
         if prof.base:
-            ref, where = prof.base
-            base_path = self.find_base(ref, prof, where, top=stack[0])
-            real = os.path.realpath(base_path)
-            if real in stack:
-                cycle = " -> ".join(Path(p).name for p in [*stack[stack.index(real):], real])
-                raise CpumodelError(f"base cycle: {cycle}", where)
-            if len(stack) >= MAX_BASE_DEPTH:
-                raise CpumodelError(f"base chain longer than {MAX_BASE_DEPTH} profiles", where)
-            base = self._resolve(base_path, stack)
-            model.values = dict(base.values)
-            model.origin = dict(base.origin)
-            model.arch, model.arch_loc = base.arch, base.arch_loc
-            model.vcpu_features, model.vcpu_loc = base.vcpu_features, base.vcpu_loc
-            model.ignore = list(base.ignore)
-            model.chain = [*base.chain, base.name]
-            model.base_role, model.base_path = base.role, base.path
-            model.notes = list(base.notes)
-            model.kvm_caps, model.kvm_caps_loc = base.kvm_caps, base.kvm_caps_loc
-            model.vulnerabilities = dict(base.vulnerabilities)
-            model.firmware, model.firmware_loc = dict(base.firmware), dict(base.firmware_loc)
-            model.host_fields = dict(base.host_fields)
-            model.unseen = dict(base.unseen)
-            model.facts = dict(base.facts)
+            self._inherit(prof, model, stack)
         model.value_origin = prof.origin[0] if prof.origin else ("cpu" if prof.role == "host" else None)
         if model.value_origin is not None:
             model.facts[os.path.realpath(prof.path)] = _what(model)
         if prof.arch:
-            text, where = prof.arch
-            fm = _features()
-            try:
-                model.arch = fm.version_name(text)
-            except (KeyError, ValueError) as e:
-                # the feature model's message names the version and suggests close ones
-                raise CpumodelError(str(e.args[0]) if e.args else f"unknown architecture version {shown(text)}",
-                                    where) from None
-            model.arch_loc = where
-            if not prof.base:
-                for (reg, fname), fv in fm.version_floor(model.arch).items():
-                    f = db.registers[reg].field(fname)
-                    cur = model.values.get(reg, 0)
-                    model.values[reg] = f.put(cur, max(f.get(cur), fv))
-                    model.origin[(reg, fname)] = where
-        for name, spec in prof.registers.items():
-            reg = db.registers[name]
-            if spec.raw is not None:
-                model.values[name] = spec.raw
-                model.unseen.pop(name, None)
-                for key in [k for k in model.origin if k[0] == name]:
-                    del model.origin[key]
-                model.origin[(name, "")] = spec.loc
-            else:
-                value = model.values.get(name, reg.res1_mask)
-                if name not in model.values:
-                    model.origin[(name, "")] = spec.loc
-                for fv in spec.fields.values():
-                    f = reg.field(fv.field)
-                    value = f.put(value, fv.value)
-                    model.origin[(name, fv.field)] = fv.loc
-                    if name in model.unseen:
-                        model.unseen[name] &= ~f.mask
-                model.values[name] = value
+            _apply_arch(prof, model, db)
+        _apply_registers(prof, model, db)
         if prof.features:
             self._apply_features(prof, model)
-        if prof.vcpu_features is not None:
-            model.vcpu_features = frozenset(f for f, _ in prof.vcpu_features)
-            model.vcpu_loc = prof.vcpu_features[0][1] if prof.vcpu_features else prof.loc
-        if prof.kvm_caps is not None:
-            model.kvm_caps = frozenset(c for c, _ in prof.kvm_caps)
-            model.kvm_caps_loc = prof.kvm_caps[0][1] if prof.kvm_caps else prof.loc
-        model.vulnerabilities.update({k: v for k, (v, _) in prof.vulnerabilities.items()})
-        for k, (v, where) in prof.firmware.items():
-            model.firmware[k], model.firmware_loc[k] = v, where
-        for name, spec in prof.host_registers.items():
-            for fv in spec.fields.values():
-                model.host_fields[f"{name}.{fv.field}"] = fv.value
-        for name, (fields, _) in prof.unseen.items():
-            reg = db.registers[name]
-            for fname in fields:
-                model.unseen[name] = model.unseen.get(name, 0) | reg.field(fname).mask
-        model.unseen = {k: v for k, v in model.unseen.items() if v}
+        _apply_vm_facts(prof, model, db)
         model.ignore += prof.ignore
         return model
+
+    def _inherit(self, prof: Profile, model: Model, stack: list[str]) -> None:
+        """Start ``model`` from its resolved base (a copy of everything a base passes on)."""
+        assert prof.base is not None
+        ref, where = prof.base
+        base_path = self.find_base(ref, prof, where, top=stack[0])
+        real = os.path.realpath(base_path)
+        if real in stack:
+            cycle = " -> ".join(Path(p).name for p in [*stack[stack.index(real):], real])
+            raise CpumodelError(f"base cycle: {cycle}", where)
+        if len(stack) >= MAX_BASE_DEPTH:
+            raise CpumodelError(f"base chain longer than {MAX_BASE_DEPTH} profiles", where)
+        base = self._resolve(base_path, stack)
+        model.values = dict(base.values)
+        model.origin = dict(base.origin)
+        model.arch, model.arch_loc = base.arch, base.arch_loc
+        model.vcpu_features, model.vcpu_loc = base.vcpu_features, base.vcpu_loc
+        model.ignore = list(base.ignore)
+        model.chain = [*base.chain, base.name]
+        model.base_role, model.base_path = base.role, base.path
+        model.notes = list(base.notes)
+        model.kvm_caps, model.kvm_caps_loc = base.kvm_caps, base.kvm_caps_loc
+        model.vulnerabilities = dict(base.vulnerabilities)
+        model.firmware, model.firmware_loc = dict(base.firmware), dict(base.firmware_loc)
+        model.host_fields = dict(base.host_fields)
+        model.unseen = dict(base.unseen)
+        model.facts = dict(base.facts)
 
     @staticmethod
     def _apply_features(prof: Profile, model: Model) -> None:
@@ -288,6 +245,70 @@ class Resolver:
                 r = db.registers[reg]
                 model.values[reg] = r.field(fname).put(model.values.get(reg, 0), fv)
                 model.origin[(reg, fname)] = where
+
+
+def _apply_arch(prof: Profile, model: Model, db: regdb.RegisterDB) -> None:
+    """``arch:``: the version asserted; without a base, its fields' floors are the starting values."""
+    assert prof.arch is not None
+    text, where = prof.arch
+    fm = _features()
+    try:
+        model.arch = fm.version_name(text)
+    except (KeyError, ValueError) as e:
+        # the feature model's message names the version and suggests close ones
+        raise CpumodelError(str(e.args[0]) if e.args else f"unknown architecture version {shown(text)}",
+                            where) from None
+    model.arch_loc = where
+    if not prof.base:
+        for (reg, fname), fv in fm.version_floor(model.arch).items():
+            f = db.registers[reg].field(fname)
+            cur = model.values.get(reg, 0)
+            model.values[reg] = f.put(cur, max(f.get(cur), fv))
+            model.origin[(reg, fname)] = where
+
+
+def _apply_registers(prof: Profile, model: Model, db: regdb.RegisterDB) -> None:
+    """``registers:``: a raw value replaces the register (and its origins); fields are put one by one."""
+    for name, spec in prof.registers.items():
+        reg = db.registers[name]
+        if spec.raw is not None:
+            model.values[name] = spec.raw
+            model.unseen.pop(name, None)
+            for key in [k for k in model.origin if k[0] == name]:
+                del model.origin[key]
+            model.origin[(name, "")] = spec.loc
+        else:
+            value = model.values.get(name, reg.res1_mask)
+            if name not in model.values:
+                model.origin[(name, "")] = spec.loc
+            for fv in spec.fields.values():
+                f = reg.field(fv.field)
+                value = f.put(value, fv.value)
+                model.origin[(name, fv.field)] = fv.loc
+                if name in model.unseen:
+                    model.unseen[name] &= ~f.mask
+            model.values[name] = value
+
+
+def _apply_vm_facts(prof: Profile, model: Model, db: regdb.RegisterDB) -> None:
+    """vCPU features, VM capabilities, host vulnerabilities and firmware, hidden host fields, unseen fields."""
+    if prof.vcpu_features is not None:
+        model.vcpu_features = frozenset(f for f, _ in prof.vcpu_features)
+        model.vcpu_loc = prof.vcpu_features[0][1] if prof.vcpu_features else prof.loc
+    if prof.kvm_caps is not None:
+        model.kvm_caps = frozenset(c for c, _ in prof.kvm_caps)
+        model.kvm_caps_loc = prof.kvm_caps[0][1] if prof.kvm_caps else prof.loc
+    model.vulnerabilities.update({k: v for k, (v, _) in prof.vulnerabilities.items()})
+    for k, (v, where) in prof.firmware.items():
+        model.firmware[k], model.firmware_loc[k] = v, where
+    for name, spec in prof.host_registers.items():
+        for fv in spec.fields.values():
+            model.host_fields[f"{name}.{fv.field}"] = fv.value
+    for name, (fields, _) in prof.unseen.items():
+        reg = db.registers[name]
+        for fname in fields:
+            model.unseen[name] = model.unseen.get(name, 0) | reg.field(fname).mask
+    model.unseen = {k: v for k, v in model.unseen.items() if v}
 
 
 def _what(model: Model) -> str:

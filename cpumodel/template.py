@@ -204,20 +204,8 @@ def make_template(model: Model, *, hosts: list[Model] | None = None, kernel: str
     origin = origin_of(model, resolver)
     origin_view = kvm_view(origin, kernel, feats) if origin is not None else None
     explicit = _explicit(model, origin) if origin is not None else {}
-    # the model's values, with what it inherits unchanged from a host origin taken as KVM shows it
-    values = dict(model.values)
-    if origin is not None and origin.role == "host" and origin_view is not None:
-        for reg, v in model.values.items():
-            if reg in origin_view:
-                keep = explicit.get(reg, 0)
-                values[reg] = (origin_view[reg] & ~keep & MASK64) | (v & keep)
-    if hosts:
-        refs = [Reference(f"KVM's default view on {h.name} ({h.path})", kvm_view(h, kernel, feats)) for h in hosts]
-    elif origin is not None and origin_view is not None:
-        what = "KVM's defaults" if is_kvm_view(origin) else f"KVM's default view on {origin.name}"
-        refs = [Reference(f"the model's origin {origin.name} ({origin.path}): {what}", origin_view)]
-    else:
-        refs = []
+    values = _values(model, origin, origin_view, explicit)
+    refs = _references(hosts, origin, origin_view, kernel, feats)
     caps = caps if caps is not None else kvm_caps(model)
     tpl = Template(model=model, references=refs)
     need_caps: set[str] = set()
@@ -254,6 +242,29 @@ def make_template(model: Model, *, hosts: list[Model] | None = None, kernel: str
         tpl.writes.append(Write(reg, mask, v, _names(reg, mask)))
     tpl.kvm_caps = frozenset(need_caps)
     return tpl
+
+
+def _values(model: Model, origin: Model | None, origin_view: dict[str, int] | None,
+            explicit: dict[str, int]) -> dict[str, int]:
+    """The model's values, with what it inherits unchanged from a host origin taken as KVM shows it."""
+    values = dict(model.values)
+    if origin is not None and origin.role == "host" and origin_view is not None:
+        for reg, v in model.values.items():
+            if reg in origin_view:
+                keep = explicit.get(reg, 0)
+                values[reg] = (origin_view[reg] & ~keep & MASK64) | (v & keep)
+    return values
+
+
+def _references(hosts: list[Model] | None, origin: Model | None, origin_view: dict[str, int] | None,
+                kernel: str | None, feats: frozenset[str]) -> list[Reference]:
+    """What the template is relative to: KVM's view on each host, else on the model's origin, else nothing."""
+    if hosts:
+        return [Reference(f"KVM's default view on {h.name} ({h.path})", kvm_view(h, kernel, feats)) for h in hosts]
+    if origin is not None and origin_view is not None:
+        what = "KVM's defaults" if is_kvm_view(origin) else f"KVM's default view on {origin.name}"
+        return [Reference(f"the model's origin {origin.name} ({origin.path}): {what}", origin_view)]
+    return []
 
 
 def _equalisable(tpl: Template, reg: regdb.Register, mask: int, value: int, hosts: list[Model],

@@ -26,7 +26,6 @@ class RegResult:
     value: int
     default: int | None  # what KVM started the VM with
     errno: int | str
-    predicted: str | None = None  # cpumodel's own verdict for the same write, when modelled
 
 
 @dataclass

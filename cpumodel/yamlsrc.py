@@ -151,101 +151,133 @@ def _reader_error(e: ReaderError, text: str, path: str) -> CpumodelError:
 
 
 def _compose_events(loader: _Loader, path: str) -> Node | None:
+    """The stream's one document as nodes (None when empty), by ``_Composer``."""
     get = loader.get_event
-    implicit_resolvers = loader.yaml_implicit_resolvers  # PyYAML's YAML 1.1 rules, inlined below
-    wildcard = implicit_resolvers.get(None, [])
-    anchors: dict[str, Node] = {}
-    # Open collections: [node, pending mapping key or None, keys seen (mappings only)].
-    stack: list[list] = []  # type: ignore[type-arg]
-    root: Node | None = None
-    budget = MAX_NODES
     get()  # StreamStartEvent
     ev = get()
     if type(ev) is StreamEndEvent:
         return None
+    composer = _Composer(loader, path)
+    root: Node | None = None
     while True:  # the document's events, up to its DocumentEndEvent
         ev = get()
         cls = type(ev)
         node: Node
         if cls is ScalarEvent:  # the common case first
-            budget -= 1
-            if budget < 0:
-                raise _too_many(path, ev.start_mark)
-            tag = ev.tag
-            value = ev.value
-            if tag is None or tag == "!":
-                tag = STR_TAG
-                if ev.implicit[0]:  # plain scalar: resolved like PyYAML's Resolver.resolve
-                    for rtag, regexp in implicit_resolvers.get(value[:1], []) + wildcard:
-                        if regexp.match(value):
-                            tag = rtag
-                            break
-            if tag not in STD_TAGS:  # explicit, or implicit ones such as timestamps
-                raise CpumodelError(f"YAML tag {shown(tag)} is not allowed in a profile", _mark(path, ev.start_mark))
-            node = ScalarNode(tag, value, ev.start_mark, ev.end_mark, style=ev.style)
-            if ev.anchor is not None:
-                _anchor(anchors, ev, node, path)
+            node = composer.scalar(ev)
         elif cls is MappingEndEvent or cls is SequenceEndEvent:
-            node = stack.pop()[0]
-            node.end_mark = ev.end_mark
+            node = composer.close(ev)
         elif cls is MappingStartEvent or cls is SequenceStartEvent:
-            budget -= 1
-            if budget < 0:
-                raise _too_many(path, ev.start_mark)
-            mapping = cls is MappingStartEvent
-            tag = ev.tag
-            if tag is None or tag == "!":
-                tag = MAP_TAG if mapping else SEQ_TAG
-            elif tag not in STD_TAGS:
-                raise CpumodelError(f"YAML tag {shown(tag)} is not allowed in a profile", _mark(path, ev.start_mark))
-            node = (MappingNode if mapping else SequenceNode)(tag, [], ev.start_mark, ev.end_mark,
-                                                               flow_style=ev.flow_style)
-            if ev.anchor is not None:
-                _anchor(anchors, ev, node, path)
-            if len(stack) >= MAX_DEPTH:
-                raise CpumodelError(f"nesting deeper than {MAX_DEPTH} levels", _mark(path, ev.start_mark))
-            stack.append([node, None, {} if mapping else None])
+            composer.open(ev, cls is MappingStartEvent)
             continue
         elif cls is AliasEvent:
-            budget -= 1
-            if budget < 0:
-                raise _too_many(path, ev.start_mark)
-            target = anchors.get(ev.anchor)
-            if target is None:
-                raise CpumodelError(f"YAML alias *{shown(ev.anchor)} refers to no anchor defined before it",
-                                    _mark(path, ev.start_mark))
-            if any(entry[0] is target for entry in stack):
-                raise CpumodelError(f"YAML alias *{shown(ev.anchor)} refers to a node that contains it",
-                                    _mark(path, ev.start_mark))
-            node = target
+            node = composer.alias(ev)
         elif cls is DocumentEndEvent:
             break
         else:  # pragma: no cover - libyaml emits no other event inside a document
             raise CpumodelError(f"unexpected YAML event {cls.__name__}", _mark(path, ev.start_mark))
-        if not stack:
+        if composer.stack:
+            composer.attach(node)
+        else:
             root = node
-            continue
-        top = stack[-1]
-        seen = top[2]
-        if seen is None:  # in a sequence
-            top[0].value.append(node)
-        elif top[1] is None:  # a mapping key
-            if node.tag == MERGE_TAG:
-                raise CpumodelError("YAML merge keys ('<<') are not supported in profiles", loc(path, node))
-            if type(node) is ScalarNode:
-                if node.value in seen:
-                    raise CpumodelError(f"duplicate key {shown(node.value)} (first defined at line "
-                                        f"{seen[node.value].start_mark.line + 1})", loc(path, node))
-                seen[node.value] = node
-            top[1] = node
-        else:  # a mapping value
-            top[0].value.append((top[1], node))
-            top[1] = None
     ev = get()
     if type(ev) is not StreamEndEvent:
         raise CpumodelError("more than one YAML document in the file (a profile is a single document)",
                             _mark(path, ev.start_mark))
     return root
+
+
+class _Composer:
+    """Builds one document's nodes from its events, refusing what a profile may not hold.
+
+    ``stack`` holds the open collections as [node, pending mapping key or None, keys seen
+    (mappings only)]; ``budget`` counts down the nodes still allowed (``MAX_NODES``).
+    """
+
+    def __init__(self, loader: _Loader, path: str) -> None:
+        self.path = path
+        self.resolvers = loader.yaml_implicit_resolvers  # PyYAML's YAML 1.1 rules, inlined in scalar()
+        self.wildcard = self.resolvers.get(None, [])
+        self.anchors: dict[str, Node] = {}
+        self.stack: list[list] = []  # type: ignore[type-arg]
+        self.budget = MAX_NODES
+
+    def _count(self, ev: yaml.Event) -> None:
+        self.budget -= 1
+        if self.budget < 0:
+            raise _too_many(self.path, ev.start_mark)
+
+    def scalar(self, ev: ScalarEvent) -> ScalarNode:
+        """A scalar node, its tag resolved as PyYAML's Resolver.resolve would; standard tags only."""
+        self._count(ev)
+        tag = ev.tag
+        value = ev.value
+        if tag is None or tag == "!":
+            tag = STR_TAG
+            if ev.implicit[0]:  # plain scalar
+                for rtag, regexp in self.resolvers.get(value[:1], []) + self.wildcard:
+                    if regexp.match(value):
+                        tag = rtag
+                        break
+        if tag not in STD_TAGS:  # explicit, or implicit ones such as timestamps
+            raise CpumodelError(f"YAML tag {shown(tag)} is not allowed in a profile", _mark(self.path, ev.start_mark))
+        node = ScalarNode(tag, value, ev.start_mark, ev.end_mark, style=ev.style)
+        if ev.anchor is not None:
+            _anchor(self.anchors, ev, node, self.path)
+        return node
+
+    def open(self, ev: MappingStartEvent | SequenceStartEvent, mapping: bool) -> None:
+        """Open a mapping or sequence: it receives the nodes up to its end event."""
+        self._count(ev)
+        tag = ev.tag
+        if tag is None or tag == "!":
+            tag = MAP_TAG if mapping else SEQ_TAG
+        elif tag not in STD_TAGS:
+            raise CpumodelError(f"YAML tag {shown(tag)} is not allowed in a profile", _mark(self.path, ev.start_mark))
+        node = (MappingNode if mapping else SequenceNode)(tag, [], ev.start_mark, ev.end_mark,
+                                                           flow_style=ev.flow_style)
+        if ev.anchor is not None:
+            _anchor(self.anchors, ev, node, self.path)
+        if len(self.stack) >= MAX_DEPTH:
+            raise CpumodelError(f"nesting deeper than {MAX_DEPTH} levels", _mark(self.path, ev.start_mark))
+        self.stack.append([node, None, {} if mapping else None])
+
+    def close(self, ev: MappingEndEvent | SequenceEndEvent) -> Node:
+        """The innermost open collection, now complete."""
+        node: Node = self.stack.pop()[0]
+        node.end_mark = ev.end_mark
+        return node
+
+    def alias(self, ev: AliasEvent) -> Node:
+        """The anchored node an alias names (shared, not copied): defined before it, not enclosing it."""
+        self._count(ev)
+        target = self.anchors.get(ev.anchor)
+        if target is None:
+            raise CpumodelError(f"YAML alias *{shown(ev.anchor)} refers to no anchor defined before it",
+                                _mark(self.path, ev.start_mark))
+        if any(entry[0] is target for entry in self.stack):
+            raise CpumodelError(f"YAML alias *{shown(ev.anchor)} refers to a node that contains it",
+                                _mark(self.path, ev.start_mark))
+        return target
+
+    def attach(self, node: Node) -> None:
+        """Put a complete node into the innermost open collection: an item, a key or a key's value."""
+        top = self.stack[-1]
+        seen = top[2]
+        if seen is None:  # in a sequence
+            top[0].value.append(node)
+        elif top[1] is None:  # a mapping key
+            if node.tag == MERGE_TAG:
+                raise CpumodelError("YAML merge keys ('<<') are not supported in profiles", loc(self.path, node))
+            if type(node) is ScalarNode:
+                if node.value in seen:
+                    raise CpumodelError(f"duplicate key {shown(node.value)} (first defined at line "
+                                        f"{seen[node.value].start_mark.line + 1})", loc(self.path, node))
+                seen[node.value] = node
+            top[1] = node
+        else:  # a mapping value
+            top[0].value.append((top[1], node))
+            top[1] = None
 
 
 def _anchor(anchors: dict[str, Node], ev: yaml.Event, node: Node, path: str) -> None:

@@ -9,15 +9,25 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import PROFILES, REPO
 
+
+def _pre_commit() -> str | None:
+    """pre-commit from PATH, or beside this interpreter: the README's test command runs
+    ``.venv/bin/python -m pytest`` without activating the venv, so .venv/bin is not on PATH."""
+    beside = Path(sys.executable).parent / "pre-commit"
+    return shutil.which("pre-commit") or (str(beside) if beside.is_file() else None)
+
+
+PRE_COMMIT = _pre_commit()
 pytestmark = [
     pytest.mark.skipif(os.environ.get("CPUMODEL_SKIP_SLOW") == "1", reason="CPUMODEL_SKIP_SLOW=1"),
-    pytest.mark.skipif(shutil.which("pre-commit") is None or shutil.which("git") is None, reason="needs pre-commit"),
+    pytest.mark.skipif(PRE_COMMIT is None or shutil.which("git") is None, reason="needs pre-commit"),
 ]
 
 
@@ -42,7 +52,8 @@ def test_try_repo_passes_good_and_fails_bad(tmp_path: Path) -> None:
     env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "pc-home")}
 
     def run(*files: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["pre-commit", "try-repo", str(REPO), "cpumodel-check", "--files", *files],
+        assert PRE_COMMIT is not None
+        return subprocess.run([PRE_COMMIT, "try-repo", str(REPO), "cpumodel-check", "--files", *files],
                               cwd=repo, env=env, capture_output=True, text=True, timeout=900)
 
     good = run("a57.yaml")

@@ -34,6 +34,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from cpumodel.features.notation import render
 from tools import feature_program
 
 HERE = Path(__file__).resolve().parent
@@ -207,27 +208,16 @@ class Converter:
         return self._atom(self._field_of(left["arguments"][0]), fn, op, int(right["value"]))
 
     # -- rendering --------------------------------------------------------------------
-    def render(self, e: Expr, top: bool = True) -> str:
-        if isinstance(e, bool):
-            return "TRUE" if e else "FALSE"
-        if isinstance(e, str):
-            return e
-        op = e[0]
-        if op == "a":
-            fidx, fn, aop, value = self.atoms[e[1]]
-            f = self.fields[fidx]
-            ref = f"{fn}({f['reg']}.{f['field']})"
-            if aop == "in":
-                return f"{ref} IN {{{', '.join(str(v) for v in value)}}}"
-            return f"{ref} {aop} {value}"
-        if op == "!":
-            inner = self.render(e[1], top=False)
-            return "!" + inner
-        if op in ("&&", "||"):
-            s = f" {op} ".join(self.render(x, top=False) for x in e[1:])
-        else:
-            s = f"{self.render(e[1], top=False)} {op} {self.render(e[2], top=False)}"
-        return s if top else f"({s})"
+    def render(self, e: Expr) -> str:
+        return render(e, self._render_atom)
+
+    def _render_atom(self, i: int) -> str:
+        fidx, fn, aop, value = self.atoms[i]
+        f = self.fields[fidx]
+        ref = f"{fn}({f['reg']}.{f['field']})"
+        if aop == "in":
+            return f"{ref} IN {{{', '.join(str(v) for v in value)}}}"
+        return f"{ref} {aop} {value}"
 
 
 def _features_in(e: Expr, out: set[str]) -> set[str]:
@@ -527,57 +517,71 @@ def cnf(e: Expr, var: dict[str, int], n_bool: int) -> list[list[int]] | None:
     return [list(c) for c in uniq]
 
 
-def build(features: dict[str, Any], registers: dict[str, Any]) -> dict[str, Any]:
-    conv = Converter(features, registers)
-    constraints: list[dict[str, Any]] = []
-    survey_types: dict[str, int] = {}
-    survey_ops: dict[str, int] = {}
+class _Survey:
+    """Counts of the AST node types and operators met in Features.json (recorded in ``_source``)."""
 
-    def survey(n: Any) -> None:
+    def __init__(self) -> None:
+        self.types: dict[str, int] = {}
+        self.ops: dict[str, int] = {}
+
+    def visit(self, n: Any) -> None:
         if isinstance(n, dict):
             t = n.get("_type")
             if t:
-                survey_types[t] = survey_types.get(t, 0) + 1
+                self.types[t] = self.types.get(t, 0) + 1
             if t in ("AST.BinaryOp", "AST.UnaryOp"):
-                survey_ops[n["op"]] = survey_ops.get(n["op"], 0) + 1
+                self.ops[n["op"]] = self.ops.get(n["op"], 0) + 1
             for v in n.values():
-                survey(v)
+                self.visit(v)
         elif isinstance(n, list):
             for v in n:
-                survey(v)
+                self.visit(v)
 
-    def add(cid: str, owner: str, node: dict[str, Any], source: str | None = None) -> None:
-        survey(node)
-        e = conv.expr(node)
-        c: dict[str, Any] = {"id": cid, "owner": owner, "text": conv.render(e), "expr": e}
-        if cid in _AMENDMENTS:
-            guard, why = _AMENDMENTS[cid]
-            c["amended"] = {"arm_text": c["text"], "why": why}
-            if e[0] == "-->":  # G --> body  becomes  (G && guard) --> body
-                g = e[1][1:] if isinstance(e[1], list) and e[1][0] == "&&" else [e[1]]
-                e = ["-->", ["&&", *g, guard], e[2]]
-            else:
-                e = ["-->", guard, e]
-            c["expr"], c["text"] = e, conv.render(e)
-        if source:
-            c["source"] = source
-        constraints.append(c)
 
+def _constraint(conv: Converter, cid: str, owner: str, e: Expr) -> dict[str, Any]:
+    """One constraint record; an ``_AMENDMENTS`` entry guards it (Arm's text kept beside)."""
+    c: dict[str, Any] = {"id": cid, "owner": owner, "text": conv.render(e), "expr": e}
+    if cid in _AMENDMENTS:
+        guard, why = _AMENDMENTS[cid]
+        c["amended"] = {"arm_text": c["text"], "why": why}
+        if e[0] == "-->":  # G --> body  becomes  (G && guard) --> body
+            g = e[1][1:] if isinstance(e[1], list) and e[1][0] == "&&" else [e[1]]
+            e = ["-->", ["&&", *g, guard], e[2]]
+        else:
+            e = ["-->", guard, e]
+        c["expr"], c["text"] = e, conv.render(e)
+    return c
+
+
+def _arch_constraints(features: dict[str, Any], conv: Converter, survey: _Survey) -> list[dict[str, Any]]:
+    """Every constraint of Features.json: per parameter (ARCH-<name>-<n>), then global (ARCH-GLOBAL-<n>)."""
+    listed: list[tuple[str, str, dict[str, Any]]] = []
     for p in features["parameters"]:
         if p["_type"] != "Parameters.Boolean" or p.get("values") != [True, False]:
             raise ValueError(f"{p['name']}: only boolean parameters are supported")
-        for i, node in enumerate(p["constraints"], 1):
-            add(f"ARCH-{p['name']}-{i}", p["name"], node)
-    for i, node in enumerate(features.get("constraints", []), 1):
-        add(f"ARCH-GLOBAL-{i}", "GLOBAL", node)
+        listed += [(f"ARCH-{p['name']}-{i}", p["name"], node) for i, node in enumerate(p["constraints"], 1)]
+    listed += [(f"ARCH-GLOBAL-{i}", "GLOBAL", node) for i, node in enumerate(features.get("constraints", []), 1)]
+    constraints = []
+    for cid, owner, node in listed:
+        survey.visit(node)
+        constraints.append(_constraint(conv, cid, owner, conv.expr(node)))
+    return constraints
 
+
+def _extra_constraints(conv: Converter) -> list[dict[str, Any]]:
+    """The EXTRA-<feature>-1 rules: Exception levels and states from ID_AA64PFR0_EL1 (``_EXTRA_EL_RULES``)."""
+    out = []
     for feat, fld, minimum in _EXTRA_EL_RULES:
         fidx = conv._field_var("ID_AA64PFR0_EL1", fld, "AArch64")
         atom = conv._atom(fidx, "UInt", ">=", minimum)
         e = ["<->", feat, atom]
-        constraints.append({"id": f"EXTRA-{feat}-1", "owner": feat, "text": conv.render(e), "expr": e,
-                            "source": _EXTRA_SOURCE})
+        out.append({"id": f"EXTRA-{feat}-1", "owner": feat, "text": conv.render(e), "expr": e,
+                    "source": _EXTRA_SOURCE})
+    return out
 
+
+def _definitions(constraints: list[dict[str, Any]], conv: Converter) -> dict[str, list[dict[str, Any]]]:
+    """Per feature, the constraints that define it (see ``_definition``), with the fields they read."""
     definitions: dict[str, list[dict[str, Any]]] = {}
     for c in constraints:
         d = _definition(c["expr"], [])
@@ -588,7 +592,38 @@ def build(features: dict[str, Any], registers: dict[str, Any]) -> dict[str, Any]
         d["fields_mapped"] = all(conv.fields[i]["mapped"] for i in fidxs)
         d["field_only"] = not _features_in(d["expr"], set())
         definitions.setdefault(d.pop("feature"), []).append(d)
+    return definitions
 
+
+def _source(features: dict[str, Any], registers: dict[str, Any], conv: Converter,
+            survey: _Survey) -> dict[str, Any]:
+    """The ``_source`` record: Arm's version and licence, the register names used, the AST survey."""
+    signed_mismatch = sorted({f"{conv.fields[a[0]]['reg']}.{conv.fields[a[0]]['field']}"
+                              for a in conv.atoms if a[1] == "SInt" and conv.fields[a[0]]["mapped"]
+                              and conv.fields[a[0]]["order"] != "signed"})
+    meta = features["_meta"]
+    return {
+        "file": "Features.json (Arm A-profile Architecture Machine Readable Specification, feature model)",
+        "architecture": meta["version"]["architecture"],
+        "build": meta["version"]["build"],
+        "ref": meta["version"]["ref"],
+        "schema": meta["version"]["schema"],
+        "timestamp": meta["version"]["timestamp"],
+        "copyright": meta["license"]["copyright"],
+        "license": meta["license"]["info"] + " See ARM-LICENSE.txt.",
+        "registers": "field names mapped onto registers.json (Linux "
+                     + registers["_source"].get("kernel", "?") + " sysreg names)",
+        "generator": "tools/gen_features.py",
+        "ast_survey": {"node_types": dict(sorted(survey.types.items())), "ops": dict(sorted(survey.ops.items()))},
+        "sint_on_fields_linux_calls_unsigned": signed_mismatch,
+    }
+
+
+def build(features: dict[str, Any], registers: dict[str, Any]) -> dict[str, Any]:
+    conv = Converter(features, registers)
+    survey = _Survey()
+    constraints = _arch_constraints(features, conv, survey) + _extra_constraints(conv)
+    definitions = _definitions(constraints, conv)
     eliminated = eliminate(constraints, conv.atoms, conv.fields)
     for e in eliminated:
         e["text"] = conv.render(e["expr"])
@@ -596,29 +631,10 @@ def build(features: dict[str, Any], registers: dict[str, Any]) -> dict[str, Any]
     var = {n: i + 1 for i, n in enumerate(names)}
     for rec in (*constraints, *eliminated):
         rec["cnf"] = cnf(rec["expr"], var, len(names))
-
     versions = sorted((p for p in conv.params if _VERSION_RE.match(p)),
                       key=lambda v: tuple(int(x) for x in _VERSION_RE.match(v).groups()))  # type: ignore[union-attr]
-    signed_mismatch = sorted({f"{conv.fields[a[0]]['reg']}.{conv.fields[a[0]]['field']}"
-                              for a in conv.atoms if a[1] == "SInt" and conv.fields[a[0]]["mapped"]
-                              and conv.fields[a[0]]["order"] != "signed"})
-    meta = features["_meta"]
     return {
-        "_source": {
-            "file": "Features.json (Arm A-profile Architecture Machine Readable Specification, feature model)",
-            "architecture": meta["version"]["architecture"],
-            "build": meta["version"]["build"],
-            "ref": meta["version"]["ref"],
-            "schema": meta["version"]["schema"],
-            "timestamp": meta["version"]["timestamp"],
-            "copyright": meta["license"]["copyright"],
-            "license": meta["license"]["info"] + " See ARM-LICENSE.txt.",
-            "registers": "field names mapped onto registers.json (Linux "
-                         + registers["_source"].get("kernel", "?") + " sysreg names)",
-            "generator": "tools/gen_features.py",
-            "ast_survey": {"node_types": dict(sorted(survey_types.items())), "ops": dict(sorted(survey_ops.items()))},
-            "sint_on_fields_linux_calls_unsigned": signed_mismatch,
-        },
+        "_source": _source(features, registers, conv, survey),
         "parameters": conv.params,
         "undeclared": conv.undeclared,
         "versions": versions,

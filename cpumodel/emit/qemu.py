@@ -184,22 +184,34 @@ def _fmt_fields(pairs: Iterable[tuple[str, int]]) -> str:
 
 
 def emit(model: Model, **opts: object) -> str:
-    strict = bool(opts.get("strict", False))
     sysreg = bool(opts.get("sysreg_props", False))
-    feats = vcpu_features(model, opts)
-    props: dict[str, bool] = {}
-    if feats is not None:
-        for feat, prop in FEATURE_PROPS:
-            props[prop] = feat in feats
-        props["aarch64"] = "el1_32bit" not in feats
-        origin = (f"{', '.join(sorted(feats)) or 'none'} "
-                  f"(from the {'vcpu_features option' if opts.get('vcpu_features') is not None else 'profile'})")
-        derived: list[str] = []
-    else:
-        props, derived = _derive(model)
-        origin = "derived from ID register fields (no vCPU features given)"
+    props, origin, derived = _properties(model, opts)
     lengths = _sve_lengths(opts, props.get("sve"))
+    follows, cannot, sysreg_parts = _coverage(model, props, sysreg)
+    if bool(opts.get("strict", False)) and (cannot or follows):
+        raise _inexact(model, cannot, follows, sysreg)
+    value = ",".join(_onoff_parts(props, lengths) + sysreg_parts)
+    if not _CPU_VALUE.fullmatch(value):  # only fixed property names and numbers: nothing to quote
+        raise CpumodelError(f"internal error: unexpected characters in the -cpu value {value!r}")
+    notes = _notes(model, opts, props, origin, derived, lengths, follows, cannot, bool(sysreg_parts))
+    return value + "\n" + "\n".join(f"# {one_line(n)}" for n in notes) + "\n"
 
+
+def _properties(model: Model, opts: dict[str, object]) -> tuple[dict[str, bool], str, list[str]]:
+    """The on/off properties, where the vCPU features came from, and how each was derived."""
+    feats = vcpu_features(model, opts)
+    if feats is None:
+        props, derived = _derive(model)
+        return props, "derived from ID register fields (no vCPU features given)", derived
+    props = {prop: feat in feats for feat, prop in FEATURE_PROPS}
+    props["aarch64"] = "el1_32bit" not in feats
+    origin = (f"{', '.join(sorted(feats)) or 'none'} "
+              f"(from the {'vcpu_features option' if opts.get('vcpu_features') is not None else 'profile'})")
+    return props, origin, []
+
+
+def _onoff_parts(props: dict[str, bool], lengths: list[int]) -> list[str]:
+    """``host`` and its on/off properties, in QEMU's documented order."""
     parts = ["host"]
     for prop in ("pmu", "sve"):
         if prop in props:
@@ -208,9 +220,17 @@ def emit(model: Model, **opts: object) -> str:
     for prop in ("pauth", "aarch64"):
         if prop in props:
             parts.append(f"{prop}={_onoff(props[prop])}")
+    return parts
 
-    follows: list[str] = []     # covered by an on/off property, but "on" gives the host's value
-    cannot: list[str] = []      # no property sets them: the guest sees the host's value
+
+def _coverage(model: Model, props: dict[str, bool], sysreg: bool) -> tuple[list[str], list[str], list[str]]:
+    """Each register's fields sorted by what QEMU can do with them.
+
+    Returns (follows, cannot, sysreg_parts): fields an on/off property covers but whose value
+    is the host's, fields no property sets, and the SYSREG_ properties (with ``sysreg``).
+    """
+    follows: list[str] = []
+    cannot: list[str] = []
     sysreg_parts: list[str] = []
     for reg, value in write_order(model):
         named = [(f.name, f.get(value)) for f in reg.named_fields]
@@ -229,15 +249,22 @@ def emit(model: Model, **opts: object) -> str:
             follows.append(f"{reg.name}: {_fmt_fields(host)}")
         if loose:
             cannot.append(f"{reg.name}={value:#018x}: {_fmt_fields(loose)}")
-    parts += sysreg_parts
+    return follows, cannot, sysreg_parts
 
-    if strict and (cannot or follows):
-        first = [line.split(":")[0] for line in (cannot + follows)][:5]
-        raise CpumodelError(
-            f"QEMU's -cpu host cannot express {model.name} exactly: fields of {len(cannot) + len(follows)} "
-            f"register(s) ({', '.join(first)}{', ...' if len(cannot) + len(follows) > 5 else ''}) would be the "
-            "host's values" + ("" if sysreg else "; sysreg_props=True adds the not-upstream SYSREG_ properties"))
 
+def _inexact(model: Model, cannot: list[str], follows: list[str], sysreg: bool) -> CpumodelError:
+    """The ``strict`` refusal: the registers whose fields would be the host's."""
+    first = [line.split(":")[0] for line in (cannot + follows)][:5]
+    return CpumodelError(
+        f"QEMU's -cpu host cannot express {model.name} exactly: fields of {len(cannot) + len(follows)} "
+        f"register(s) ({', '.join(first)}{', ...' if len(cannot) + len(follows) > 5 else ''}) would be the "
+        "host's values" + ("" if sysreg else "; sysreg_props=True adds the not-upstream SYSREG_ properties"))
+
+
+def _notes(model: Model, opts: dict[str, object], props: dict[str, bool], origin: str, derived: list[str],
+           lengths: list[int], follows: list[str], cannot: list[str], sysreg_used: bool) -> list[str]:
+    """The '#' lines: provenance, each property used, and every field not set exactly."""
+    sysreg = bool(opts.get("sysreg_props", False))
     kernel = opts.get("kernel")
     notes = [
         f"cpumodel {__version__}: QEMU -cpu value for {model.name} ({model.path}), KVM 'host' CPU model"
@@ -252,7 +279,7 @@ def emit(model: Model, **opts: object) -> str:
     if props.get("sve") and not lengths:
         notes.append("SVE vector lengths are not part of the model: QEMU enables every length the host "
                      "supports (pass sve_lengths to pin them)")
-    if sysreg_parts:
+    if sysreg_used:
         notes.append(f"SYSREG_<REG>_<FIELD> properties: {SYSREG_SERIES}; such a QEMU creates them only for "
                      "fields the host kernel reports writable and refuses the others as unknown properties; "
                      "the series notes that they and pmu/sve/pauth can override each other")
@@ -267,7 +294,4 @@ def emit(model: Model, **opts: object) -> str:
     if not sysreg:
         notes.append(f"Per-field SYSREG_<REG>_<FIELD>=<value> properties: {SYSREG_SERIES}; "
                      "emit with sysreg_props=True for such a build")
-    value = ",".join(parts)
-    if not _CPU_VALUE.fullmatch(value):  # only fixed property names and numbers: nothing to quote
-        raise CpumodelError(f"internal error: unexpected characters in the -cpu value {value!r}")
-    return value + "\n" + "\n".join(f"# {one_line(n)}" for n in notes) + "\n"
+    return notes

@@ -41,46 +41,48 @@ class Editing(Checker):
         return out
 
     def _solve_def(self, d: Def, want: bool, st: State, values: dict[int, int]) -> dict[int, int] | None:
-        """Smallest field change (raise for on, lowering for off) that gives ``d.expr`` the value ``want``."""
+        """Smallest field change (raise for on, lowering for off) that gives ``d.expr`` the value ``want``.
+
+        One field first (each in ``_candidates`` order), then two; None when neither does it.
+        """
         ks: list[int] = []
         self._collect(d.expr, [], ks)
         ks = [k for k in dict.fromkeys(ks) if k in values]
         if not ks:
             return None
-
-        def holds(assign: dict[int, int]) -> bool:
-            saved = {k: st.d[k] for k in assign}
-            for k, v in assign.items():
-                st.d[k] = self._region(k, v)
-            r = self._kval(d.expr, st)
-            for k, v in saved.items():
-                st.d[k] = v
-            return r is want
-
-        if holds({}):
+        if self._holds(d, want, st, {}):
             return {}
-
-        def candidates(k: int) -> list[int]:
-            size = 1 << self._fwidth[k]
-            cs = [*self._cuts[k], size]
-            vals = set(cs[:-1]) | {c - 1 for c in cs[1:]}
-            cur = self._order_key(k, values[k])
-            up = sorted((v for v in vals if self._order_key(k, v) >= cur), key=lambda v: self._order_key(k, v))
-            down = sorted((v for v in vals if self._order_key(k, v) <= cur), key=lambda v: -self._order_key(k, v))
-            return (up + down) if want else (down + up)
-
         for k in ks:
-            for v in candidates(k):
-                if v != values[k] and holds({k: v}):
+            for v in self._candidates(k, want, values):
+                if v != values[k] and self._holds(d, want, st, {k: v}):
                     return {k: v}
-        if len(ks) >= 2:
-            for i, k1 in enumerate(ks):
-                for k2 in ks[i + 1:]:
-                    for v1 in candidates(k1):
-                        for v2 in candidates(k2):
-                            if holds({k1: v1, k2: v2}):
-                                return {k1: v1, k2: v2}
+        for i, k1 in enumerate(ks):
+            for k2 in ks[i + 1:]:
+                for v1 in self._candidates(k1, want, values):
+                    for v2 in self._candidates(k2, want, values):
+                        if self._holds(d, want, st, {k1: v1, k2: v2}):
+                            return {k1: v1, k2: v2}
         return None
+
+    def _holds(self, d: Def, want: bool, st: State, assign: dict[int, int]) -> bool:
+        """Whether ``d.expr`` has the value ``want`` with the fields ``assign`` written (``st`` is left as it was)."""
+        saved = {k: st.d[k] for k in assign}
+        for k, v in assign.items():
+            st.d[k] = self._region(k, v)
+        r = self._kval(d.expr, st)
+        for k, v in saved.items():
+            st.d[k] = v
+        return r is want
+
+    def _candidates(self, k: int, want: bool, values: dict[int, int]) -> list[int]:
+        """Values of field ``k`` worth trying, one per region edge, nearest first: raising first for on."""
+        size = 1 << self._fwidth[k]
+        cs = [*self._cuts[k], size]
+        vals = set(cs[:-1]) | {c - 1 for c in cs[1:]}
+        cur = self._order_key(k, values[k])
+        up = sorted((v for v in vals if self._order_key(k, v) >= cur), key=lambda v: self._order_key(k, v))
+        down = sorted((v for v in vals if self._order_key(k, v) <= cur), key=lambda v: -self._order_key(k, v))
+        return (up + down) if want else (down + up)
 
     def _apply(self, fi: int, want: bool, st: State) -> dict[int, int]:
         """Field values that give feature ``fi`` the value ``want`` through every definition

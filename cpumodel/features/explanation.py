@@ -9,6 +9,7 @@ field mean which features (``field_features``, ``features_for_value``).
 
 from __future__ import annotations
 
+from cpumodel.features.notation import operand, render
 from cpumodel.features.program import Program
 from cpumodel.features.types import Def, Expr, FieldKey, State, Tri, Violation
 
@@ -28,27 +29,18 @@ class Explanation(Program):
 
     def _short(self, e: Expr, qualified: bool = False) -> str:
         """Rendering without UInt(), with bare field names unless ``qualified`` (REG.FIELD)."""
-        if isinstance(e, bool):
-            return "TRUE" if e else "FALSE"
-        if isinstance(e, str):
-            return e
-        op = e[0]
-        if op == "a":
-            k, fn, aop, val = self._atoms[e[1]]
-            name = ".".join(self._fkeys[k]) if qualified else self._fkeys[k][1]
-            ref = name if fn == "UInt" else f"SInt({name})"
-            if aop == "in":
-                return f"{ref} in {{{', '.join(map(str, val))}}}"
-            return f"{ref} {aop} {val}"
-        if op == "!":
-            return "!" + self._short_paren(e[1], qualified)
-        if op in ("&&", "||"):
-            return f" {op} ".join(self._short_paren(x, qualified) for x in e[1:])
-        return f"{self._short_paren(e[1], qualified)} {op} {self._short_paren(e[2], qualified)}"
+        return render(e, lambda i: self._short_atom(i, qualified))
 
     def _short_paren(self, e: Expr, qualified: bool = False) -> str:
-        s = self._short(e, qualified)
-        return f"({s})" if isinstance(e, tuple) and e[0] not in ("a", "!") else s
+        return operand(e, lambda i: self._short_atom(i, qualified))
+
+    def _short_atom(self, i: int, qualified: bool) -> str:
+        k, fn, aop, val = self._atoms[i]
+        name = ".".join(self._fkeys[k]) if qualified else self._fkeys[k][1]
+        ref = name if fn == "UInt" else f"SInt({name})"
+        if aop == "in":
+            return f"{ref} in {{{', '.join(map(str, val))}}}"
+        return f"{ref} {aop} {val}"
 
     def _kval(self, e: Expr, st: State) -> Tri:
         return self._kdom(e, st.b, st.d)

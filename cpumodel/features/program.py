@@ -39,8 +39,6 @@ def _norm(name: str) -> str:
 
 
 class Program:
-    incomplete_searches = 0  # groups abandoned at the search budget (never reported)
-
     # -- building from features.json data ------------------------------------------------
     def __init__(self, data: dict[str, Any]) -> None:
         src = data["_source"]

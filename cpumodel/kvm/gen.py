@@ -44,8 +44,10 @@ import copy
 import gzip
 import hashlib
 import json
+import operator
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,95 +204,101 @@ def evaluate(expr: str, consts: Consts, stack: tuple[str, ...] = ()) -> int:
     """Evaluate a C integer constant expression (the subset the kernel uses in
     ID-register masks): literals, names, ~ ! - unary, * / + - << >> & ^ |,
     parentheses and GENMASK/BIT/UL-style macros and ``sys_reg()``."""
-    toks = tokenize(expr)
-    pos = 0
+    return _CExpr(expr, consts, stack).value()
 
-    def peek() -> str | None:
-        return toks[pos] if pos < len(toks) else None
 
-    def take(expected: str | None = None) -> str:
-        nonlocal pos
-        if pos >= len(toks):
-            raise GenError(f"unexpected end of {expr!r}")
-        t = toks[pos]
+#: C's binary operators: precedence (higher binds tighter) and what they compute (then masked to 64 bits).
+_BINARY: dict[str, tuple[int, Callable[[int, int], int]]] = {
+    "*": (10, operator.mul), "/": (10, operator.floordiv), "+": (9, operator.add), "-": (9, operator.sub),
+    "<<": (8, operator.lshift), ">>": (8, operator.rshift), "&": (5, operator.and_), "^": (4, operator.xor),
+    "|": (3, operator.or_),
+}
+_UNARY: dict[str, Callable[[int], int]] = {
+    "~": lambda v: (~v) & MASK64, "!": lambda v: int(not v), "-": lambda v: (-v) & MASK64, "+": lambda v: v,
+}
+_CASTS = ("u64", "u32", "u8", "s64", "unsigned", "int")
+
+
+class _CExpr:
+    """A precedence-climbing parser of one C constant expression, evaluating as it goes."""
+
+    def __init__(self, expr: str, consts: Consts, stack: tuple[str, ...]) -> None:
+        self.expr = expr
+        self.consts = consts
+        self.stack = stack
+        self.toks = tokenize(expr)
+        self.pos = 0
+
+    def value(self) -> int:
+        v = self.binary(0)
+        if self.pos != len(self.toks):
+            raise GenError(f"trailing tokens in {self.expr!r}: {self.toks[self.pos:]}")
+        return v
+
+    def peek(self) -> str | None:
+        return self.toks[self.pos] if self.pos < len(self.toks) else None
+
+    def take(self, expected: str | None = None) -> str:
+        if self.pos >= len(self.toks):
+            raise GenError(f"unexpected end of {self.expr!r}")
+        t = self.toks[self.pos]
         if expected is not None and t != expected:
-            raise GenError(f"expected {expected!r} in {expr!r}, got {t!r}")
-        pos += 1
+            raise GenError(f"expected {expected!r} in {self.expr!r}, got {t!r}")
+        self.pos += 1
         return t
 
-    def primary() -> int:
-        t = take()
+    def binary(self, min_prec: int) -> int:
+        left = self.primary()
+        while True:
+            op = self.peek()
+            if op not in _BINARY or _BINARY[op][0] < min_prec:
+                return left
+            self.take()
+            prec, fn = _BINARY[op]
+            left = fn(left, self.binary(prec + 1)) & MASK64
+
+    def primary(self) -> int:
+        t = self.take()
         if t == "(":
             # a cast like (u64) is skipped
-            if peek() in ("u64", "u32", "u8", "s64", "unsigned", "int") and toks[pos + 1] == ")":
-                take()
-                take(")")
-                return unary()
-            v = binary(0)
-            take(")")
+            if self.peek() in _CASTS and self.toks[self.pos + 1] == ")":
+                self.take()
+                self.take(")")
+                return self.primary()
+            v = self.binary(0)
+            self.take(")")
             return v
-        if t in ("~", "!", "-", "+"):
-            pos_back = t
-            v = unary()
-            return {"~": (~v) & MASK64, "!": int(not v), "-": (-v) & MASK64, "+": v}[pos_back]
+        if t in _UNARY:
+            return _UNARY[t](self.primary())
         if re.match(r"\d", t):
-            if t.lower().startswith("0x"):
-                return int(t, 16)
-            if t.lower().startswith("0b"):
-                return int(t[2:], 2)
-            return int(t, 8) if len(t) > 1 and t.startswith("0") else int(t)
-        if peek() == "(" and (t in FUNCS or t == "sys_reg"):
-            take("(")
-            args: list[int] = []
-            while peek() != ")":
-                args.append(binary(0))
-                if peek() == ",":
-                    take(",")
-            take(")")
-            if t == "sys_reg":
-                enc = sys_reg_enc(*args)
-                consts.tuples[enc] = tuple(args)  # type: ignore[assignment]
-                return enc
-            return FUNCS[t](*args) & MASK64
-        return consts.get(t, stack)
+            return _literal(t)
+        if self.peek() == "(" and (t in FUNCS or t == "sys_reg"):
+            return self.call(t)
+        return self.consts.get(t, self.stack)
 
-    def unary() -> int:
-        return primary()
+    def call(self, name: str) -> int:
+        """A macro call: GENMASK(), BIT(), ... or sys_reg() (whose operands are remembered)."""
+        self.take("(")
+        args: list[int] = []
+        while self.peek() != ")":
+            args.append(self.binary(0))
+            if self.peek() == ",":
+                self.take(",")
+        self.take(")")
+        if name == "sys_reg":
+            enc = sys_reg_enc(*args)
+            self.consts.tuples[enc] = tuple(args)  # type: ignore[assignment]
+            return enc
+        return FUNCS[name](*args) & MASK64
 
-    prec = {"*": 10, "/": 10, "+": 9, "-": 9, "<<": 8, ">>": 8, "&": 5, "^": 4, "|": 3}
 
-    def binary(min_prec: int) -> int:
-        left = unary()
-        while True:
-            op = peek()
-            if op not in prec or prec[op] < min_prec:
-                return left
-            take()
-            right = binary(prec[op] + 1)
-            if op == "*":
-                left = left * right
-            elif op == "/":
-                left = left // right
-            elif op == "+":
-                left = left + right
-            elif op == "-":
-                left = left - right
-            elif op == "<<":
-                left = left << right
-            elif op == ">>":
-                left = left >> right
-            elif op == "&":
-                left = left & right
-            elif op == "^":
-                left = left ^ right
-            else:
-                left = left | right
-            left &= MASK64
-
-    v = binary(0)
-    if pos != len(toks):
-        raise GenError(f"trailing tokens in {expr!r}: {toks[pos:]}")
-    return v
+def _literal(t: str) -> int:
+    """A C integer literal: hex, binary, octal (leading 0) or decimal."""
+    if t.lower().startswith("0x"):
+        return int(t, 16)
+    if t.lower().startswith("0b"):
+        return int(t[2:], 2)
+    return int(t, 8) if len(t) > 1 and t.startswith("0") else int(t)
 
 
 # --------------------------------------------------------------------------- #
@@ -494,55 +502,67 @@ def expand(tokens: list[str], macros: dict[str, Macro], keep: set[str],
             out.append(t)
             i += 1
             continue
-        # collect arguments
-        depth = 0
-        j = i + 1
-        args: list[list[str]] = [[]]
-        while True:
-            tok = tokens[j]
-            if tok in "([{":
-                depth += 1
-                if depth > 1:
-                    args[-1].append(tok)
-            elif tok in ")]}":
-                depth -= 1
-                if depth == 0:
-                    break
-                args[-1].append(tok)
-            elif tok == "," and depth == 1:
-                args.append([])
-            else:
-                args[-1].append(tok)
-            j += 1
+        args, j = _macro_args(tokens, i + 1)
         if mac.params == [] and args == [[]]:
             args = []
-        binding = dict(zip(mac.params, args, strict=False))
-        body: list[str] = []
-        k = 0
-        while k < len(mac.body):
-            bt = mac.body[k]
-            if bt == "#" and k + 1 < len(mac.body) and mac.body[k + 1] in binding:
-                body.append('"' + "".join(binding[mac.body[k + 1]]) + '"')
-                k += 2
-                continue
-            if bt in binding:
-                body.extend(binding[bt])
-            else:
-                body.append(bt)
-            k += 1
-        # token pasting
-        pasted: list[str] = []
-        k = 0
-        while k < len(body):
-            if body[k] == "##":
-                pasted[-1] = pasted[-1] + body[k + 1]
-                k += 2
-            else:
-                pasted.append(body[k])
-                k += 1
+        pasted = _paste(_substitute(mac, dict(zip(mac.params, args, strict=False))))
         out.extend(expand(pasted, macros, keep, active | {t}))
         i = j + 1
     return out
+
+
+def _macro_args(tokens: list[str], j: int) -> tuple[list[list[str]], int]:
+    """The arguments of a macro call whose "(" is ``tokens[j]``, and the index of its ")"."""
+    depth = 0
+    args: list[list[str]] = [[]]
+    while True:
+        tok = tokens[j]
+        if tok in "([{":
+            depth += 1
+            if depth > 1:
+                args[-1].append(tok)
+        elif tok in ")]}":
+            depth -= 1
+            if depth == 0:
+                return args, j
+            args[-1].append(tok)
+        elif tok == "," and depth == 1:
+            args.append([])
+        else:
+            args[-1].append(tok)
+        j += 1
+
+
+def _substitute(mac: Macro, binding: dict[str, list[str]]) -> list[str]:
+    """The macro's body with its parameters replaced (``#param`` as a string)."""
+    body: list[str] = []
+    k = 0
+    while k < len(mac.body):
+        bt = mac.body[k]
+        if bt == "#" and k + 1 < len(mac.body) and mac.body[k + 1] in binding:
+            body.append('"' + "".join(binding[mac.body[k + 1]]) + '"')
+            k += 2
+            continue
+        if bt in binding:
+            body.extend(binding[bt])
+        else:
+            body.append(bt)
+        k += 1
+    return body
+
+
+def _paste(body: list[str]) -> list[str]:
+    """Token pasting: ``a ## b`` becomes ``ab``."""
+    pasted: list[str] = []
+    k = 0
+    while k < len(body):
+        if body[k] == "##":
+            pasted[-1] = pasted[-1] + body[k + 1]
+            k += 2
+        else:
+            pasted.append(body[k])
+            k += 1
+    return pasted
 
 
 def detok(tokens: list[str]) -> str:
@@ -934,81 +954,110 @@ def generate(root: Path, overlay_line: str | None = None) -> dict[str, Any]:
     sysreg = parse_sysreg((root / SYSREG_TABLE).read_text(), consts)
     tables, regmap = parse_cpufeature((root / CPUFEATURE_C).read_text(), consts)
     descs = parse_descs((root / SYS_REGS_C).read_text(), (root / SYS_REGS_H).read_text(), consts)
-
-    def fsrc(rel: str, line: int, what: str = "") -> str:
-        return idx.fmt(rel, line, what)
-
     by_enc = {sys_reg_enc(*r.encoding): r for r in sysreg.values() if r.encoding}
     for enc_i, sr in fallback_layouts(descs, by_enc).items():
         by_enc[enc_i] = sr
     registers: dict[str, Any] = {}
     other: list[str] = []
     for d in descs:
-        enc_i = sys_reg_enc(*d.encoding)
         if not is_feature_id_reg(d.encoding):
             if d.name:
                 other.append(d.name)
             continue
-        name = d.name
-        if not re.fullmatch(r"[A-Z][A-Za-z0-9_]*", name) or name.startswith("S3_"):
-            name = "S{}_{}_C{}_C{}_{}".format(*d.encoding)
-        srreg = by_enc.get(enc_i)
-        mask_expr = d.fields.get("val", "0")
-        try:
-            mask = evaluate(mask_expr, consts)
-        except GenError as exc:
-            raise GenError(f"{SYS_REGS_C}:{d.line}: cannot evaluate mask of {name}: {exc}") from exc
-        vis = d.fields.get("visibility", "")
-        vis = vis.strip() if vis and vis.strip() != "NULL" else None
-        set_user = d.fields.get("set_user")
-        set_user = set_user.strip() if set_user and set_user.strip() != "NULL" else None
-        reset = d.fields.get("reset")
-        reset = reset.strip() if reset and reset.strip() != "NULL" else None
-        entry: dict[str, Any] = {
-            "encoding": list(d.encoding),
-            "desc": {"macro": d.macro, "text": d.text, "source": fsrc(SYS_REGS_C, d.line, "sys_reg_descs[]")},
-            "writable_mask": hexs(mask),
-            "writable_mask_expr": norm_ws(mask_expr),
-            "set_user": set_user,
-            "reset": reset,
-            "visibility": vis,
-            "reported_in_writable_masks": bool(set_user) and mask != 0,
-            "aa32": is_aa32_id_reg(d.encoding),
-        }
-        if srreg is not None:
-            entry["layout"] = layout_of(srreg)
-            entry["res0"] = hexs(srreg.res0)
-            entry["layout_source"] = srreg.source or fsrc(SYSREG_TABLE, srreg.line, f"Sysreg {srreg.name}")
-        ftr = regmap.get(enc_i)
-        if ftr is not None and ftr[0] in tables:
-            tline, bits = tables[ftr[0]]
-            entry["ftr_table"] = ftr[0]
-            entry["ftr_table_source"] = fsrc(CPUFEATURE_C, tline, f"{ftr[0]}[]")
-            entry["ftr_reg_source"] = fsrc(CPUFEATURE_C, ftr[1], "arm64_ftr_regs[]")
-            fl = []
-            for b in bits:
-                fmask = _genmask(b.shift + b.width - 1, b.shift)
-                fname = None
-                if srreg is not None:
-                    for f in srreg.fields:
-                        if f.lsb == b.shift and f.width == b.width:
-                            fname = f.name
-                    if fname is None and fmask & srreg.res1 == fmask:
-                        fname = f"RES1_{b.shift}"
-                fl.append({
-                    "name": fname or f"bits{b.shift + b.width - 1}_{b.shift}",
-                    "shift": b.shift, "width": b.width, "signed": b.signed, "policy": b.type,
-                    "safe_val": b.safe_val, "visible": b.visible, "strict": b.strict,
-                    "checked": (fmask & mask) == fmask,
-                    "source": fsrc(CPUFEATURE_C, b.line, b.text),
-                })
-            entry["fields"] = fl
-        elif ftr is None:
-            entry["fields"] = None  # no arm64_ftr_reg: arm64_check_features() gives -EINVAL
+        name, entry = _desc_entry(d, by_enc.get(sys_reg_enc(*d.encoding)), consts, tables, regmap, idx)
         registers[name] = entry
 
     # ---- overlay facts, each checked against the tree -------------------- #
     ov = resolve_sources(overlay, idx, f"overlay {overlay_line}")
+    _overlay_registers(ov, registers, by_enc)
+    for name, r in registers.items():
+        _attach_handlers(ov, name, r)
+    _check_first_run(ov, registers)
+
+    out: dict[str, Any] = {
+        "format": 1,
+        "kernel": major_minor,
+        "kernel_full": full,
+        "source_package": overlay.get("source_package", ""),
+        "generated_by": "tools/gen_kvm.py",
+        "registers": dict(sorted(registers.items(), key=lambda kv: tuple(kv[1]["encoding"]))),
+        "other_registers": sorted(set(other)),
+    }
+    for key in ("conditions", "derived", "visibility_rules", "check_features", "first_run", "vcpu_features",
+                "order", "errnos", "feature_aliases", "notes", "writable_id_regs"):
+        if key in ov:
+            out[key] = ov[key]
+    expectations = _selftest_expectations(root, consts, idx)
+    if expectations is not None:
+        out["selftest_expectations"] = expectations
+    return out
+
+
+def _nonnull(text: str | None) -> str | None:
+    """A C initialiser's function name, or None for none / NULL."""
+    return text.strip() if text and text.strip() != "NULL" else None
+
+
+def _desc_entry(d: Any, srreg: Any, consts: Consts, tables: dict[str, Any], regmap: dict[int, Any],
+                idx: SourceIndex) -> tuple[str, dict[str, Any]]:
+    """One feature ID register of sys_reg_descs[]: its name and entry (mask, handlers, layout, ftr_bits)."""
+    name = d.name
+    if not re.fullmatch(r"[A-Z][A-Za-z0-9_]*", name) or name.startswith("S3_"):
+        name = "S{}_{}_C{}_C{}_{}".format(*d.encoding)
+    mask_expr = d.fields.get("val", "0")
+    try:
+        mask = evaluate(mask_expr, consts)
+    except GenError as exc:
+        raise GenError(f"{SYS_REGS_C}:{d.line}: cannot evaluate mask of {name}: {exc}") from exc
+    set_user = _nonnull(d.fields.get("set_user"))
+    entry: dict[str, Any] = {
+        "encoding": list(d.encoding),
+        "desc": {"macro": d.macro, "text": d.text, "source": idx.fmt(SYS_REGS_C, d.line, "sys_reg_descs[]")},
+        "writable_mask": hexs(mask),
+        "writable_mask_expr": norm_ws(mask_expr),
+        "set_user": set_user,
+        "reset": _nonnull(d.fields.get("reset")),
+        "visibility": _nonnull(d.fields.get("visibility", "")),
+        "reported_in_writable_masks": bool(set_user) and mask != 0,
+        "aa32": is_aa32_id_reg(d.encoding),
+    }
+    if srreg is not None:
+        entry["layout"] = layout_of(srreg)
+        entry["res0"] = hexs(srreg.res0)
+        entry["layout_source"] = srreg.source or idx.fmt(SYSREG_TABLE, srreg.line, f"Sysreg {srreg.name}")
+    ftr = regmap.get(sys_reg_enc(*d.encoding))
+    if ftr is not None and ftr[0] in tables:
+        tline, bits = tables[ftr[0]]
+        entry["ftr_table"] = ftr[0]
+        entry["ftr_table_source"] = idx.fmt(CPUFEATURE_C, tline, f"{ftr[0]}[]")
+        entry["ftr_reg_source"] = idx.fmt(CPUFEATURE_C, ftr[1], "arm64_ftr_regs[]")
+        entry["fields"] = [_ftr_field(b, srreg, mask, idx) for b in bits]
+    elif ftr is None:
+        entry["fields"] = None  # no arm64_ftr_reg: arm64_check_features() gives -EINVAL
+    return name, entry
+
+
+def _ftr_field(b: Any, srreg: Any, mask: int, idx: SourceIndex) -> dict[str, Any]:
+    """One arm64_ftr_bits entry, named from the sysreg layout; checked when the writable mask covers it."""
+    fmask = _genmask(b.shift + b.width - 1, b.shift)
+    fname = None
+    if srreg is not None:
+        for f in srreg.fields:
+            if f.lsb == b.shift and f.width == b.width:
+                fname = f.name
+        if fname is None and fmask & srreg.res1 == fmask:
+            fname = f"RES1_{b.shift}"
+    return {
+        "name": fname or f"bits{b.shift + b.width - 1}_{b.shift}",
+        "shift": b.shift, "width": b.width, "signed": b.signed, "policy": b.type,
+        "safe_val": b.safe_val, "visible": b.visible, "strict": b.strict,
+        "checked": (fmask & mask) == fmask,
+        "source": idx.fmt(CPUFEATURE_C, b.line, b.text),
+    }
+
+
+def _overlay_registers(ov: dict[str, Any], registers: dict[str, Any], by_enc: dict[int, Any]) -> None:
+    """The overlay's extra registers and ftr policy overrides; its kvm_limit names known registers."""
     for name, extra in ov.get("extra_registers", {}).items():
         extra = dict(extra)
         replace = extra.pop("replace", False)  # found before sys_reg_descs[] (invariant_sys_regs[] < 6.7)
@@ -1021,10 +1070,7 @@ def generate(root: Path, overlay_line: str | None = None) -> dict[str, Any]:
             registers[name] = extra
         else:
             registers.setdefault(name, extra)
-    limit_fns = ov.get("limit_functions", {})
-    set_handlers = ov.get("set_handlers", {})
-    per_reg_limit = ov.get("kvm_limit", {})
-    for reg in per_reg_limit:
+    for reg in ov.get("kvm_limit", {}):
         if reg != "*" and reg not in registers:
             raise GenError(f"overlay kvm_limit names unknown register {reg}")
     for ovr in ov.get("ftr_policy_overrides", []):
@@ -1033,54 +1079,53 @@ def generate(root: Path, overlay_line: str | None = None) -> dict[str, Any]:
             raise GenError(f"policy override for unknown field {ovr['reg']}.{ovr['field']}")
         hit[0]["kvm_policy"] = ovr["policy"]
         hit[0]["kvm_policy_source"] = ovr["source"]
-    vis_rules = ov.get("visibility_rules", {})
-    for name, r in registers.items():
-        reset = r.get("reset") or ""
-        if not reset and r.get("set_user") in ov.get("limit_for_set_user", {}):
-            reset = ov["limit_for_set_user"][r["set_user"]]  # < 6.7: no stored value, read_id_reg() each time
-        if reset not in limit_fns:
-            raise GenError(f"{name}: reset function {reset or 'NULL'}() not described in the overlay's limit_functions")
-        steps = list(per_reg_limit.get(name, []))
-        if reset == "kvm_read_sanitised_id_reg":
-            steps += per_reg_limit.get("*", [])
-        r["kvm_limit"] = copy.deepcopy({"function": reset or None, **limit_fns[reset], "steps": steps})
-        handler = r.get("set_user") or ""
-        if handler not in set_handlers:
-            raise GenError(f"{name}: set_user {handler or 'NULL'}() not described in the overlay's set_handlers")
-        r["set_handler"] = copy.deepcopy({"function": handler or None, **set_handlers[handler]})
-        vis = r.get("visibility")
-        if vis and vis not in vis_rules:
-            raise GenError(f"{name}: visibility function {vis}() not described in the overlay")
-        resolve_enum_names(name, r)
 
-    out: dict[str, Any] = {
-        "format": 1,
-        "kernel": major_minor,
-        "kernel_full": full,
-        "source_package": overlay.get("source_package", ""),
-        "generated_by": "tools/gen_kvm.py",
-        "registers": dict(sorted(registers.items(), key=lambda kv: tuple(kv[1]["encoding"]))),
-        "other_registers": sorted(set(other)),
-    }
+
+def _attach_handlers(ov: dict[str, Any], name: str, r: dict[str, Any]) -> None:
+    """Register ``name``'s KVM limit and set_user handler from the overlay's descriptions of its
+    reset/set_user/visibility functions (a function the overlay does not describe is an error)."""
+    limit_fns = ov.get("limit_functions", {})
+    set_handlers = ov.get("set_handlers", {})
+    per_reg_limit = ov.get("kvm_limit", {})
+    reset = r.get("reset") or ""
+    if not reset and r.get("set_user") in ov.get("limit_for_set_user", {}):
+        reset = ov["limit_for_set_user"][r["set_user"]]  # < 6.7: no stored value, read_id_reg() each time
+    if reset not in limit_fns:
+        raise GenError(f"{name}: reset function {reset or 'NULL'}() not described in the overlay's limit_functions")
+    steps = list(per_reg_limit.get(name, []))
+    if reset == "kvm_read_sanitised_id_reg":
+        steps += per_reg_limit.get("*", [])
+    r["kvm_limit"] = copy.deepcopy({"function": reset or None, **limit_fns[reset], "steps": steps})
+    handler = r.get("set_user") or ""
+    if handler not in set_handlers:
+        raise GenError(f"{name}: set_user {handler or 'NULL'}() not described in the overlay's set_handlers")
+    r["set_handler"] = copy.deepcopy({"function": handler or None, **set_handlers[handler]})
+    vis = r.get("visibility")
+    if vis and vis not in ov.get("visibility_rules", {}):
+        raise GenError(f"{name}: visibility function {vis}() not described in the overlay")
+    resolve_enum_names(name, r)
+
+
+def _check_first_run(ov: dict[str, Any], registers: dict[str, Any]) -> None:
+    """Every field the overlay's first_run steps name is in its register's layout."""
     for step in ov.get("first_run", []):
         if "reg" in step:
             lay = {f["name"] for f in registers[step["reg"]].get("layout", [])}
             for f in step.get("fields", []):
                 if f not in lay:
                     raise GenError(f"first_run: unknown field {step['reg']}.{f}")
-    for key in ("conditions", "derived", "visibility_rules", "check_features", "first_run", "vcpu_features",
-                "order", "errnos", "feature_aliases", "notes", "writable_id_regs"):
-        if key in ov:
-            out[key] = ov[key]
+
+
+def _selftest_expectations(root: Path, consts: Consts, idx: SourceIndex) -> dict[str, Any] | None:
+    """The first KVM selftest in SELFTESTS the tree has, parsed (its rows with their sources)."""
     for rel in SELFTESTS:
         p = root / rel
         if p.exists():
             st = parse_selftest(p.read_text(), consts)
             for row in st["fields"]:
-                row["source"] = fsrc(rel, row.pop("line"), row.pop("table") + "[]")
-            out["selftest_expectations"] = {"file": rel, **st}
-            break
-    return out
+                row["source"] = idx.fmt(rel, row.pop("line"), row.pop("table") + "[]")
+            return {"file": rel, **st}
+    return None
 
 
 SET_OPS = {"set_id_reg", "rewrite", "reject", "ignore_if_host_equal", "replace_from_host", "imp_id_reg", "invariant",
@@ -1094,20 +1139,9 @@ def validate(data: dict[str, Any]) -> None:
     conds = set(data.get("conditions", {}))
     derived = set(data.get("derived", {}))
 
-    def names(c: Any) -> list[str]:
-        if c is None:
-            return []
-        if isinstance(c, str):
-            return [c]
-        if isinstance(c, list):
-            return [n for x in c for n in names(x)]
-        if isinstance(c, dict):
-            return [n for k in ("all", "any", "not") if k in c for n in names(c[k])]
-        return []
-
     def check(where: str, st: dict[str, Any]) -> None:
         for k in ("if", "unless"):
-            for n in names(st.get(k)):
+            for n in _condition_names(st.get(k)):
                 if n not in conds:
                     raise GenError(f"{where}: condition {n!r} is not defined")
         if st.get("derived") and st["derived"] not in derived:
@@ -1124,6 +1158,19 @@ def validate(data: dict[str, Any]) -> None:
             check(f"{name} {r['set_handler']['function']}()", st)
     for st in data.get("first_run", []):
         check("first_run", st)
+
+
+def _condition_names(c: Any) -> list[str]:
+    """The named conditions a step's ``if``/``unless`` uses (through all/any/not)."""
+    if c is None:
+        return []
+    if isinstance(c, str):
+        return [c]
+    if isinstance(c, list):
+        return [n for x in c for n in _condition_names(x)]
+    if isinstance(c, dict):
+        return [n for k in ("all", "any", "not") if k in c for n in _condition_names(c[k])]
+    return []
 
 
 def write_rules(data: dict[str, Any], out: Path, name: str | None = None) -> Path:

@@ -176,18 +176,25 @@ class _Ctx:
         if isinstance(c, list):
             return all(self.cond(x) for x in c)
         if isinstance(c, dict):
-            if "all" in c:
-                return all(self.cond(x) for x in c["all"])
-            if "any" in c:
-                return any(self.cond(x) for x in c["any"])
-            if "not" in c:
-                return not self.cond(c["not"])
-            if "host_field" in c:
-                v = self.host_field(c["host_field"])
-                key = "host " + _describe_cmp(c)
-                return self.decide(key, None if v is None else _cmp(v, c))
-            raise ValueError(f"bad condition {c!r}")
-        name: str = c
+            return self._compound(c)
+        return self._named(c)
+
+    def _compound(self, c: Mapping[str, Any]) -> bool:
+        """``all``/``any``/``not`` of conditions, or a comparison of a host field (a fork when unknown)."""
+        if "all" in c:
+            return all(self.cond(x) for x in c["all"])
+        if "any" in c:
+            return any(self.cond(x) for x in c["any"])
+        if "not" in c:
+            return not self.cond(c["not"])
+        if "host_field" in c:
+            v = self.host_field(c["host_field"])
+            key = "host " + _describe_cmp(c)
+            return self.decide(key, None if v is None else _cmp(v, c))
+        raise ValueError(f"bad condition {c!r}")
+
+    def _named(self, name: str) -> bool:
+        """A named condition of the rule set: a vCPU feature, or a host property (``_host_property``)."""
         spec = self.rules.conditions.get(name)
         if spec is None:
             raise ValueError(f"unknown condition {name!r} for Linux {self.rules.kernel}")
@@ -195,7 +202,10 @@ class _Ctx:
             if spec.get("unmodelled") and spec["feature"] in self.features:
                 raise _Unmodelled(f"{name}: {spec['meaning']}")
             return spec["feature"] in self.features
-        # a host property
+        return self._host_property(name, spec)
+
+    def _host_property(self, name: str, spec: Mapping[str, Any]) -> bool:
+        """A host property: a capability given, KVM's default, derived from host fields, assumed, or a fork."""
         short = name.split(".", 1)[1]
         if short in self.caps:
             return bool(self.caps[short])
@@ -463,6 +473,21 @@ def _check_features(ctx: _Ctx, reg: RegisterRules, val: int,
         return (None if val == 0 else "EINVAL"), [fv], fv.reason
     if reg.fields is None:
         return "EINVAL", [], f"{reg.name} has no arm64_ftr_reg: arm64_check_features() refuses it"
+    out, mask = _checked_fields(ctx, reg, val, limit)
+    out += _unchecked_bits(reg, val, limit, MASK64 & ~mask, src)
+    if any(f.ok is False for f in out):
+        bad = [f.field for f in out if f.ok is False]
+        return "EINVAL", out, "refused by arm64_check_features(): " + ", ".join(bad)
+    unsure = [f"{reg.name}.{f.field}={f.asked}" for f in out if f.ok is None]
+    if unsure and not ctx.decide("KVM's limit allows " + ", ".join(unsure), None):
+        return "EINVAL", out, "refused by arm64_check_features() if the host's limit is lower: " + ", ".join(unsure)
+    return None, out, "within KVM's limit"
+
+
+def _checked_fields(ctx: _Ctx, reg: RegisterRules, val: int, limit: Partial) -> tuple[list[FieldVerdict], int]:
+    """The verdict of each field arm64_check_features() checks (its ftr_bits policy against the
+    limit), and the mask of those fields."""
+    assert reg.fields is not None
     out: list[FieldVerdict] = []
     mask = 0
     for f in reg.fields:
@@ -483,8 +508,13 @@ def _check_features(ctx: _Ctx, reg: RegisterRules, val: int,
         else:
             reason = f"{f.name}={asked}: depends on KVM's limit for the field, which depends on the host"
         out.append(FieldVerdict(f.name, f.shift, f.width, asked, hv, lim, f.policy, ok, reason, f.source))
-    # bits not covered by a checked field must equal the limit
-    rest = MASK64 & ~mask
+    return out, mask
+
+
+def _unchecked_bits(reg: RegisterRules, val: int, limit: Partial, rest: int, src: str) -> list[FieldVerdict]:
+    """The bits ``rest`` no checked field covers: they must equal the limit (by layout field, then
+    any unnamed bits)."""
+    out: list[FieldVerdict] = []
     diff_known = (val ^ limit.value) & rest & limit.known
     unknown = rest & ~limit.known
     seen = 0
@@ -511,13 +541,7 @@ def _check_features(ctx: _Ctx, reg: RegisterRules, val: int,
     elif unknown & other and (val & unknown & other):
         out.append(FieldVerdict("(unnamed bits)", 0, 64, val & unknown & other, None, None, None, None,
                                 "unnamed bits must equal KVM's value, which depends on the host", src))
-    if any(f.ok is False for f in out):
-        bad = [f.field for f in out if f.ok is False]
-        return "EINVAL", out, "refused by arm64_check_features(): " + ", ".join(bad)
-    unsure = [f"{reg.name}.{f.field}={f.asked}" for f in out if f.ok is None]
-    if unsure and not ctx.decide("KVM's limit allows " + ", ".join(unsure), None):
-        return "EINVAL", out, "refused by arm64_check_features() if the host's limit is lower: " + ", ".join(unsure)
-    return None, out, "within KVM's limit"
+    return out
 
 
 # --------------------------------------------------------------------------- #
@@ -562,6 +586,8 @@ def _current(ctx: _Ctx, reg: RegisterRules, current: int | None, notes: list[str
 
 
 def _set_path(ctx: _Ctx, reg: RegisterRules, value: int, after_run: bool, current: int | None) -> _Out:
+    """The register's set_user handler, step by step: steps that adjust the value (or refuse it,
+    ``_VALUE_STEPS``) run in order until the step that gives the verdict (``_final_step``)."""
     notes: list[str] = []
     if reg.visibility:
         _raz, wi = _visibility(ctx, reg)
@@ -573,66 +599,108 @@ def _set_path(ctx: _Ctx, reg: RegisterRules, value: int, after_run: bool, curren
     for st in handler["steps"]:
         op = st["op"]
         src = st.get("source", handler.get("source", ""))
-        if op in ("nv_doublelock_fixup", "nv_tgran2_check"):
-            if _guard(ctx, {"if": st.get("if")}) and "nv" in ctx.features:
-                raise _Unmodelled(f"{op}: nested virtualisation is not modelled")
-            continue
-        if op == "rewrite":
-            if not _guard(ctx, st):
-                continue
-            if _field_of(reg, st["field"], val) == st["eq"]:
-                val = _set_field(reg, st["field"], val, st["to"])
-                notes.append(f"{st['field']}={st['eq']} is rewritten to {st['to']} before the checks [{src}]")
-        elif op == "reject":
-            if not _guard(ctx, st):
-                continue
-            fv = _field_of(reg, st["field"], val)
-            if _cmp(fv, st):
-                f = reg.layout_field(st["field"])
-                d = FieldVerdict(st["field"], f.shift, f.width, fv, None, None, None, False, st.get("why", ""), src)
-                return _Out(st["errno"], f"{st['field']}={fv}: {st.get('why', 'refused')}", src, [d],
-                            assumptions=notes)
-        elif op == "ignore_if_host_equal":
-            f = reg.layout_field(st["field"])
-            hv = ctx.host_reg(reg.name).field(f.shift, f.width)
-            uv = _field_of(reg, st["field"], val)
-            same = ctx.decide(f"host {reg.name}.{st['field']} == {uv}", None if hv is None else hv == uv)
-            if same:
-                if uv:
-                    notes.append(f"{st['field']}={uv} equals the host's value: accepted and dropped [{src}]")
-                val = _set_field(reg, st["field"], val, 0)
-        elif op == "replace_from_host":
-            if _field_of(reg, st["field"], val) != st["user_eq"]:
-                continue
-            match = True
-            for hf, hv_want in st["host_eq"].items():
-                f = reg.layout_field(hf)
-                hv = ctx.host_reg(reg.name).field(f.shift, f.width)
-                if not ctx.decide(f"host {reg.name}.{hf} == {hv_want}", None if hv is None else hv == hv_want):
-                    match = False
-                    break
-            if match:
-                val = _set_field(reg, st["field"], val, st["host_eq"][st["field"]])
-                notes.append(f"{st['field']}={st['user_eq']} replaced by the host's value [{src}]")
-        elif op == "set_id_reg":
-            return _set_id_reg(ctx, reg, val, after_run, current, notes)
-        elif op == "imp_id_reg":
-            return _imp_id_reg(ctx, reg, val, after_run, current, src, notes)
-        elif op == "invariant":
-            hv = ctx.host_reg(reg.name).exact
-            same = ctx.decide(f"host {reg.name} == {val:#x}", None if hv is None else hv == val)
-            if same:
-                return _Out(None, "equal to the host's (invariant) value", src, stored=val)
-            return _Out("EINVAL", f"{reg.name} is invariant: only the host's value is accepted", src)
-        elif op == "equal_limit":
-            return _equal_limit(ctx, reg, val, st, src, notes)
-        elif op == "clidr":
-            return _clidr(ctx, reg, val, src)
-        elif op == "store":
-            return _Out(None, "no set_user handler: the value is stored as given", src, stored=val)
-        else:
-            raise ValueError(f"unknown set op {op!r}")
+        step = _VALUE_STEPS.get(op)
+        if step is None:
+            return _final_step(ctx, reg, st, val, src, after_run, current, notes)
+        val, refused = step(ctx, reg, st, val, src, notes)
+        if refused is not None:
+            return refused
     raise ValueError(f"{reg.name}: handler ends without a verdict")
+
+
+def _final_step(ctx: _Ctx, reg: RegisterRules, st: Mapping[str, Any], val: int, src: str, after_run: bool,
+                current: int | None, notes: list[str]) -> _Out:
+    """The verdict of a handler's last step on the (adjusted) value."""
+    op = st["op"]
+    if op == "set_id_reg":
+        return _set_id_reg(ctx, reg, val, after_run, current, notes)
+    if op == "imp_id_reg":
+        return _imp_id_reg(ctx, reg, val, after_run, current, src, notes)
+    if op == "invariant":
+        hv = ctx.host_reg(reg.name).exact
+        same = ctx.decide(f"host {reg.name} == {val:#x}", None if hv is None else hv == val)
+        if same:
+            return _Out(None, "equal to the host's (invariant) value", src, stored=val)
+        return _Out("EINVAL", f"{reg.name} is invariant: only the host's value is accepted", src)
+    if op == "equal_limit":
+        return _equal_limit(ctx, reg, val, st, src, notes)
+    if op == "clidr":
+        return _clidr(ctx, reg, val, src)
+    if op == "store":
+        return _Out(None, "no set_user handler: the value is stored as given", src, stored=val)
+    raise ValueError(f"unknown set op {op!r}")
+
+
+_Step = tuple[int, "_Out | None"]
+
+
+def _step_nv(ctx: _Ctx, reg: RegisterRules, st: Mapping[str, Any], val: int, src: str, notes: list[str]) -> _Step:
+    """nv_doublelock_fixup, nv_tgran2_check: only with nested virtualisation, which is not modelled."""
+    if _guard(ctx, {"if": st.get("if")}) and "nv" in ctx.features:
+        raise _Unmodelled(f"{st['op']}: nested virtualisation is not modelled")
+    return val, None
+
+
+def _step_rewrite(ctx: _Ctx, reg: RegisterRules, st: Mapping[str, Any], val: int, src: str,
+                  notes: list[str]) -> _Step:
+    """A field value the kernel rewrites before its checks."""
+    if _guard(ctx, st) and _field_of(reg, st["field"], val) == st["eq"]:
+        val = _set_field(reg, st["field"], val, st["to"])
+        notes.append(f"{st['field']}={st['eq']} is rewritten to {st['to']} before the checks [{src}]")
+    return val, None
+
+
+def _step_reject(ctx: _Ctx, reg: RegisterRules, st: Mapping[str, Any], val: int, src: str,
+                 notes: list[str]) -> _Step:
+    """A field value the handler refuses outright."""
+    if not _guard(ctx, st):
+        return val, None
+    fv = _field_of(reg, st["field"], val)
+    if _cmp(fv, st):
+        f = reg.layout_field(st["field"])
+        d = FieldVerdict(st["field"], f.shift, f.width, fv, None, None, None, False, st.get("why", ""), src)
+        return val, _Out(st["errno"], f"{st['field']}={fv}: {st.get('why', 'refused')}", src, [d],
+                         assumptions=notes)
+    return val, None
+
+
+def _step_ignore_if_host_equal(ctx: _Ctx, reg: RegisterRules, st: Mapping[str, Any], val: int, src: str,
+                               notes: list[str]) -> _Step:
+    """A field accepted and dropped (stored as 0) when it equals the host's."""
+    f = reg.layout_field(st["field"])
+    hv = ctx.host_reg(reg.name).field(f.shift, f.width)
+    uv = _field_of(reg, st["field"], val)
+    same = ctx.decide(f"host {reg.name}.{st['field']} == {uv}", None if hv is None else hv == uv)
+    if same:
+        if uv:
+            notes.append(f"{st['field']}={uv} equals the host's value: accepted and dropped [{src}]")
+        val = _set_field(reg, st["field"], val, 0)
+    return val, None
+
+
+def _step_replace_from_host(ctx: _Ctx, reg: RegisterRules, st: Mapping[str, Any], val: int, src: str,
+                            notes: list[str]) -> _Step:
+    """A field value replaced by the host's when the host's fields match ``host_eq``."""
+    if _field_of(reg, st["field"], val) != st["user_eq"]:
+        return val, None
+    for hf, hv_want in st["host_eq"].items():
+        f = reg.layout_field(hf)
+        hv = ctx.host_reg(reg.name).field(f.shift, f.width)
+        if not ctx.decide(f"host {reg.name}.{hf} == {hv_want}", None if hv is None else hv == hv_want):
+            return val, None
+    notes.append(f"{st['field']}={st['user_eq']} replaced by the host's value [{src}]")
+    return _set_field(reg, st["field"], val, st["host_eq"][st["field"]]), None
+
+
+#: The handler steps that adjust (or refuse) the value before the verdict, by op name.
+_VALUE_STEPS: dict[str, Callable[[_Ctx, RegisterRules, Mapping[str, Any], int, str, list[str]], _Step]] = {
+    "nv_doublelock_fixup": _step_nv,
+    "nv_tgran2_check": _step_nv,
+    "rewrite": _step_rewrite,
+    "reject": _step_reject,
+    "ignore_if_host_equal": _step_ignore_if_host_equal,
+    "replace_from_host": _step_replace_from_host,
+}
 
 
 def _set_id_reg(ctx: _Ctx, reg: RegisterRules, val: int, after_run: bool, current: int | None,

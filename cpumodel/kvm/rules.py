@@ -23,8 +23,19 @@ Encoding = tuple[int, int, int, int, int]
 _GENERIC_NAME = re.compile(r"S(\d)_(\d)_C?(\d+)_C?(\d+)_(\d)", re.I)
 
 
+class _Bits:
+    """A bit range ``width`` bits wide at ``shift`` (the dataclasses below declare both)."""
+
+    shift: int
+    width: int
+
+    @property
+    def mask(self) -> int:
+        return ((1 << self.width) - 1) << self.shift
+
+
 @dataclass(frozen=True)
-class FieldRule:
+class FieldRule(_Bits):
     """One ``arm64_ftr_bits`` entry of the register (cpufeature.c)."""
 
     name: str
@@ -36,13 +47,8 @@ class FieldRule:
     checked: bool  # wholly inside the writable mask, so arm64_check_features() looks at it
     source: str
 
-    @property
-    def mask(self) -> int:
-        return ((1 << self.width) - 1) << self.shift
-
-
 @dataclass(frozen=True)
-class LayoutField:
+class LayoutField(_Bits):
     """A field of the register as the kernel's sysreg table lays it out."""
 
     name: str
@@ -50,11 +56,6 @@ class LayoutField:
     width: int
     signed: bool
     values: dict[str, int]
-
-    @property
-    def mask(self) -> int:
-        return ((1 << self.width) - 1) << self.shift
-
 
 @dataclass(frozen=True)
 class RegisterRules:
@@ -78,12 +79,6 @@ class RegisterRules:
             if f.name == name:
                 return f
         raise KeyError(f"{self.name} has no field {name}")
-
-    def field_at(self, shift: int, width: int = 4) -> LayoutField | None:
-        for f in self.layout:
-            if f.shift == shift and f.width == width:
-                return f
-        return None
 
     def field_name_for_bits(self, mask: int) -> str:
         for f in self.layout:

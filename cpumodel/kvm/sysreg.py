@@ -103,20 +103,27 @@ def blocks(text: str) -> list[SrBlock]:
             cur.last_ref = tok[1]
         elif kw == "Mapping":
             cur.mapping = cur.last_ref = tok[1]
-        elif kw in ("Res0", "Res1", "Unkn", "Raz"):
-            msb, lsb = _bits(tok[1])
-            cur.items.append(SrField(kw.lower(), msb, lsb, kw.lower(), line=lineno, prefix=prefix))
-        elif kw == "Field":
-            msb, lsb = _bits(tok[1])
-            cur.items.append(SrField(tok[2], msb, lsb, "field", line=lineno, prefix=prefix))
-        elif kw in ("Enum", "SignedEnum", "UnsignedEnum"):
-            msb, lsb = _bits(tok[1])
-            enum = SrField(tok[2], msb, lsb, "enum", signed=kw == "SignedEnum", enum_kind=kw, line=lineno,
-                           prefix=prefix)
-            cur.items.append(enum)
         else:
-            raise ValueError(f"line {lineno}: unknown directive {kw!r}")
+            item = _item(kw, tok, lineno, prefix)
+            cur.items.append(item)
+            if item.kind == "enum":
+                enum = item
     return out
+
+
+def _item(kw: str, tok: list[str], lineno: int, prefix: str) -> SrField:
+    """One bit range of a block: Res0/Res1/Unkn/Raz, Field, or an enum (its values follow)."""
+    if kw in ("Res0", "Res1", "Unkn", "Raz"):
+        msb, lsb = _bits(tok[1])
+        return SrField(kw.lower(), msb, lsb, kw.lower(), line=lineno, prefix=prefix)
+    if kw == "Field":
+        msb, lsb = _bits(tok[1])
+        return SrField(tok[2], msb, lsb, "field", line=lineno, prefix=prefix)
+    if kw in ("Enum", "SignedEnum", "UnsignedEnum"):
+        msb, lsb = _bits(tok[1])
+        return SrField(tok[2], msb, lsb, "enum", signed=kw == "SignedEnum", enum_kind=kw, line=lineno,
+                       prefix=prefix)
+    raise ValueError(f"line {lineno}: unknown directive {kw!r}")
 
 
 def parse(text: str) -> dict[str, SrRegister]:

@@ -35,7 +35,6 @@ from __future__ import annotations
 import gzip
 import json
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -284,9 +283,6 @@ class Recording:
     def feature_set(self, features: FeatureSet | str) -> FeatureSetRecord:
         key = features if isinstance(features, str) else feature_key(features)
         return self.feature_sets[key]
-
-    def cases_for(self, features: FeatureSet) -> Iterator[CaseResult]:
-        return (c for c in self.cases if c.features == features)
 
     def to_json(self) -> dict[str, object]:
         codes, groups = _encode_groups(self)

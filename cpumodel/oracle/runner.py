@@ -5,12 +5,14 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cpumodel.oracle.build import build_initramfs, build_probe, probe_hash
 from cpumodel.oracle.cases import (
     DEFAULT_FEATURE_SETS,
     Case,
+    CaseFile,
     FeatureSet,
     FieldValue,
     MaskedValue,
@@ -18,7 +20,7 @@ from cpumodel.oracle.cases import (
     encode_case_file,
     feature_key,
 )
-from cpumodel.oracle.console import check_complete, errno_name, parse_console
+from cpumodel.oracle.console import ProbeOutput, check_complete, errno_name, parse_console
 from cpumodel.oracle.errors import OracleError, ProbeCrash
 from cpumodel.oracle.kernel import ARM64_IMAGE_MAGIC, KernelInfo, default_cache_dir
 from cpumodel.oracle.qemu import MACHINE, boot, qemu_version
@@ -101,14 +103,7 @@ def run_cases(
             fsl = list(DEFAULT_FEATURE_SETS)
     else:
         fsl = [check_features(fs) for fs in feature_sets]
-    if not Path(kernel_image).is_file():
-        raise OracleError(f"kernel image {kernel_image} does not exist")
-    with Path(kernel_image).open("rb") as f:
-        if f.read(0x40)[0x38:0x3C] != ARM64_IMAGE_MAGIC:
-            raise OracleError(
-                f"{kernel_image} is not an arm64 kernel Image (no ARM\\x64 magic at 0x38)",
-                hint="use --kernel VERSION to fetch a Debian kernel, or unpack vmlinuz first",
-            )
+    _check_image(Path(kernel_image))
     limit = timeout if timeout is not None else default_timeout(len(cases), len(fsl))
     # the probe's own watchdog fires first, so a hang inside the guest gets a readable message
     case_file = encode_case_file(cases, fsl, watchdog_seconds=max(30, int(limit) - 30))
@@ -126,76 +121,94 @@ def run_cases(
     out = parse_console(result.console)
     done = check_complete(out, result.console)
     hello = out.first("hello") or {}
+    blocks = _blocks(out, case_file)
+    _read_blocks(out, blocks)
+    results = _case_results(out, cases, case_file, blocks)
+    return Recording(
+        kernel=_kernel_meta(hello, kernel),
+        qemu={"version": qver, "cpu": cpu, "machine": MACHINE, "memory_mb": memory_mb},
+        feature_sets={feature_key(b.rec.features): b.rec for b in blocks.values() if b.seq is None},
+        sequences=_sequences(blocks),
+        cases=results,
+        timing=_timing(done, result.first_marker_seconds, total, len(results)),
+        probe=_probe_meta(hello, out),
+        kernel_warnings=[str(m.get("text")) for m in out.of_type("dmesg")],
+    )
 
-    # --- per block ------------------------------------------------------------------
-    blocks: dict[int, FeatureSetRecord] = {}
-    block_defaults: dict[int, dict[int, int | None]] = {}
+
+def _check_image(kernel_image: Path) -> None:
+    """OracleError unless ``kernel_image`` is an arm64 kernel Image."""
+    if not kernel_image.is_file():
+        raise OracleError(f"kernel image {kernel_image} does not exist")
+    with kernel_image.open("rb") as f:
+        if f.read(0x40)[0x38:0x3C] != ARM64_IMAGE_MAGIC:
+            raise OracleError(
+                f"{kernel_image} is not an arm64 kernel Image (no ARM\\x64 magic at 0x38)",
+                hint="use --kernel VERSION to fetch a Debian kernel, or unpack vmlinuz first",
+            )
+
+
+@dataclass
+class _Block:
+    """One VM the probe created (a feature set, or a sequence): its record and its defaults by register id."""
+
+    rec: FeatureSetRecord
+    defaults: dict[int, int | None] = field(default_factory=dict)
+    seq: str | None = None  # the sequence this VM ran (writes kept), None for a feature set's VM
+
+
+def _blocks(out: ProbeOutput, case_file: CaseFile) -> dict[int, _Block]:
+    """The probe's "fs" messages, one per block (feature sets, then sequences) in order: how far
+    each VM's set-up got."""
+    blocks: dict[int, _Block] = {}
     fs_msgs = out.of_type("fs")
     if len(fs_msgs) != len(case_file.blocks):
         raise ProbeCrash(f"the probe reported {len(fs_msgs)} blocks, expected {len(case_file.blocks)}")
-    block_no: dict[tuple[FeatureSet, str | None], int] = {}
-    seq_of_block: dict[int, str] = {}
     for msg, (fs, seq) in zip(fs_msgs, case_file.blocks, strict=True):
         b = _i(msg, "b")
         fin = _i(msg, "finalize_errno")
         imp = _i(msg, "imp_id_errno", -1)
         if _i(msg, "init_errno") < 0 and imp <= 0:
             raise ProbeCrash("KVM_ARM_VCPU_INIT was not attempted")
-        blocks[b] = FeatureSetRecord(
+        blocks[b] = _Block(FeatureSetRecord(
             features=fs,
             init_errno=_attempted(_i(msg, "init_errno")),
             imp_id_errno=_attempted(imp) if "writable_imp_id" in fs else None,
             finalize_errno=_attempted(fin) if "sve" in fs else None,
             vgic_errno=_attempted(_i(msg, "vgic_errno", -1)) if "vgic" in fs else None,
             masks_errno=None,  # set by the "masks" message (none for a refused VM)
-        )
+        ), seq=seq)
         if _i(msg, "preferred_target_errno"):
             err = errno_name(_i(msg, "preferred_target_errno"))
             raise ProbeCrash(f"KVM_ARM_PREFERRED_TARGET failed: {err}")
-        block_defaults[b] = {}
-        block_no[(fs, seq)] = b
-        if seq is not None:
-            seq_of_block[b] = seq
+    return blocks
 
+
+def _read_blocks(out: ProbeOutput, blocks: dict[int, _Block]) -> None:
+    """Each VM's defaults ("get"), writable masks ("masks"), KVM_RUN outcome ("run") and drift."""
     for msg in out.of_type("get"):
-        b = _i(msg, "b")
+        block = blocks[_i(msg, "b")]
         reg_id = _h(msg, "id")
         name = sysreg_name(encoding_of_id(reg_id))
         e = _i(msg, "e")
         value = None if e else _h(msg, "v")
-        blocks[b].defaults[name] = value
-        block_defaults[b][reg_id] = value
+        block.rec.defaults[name] = value
+        block.defaults[reg_id] = value
         if e:
-            blocks[b].get_errno[name] = errno_name(e)
-
+            block.rec.get_errno[name] = errno_name(e)
     for msg in out.of_type("masks"):
-        b = _i(msg, "b")
-        rec = blocks[b]
-        rec.masks_errno = _attempted(_i(msg, "e"))
-        if rec.masks_errno != 0:  # not attempted (Linux < 6.7: no such ioctl) or refused
-            continue
-        raw = msg.get("m") or {}
-        assert isinstance(raw, dict)
-        masks = {int(k): int(str(v), 16) for k, v in raw.items()}
-        for enc in ORACLE_REGISTERS:
-            idx = mask_index(enc)
-            if idx is not None:
-                rec.writable_masks[sysreg_name(enc)] = masks.pop(idx, 0)
-        for idx, mval in sorted(masks.items()):
-            rec.writable_masks[sysreg_name(encoding_of_mask_index(idx))] = mval
-
+        _read_masks(msg, blocks[_i(msg, "b")].rec)
     for msg in out.of_type("run"):
         b = _i(msg, "b")
         run: dict[str, object] = {}
         for key, val in msg.items():
             if key not in ("n", "t", "b"):
                 run[key] = errno_name(val) if key.endswith("errno") and isinstance(val, int) else val
-        blocks[b].run = run
-
+        blocks[b].rec.run = run
     for msg in out.of_type("drift"):
         b = _i(msg, "b")
         reg_id = _h(msg, "id")
-        blocks[b].drift.append(
+        blocks[b].rec.drift.append(
             {
                 "reg": sysreg_name(encoding_of_id(reg_id)),
                 "when": msg.get("when"),
@@ -204,7 +217,26 @@ def run_cases(
             }
         )
 
-    # --- cases ----------------------------------------------------------------------
+
+def _read_masks(msg: dict[str, object], rec: FeatureSetRecord) -> None:
+    """KVM_ARM_GET_REG_WRITABLE_MASKS: the oracle's registers first, then any other index reported."""
+    rec.masks_errno = _attempted(_i(msg, "e"))
+    if rec.masks_errno != 0:  # not attempted (Linux < 6.7: no such ioctl) or refused
+        return
+    raw = msg.get("m") or {}
+    assert isinstance(raw, dict)
+    masks = {int(k): int(str(v), 16) for k, v in raw.items()}
+    for enc in ORACLE_REGISTERS:
+        idx = mask_index(enc)
+        if idx is not None:
+            rec.writable_masks[sysreg_name(enc)] = masks.pop(idx, 0)
+    for idx, mval in sorted(masks.items()):
+        rec.writable_masks[sysreg_name(encoding_of_mask_index(idx))] = mval
+
+
+def _case_errnos(out: ProbeOutput, cases: Sequence[Case], case_file: CaseFile,
+                 blocks: dict[int, _Block], block_of: dict[tuple[FeatureSet, str | None], int]) -> list[int | None]:
+    """Each sent case's errno (None: not run), checking the probe wrote the values this side computed."""
     n = len(case_file.order)
     errs: list[int | None] = [None] * n
     for msg in out.of_type("res"):
@@ -218,27 +250,34 @@ def run_cases(
                 raise ProbeCrash(f"the probe reported case {k}, but only {n} were sent")
             errs[k] = int(e)
             case = cases[case_file.order[k]]
-            b = block_no[(case.features, case.seq)]
-            values.append(case.resolve(block_defaults[b].get(case.reg_id)))
+            b = block_of[(case.features, case.seq)]
+            values.append(case.resolve(blocks[b].defaults.get(case.reg_id)))
         if f"{fnv1a_values(values):016x}" != msg.get("h"):
             raise ProbeCrash(
                 f"values written for cases {start}..{start + len(es) - 1} differ from"
                 " what this side computed (probe/resolver mismatch)"
             )
+    return errs
 
+
+def _case_results(out: ProbeOutput, cases: Sequence[Case], case_file: CaseFile,
+                  blocks: dict[int, _Block]) -> list[CaseResult]:
+    """The cases' results in the caller's order; a refused VM's cases are counted as skipped."""
+    block_of = {(block.rec.features, block.seq): b for b, block in blocks.items()}
+    errs = _case_errnos(out, cases, case_file, blocks, block_of)
     restore_by_case = {_i(m, "i"): m for m in out.of_type("restore")}
     results: list[tuple[int, CaseResult]] = []
     for k, idx in enumerate(case_file.order):
         case = cases[idx]
-        b = block_no[(case.features, case.seq)]
-        rec = blocks[b]
+        block = blocks[block_of[(case.features, case.seq)]]
+        rec = block.rec
         got = errs[k]
         if got is None:
             if rec.accepted:
                 raise ProbeCrash(f"the probe reported no result for case {k} ({case.reg})")
             rec.skipped_cases += 1
             continue
-        value = case.resolve(block_defaults[b].get(case.reg_id))
+        value = case.resolve(block.defaults.get(case.reg_id))
         request = case.value_json() if isinstance(case.value, (FieldValue, MaskedValue)) else None
         results.append(
             (
@@ -254,48 +293,53 @@ def run_cases(
                 {"reg": case.reg, "value": f"{value:#018x}", "errno": errno_name(_i(rmsg, "e"))}
             )
     results.sort(key=lambda r: r[0])  # the caller's order
+    return [r for _, r in results]
 
+
+def _sequences(blocks: dict[int, _Block]) -> dict[str, SequenceRecord]:
+    """Each sequence's VM: how far its set-up got and the registers that differ from the defaults at the end."""
+    out: dict[str, SequenceRecord] = {}
+    for block in blocks.values():
+        if block.seq is None:
+            continue
+        r = block.rec
+        final = [{"reg": d["reg"], "value": d["value"]} for d in r.drift if d["when"] == "end" and not d["errno"]]
+        out[block.seq] = SequenceRecord(
+            r.features, r.init_errno, r.finalize_errno, r.vgic_errno, r.imp_id_errno, final, r.skipped_cases
+        )
+    return out
+
+
+def _timing(done: dict[str, object], first_marker_seconds: float | None, total: float,
+            n_done: int) -> dict[str, object]:
     ps = done.get("probe_seconds", 0.0)
     probe_seconds = float(ps) if isinstance(ps, (int, float)) else 0.0
-    n_done = len(results)
-    timing: dict[str, object] = {
-        "boot_seconds": round(result.first_marker_seconds or 0.0, 3),
+    return {
+        "boot_seconds": round(first_marker_seconds or 0.0, 3),
         "guest_uptime_at_init": done.get("uptime_at_start"),
         "probe_seconds": round(probe_seconds, 3),
         "total_seconds": round(total, 3),
         "cases": n_done,
         "cases_per_second": round(n_done / probe_seconds, 1) if probe_seconds > 0 else None,
     }
+
+
+def _kernel_meta(hello: dict[str, object], kernel: KernelInfo | None) -> dict[str, object]:
     release = str(hello.get("release", ""))
-    kernel_meta: dict[str, object] = {
+    return {
         "release": release,
         "version": ".".join(release.split(".")[:2]),
         "uname_version": hello.get("version"),
         "debian_package": kernel.package if kernel else None,
         "package_version": kernel.package_version if kernel else None,
     }
+
+
+def _probe_meta(hello: dict[str, object], out: ProbeOutput) -> dict[str, object]:
     probe_meta = {k: v for k, v in hello.items() if k not in ("n", "t", "release", "version")}
     probe_meta["source_hash"] = probe_hash()
     probe_meta["console_noise_lines"] = out.noise_lines
-    warnings = [str(m.get("text")) for m in out.of_type("dmesg")]
-    sequences: dict[str, SequenceRecord] = {}
-    for b, name in seq_of_block.items():
-        fsr = blocks[b]
-        sequences[name] = SequenceRecord(
-            fsr.features, fsr.init_errno, fsr.finalize_errno, fsr.vgic_errno, fsr.imp_id_errno,
-            final=[{"reg": d["reg"], "value": d["value"]} for d in fsr.drift if d["when"] == "end" and not d["errno"]],
-            skipped_cases=fsr.skipped_cases,
-        )
-    return Recording(
-        kernel=kernel_meta,
-        qemu={"version": qver, "cpu": cpu, "machine": MACHINE, "memory_mb": memory_mb},
-        feature_sets={feature_key(rec.features): rec for b, rec in blocks.items() if b not in seq_of_block},
-        sequences=sequences,
-        cases=[r for _, r in results],
-        timing=timing,
-        probe=probe_meta,
-        kernel_warnings=warnings,
-    )
+    return probe_meta
 
 
 __all__ = ["fnv1a_values", "one_reg_id", "run_cases"]

@@ -70,17 +70,7 @@ def res0_bits(model: Model, ctx: Context) -> Iterator[Finding]:
     Bad:  ``ID_PFR0_EL1: 0x100000131``  (bit 32 set)
     Good: ``ID_PFR0_EL1: 0x00000131``
     """
-    db = regdb.load()
-    for name, value in model.values.items():
-        reg = db.registers[name]
-        bad = value & reg.res0_mask
-        if bad:
-            yield Finding("A002", "error", f"{name} has RES0 bits set: {bad:#x}",
-                          register=name, asked=value, allowed=f"bits {bad:#x} clear",
-                          why="RES0 bits are reserved and must read as zero",
-                          location=model.where(name), source=f"Arm ARM; {SYSREG}")
-
-
+    return _reserved_bits(model, "A002", 0)
 
 
 @rule("A003", "res1-bits-clear", kind="arch", severity="error",
@@ -94,14 +84,20 @@ def res1_bits(model: Model, ctx: Context) -> Iterator[Finding]:
     Bad:  ``CTR_EL0: 0x0444c004``
     Good: ``CTR_EL0: 0x8444c004``
     """
+    return _reserved_bits(model, "A003", 1)
+
+
+def _reserved_bits(model: Model, rule_id: str, bit: int) -> Iterator[Finding]:
+    """Registers with RES<bit> bits (A002: RES0, A003: RES1) that do not read as ``bit``."""
+    wrong, right, word = ("set", "clear", "zero") if bit == 0 else ("clear", "set", "one")
     db = regdb.load()
     for name, value in model.values.items():
         reg = db.registers[name]
-        missing = reg.res1_mask & ~value
-        if missing:
-            yield Finding("A003", "error", f"{name} has RES1 bits clear: {missing:#x}",
-                          register=name, asked=value, allowed=f"bits {missing:#x} set",
-                          why="RES1 bits are reserved and must read as one",
+        bad = value & reg.res0_mask if bit == 0 else reg.res1_mask & ~value
+        if bad:
+            yield Finding(rule_id, "error", f"{name} has RES{bit} bits {wrong}: {bad:#x}",
+                          register=name, asked=value, allowed=f"bits {bad:#x} {right}",
+                          why=f"RES{bit} bits are reserved and must read as {word}",
                           location=model.where(name), source=f"Arm ARM; {SYSREG}")
 
 
