@@ -30,7 +30,8 @@ def _rules() -> dict[str, object]:
 
 def test_constraint_counts() -> None:
     rules = _rules()
-    arch = sum(1 for r in rules if r.startswith("ARCH-"))
+    # ARCH-INCOMPLETE reports abandoned searches: a rule of cpumodel's, not one of Arm's constraints
+    arch = sum(1 for r in rules if r.startswith("ARCH-") and r != "ARCH-INCOMPLETE")
     extra = sum(1 for r in rules if r.startswith("EXTRA-"))
     m = re.search(r"and the ([\d,]+)\s+feature constraints of Arm's machine-readable specification", README)
     assert m and _num(m[1]) == arch, (m and m[1], arch)
