@@ -168,11 +168,7 @@ class FeatureSetRecord:
 
     def to_json(self) -> dict[str, object]:
         return {
-            "features": sorted_features(self.features),
-            "init_errno": self.init_errno,
-            "finalize_errno": self.finalize_errno,
-            "vgic_errno": self.vgic_errno,
-            "imp_id_errno": self.imp_id_errno,
+            **_vm_json(self),
             "defaults": {k: None if v is None else hex64(v) for k, v in self.defaults.items()},
             "get_errno": dict(self.get_errno),
             "writable_masks": {k: hex64(v) for k, v in self.writable_masks.items()},
@@ -205,6 +201,17 @@ class FeatureSetRecord:
         )
 
 
+def _vm_json(r: FeatureSetRecord | SequenceRecord) -> dict[str, object]:
+    """How a VM's set-up went (its features, then each step's errno): the head of both records' JSON."""
+    return {
+        "features": sorted_features(r.features),
+        "init_errno": r.init_errno,
+        "finalize_errno": r.finalize_errno,
+        "vgic_errno": r.vgic_errno,
+        "imp_id_errno": r.imp_id_errno,
+    }
+
+
 @dataclass
 class SequenceRecord:
     """A sequence's VM (same features as a feature set, a fresh VM) and what it ended with."""
@@ -219,11 +226,7 @@ class SequenceRecord:
 
     def to_json(self) -> dict[str, object]:
         return {
-            "features": sorted_features(self.features),
-            "init_errno": self.init_errno,
-            "finalize_errno": self.finalize_errno,
-            "vgic_errno": self.vgic_errno,
-            "imp_id_errno": self.imp_id_errno,
+            **_vm_json(self),
             "final": self.final,
             "skipped_cases": self.skipped_cases,
         }
