@@ -36,11 +36,38 @@ def check_model(model: Model, opts: Options | None = None) -> list[Finding]:
     findings += feature_rules.check(model, ctx)
     patterns = [p for p, _ in model.ignore] + list(opts.ignore)
     out = [f for f in findings if not matches(f.rule, patterns)]
+    if model.facts:
+        inherited(model, out)
     for f in out:
         f.profile = model.name
     out.sort(key=lambda f: (f.location.line if f.location and f.location.file == model.path else 0,
                             SEVERITY_ORDER.get(f.severity, 3), f.rule))
     return out
+
+
+def inherited(model: Model, findings: list[Finding]) -> None:
+    """Architecture errors whose values all come unchanged from a profile of facts become warnings
+    naming it: a real CPU (``role: host``: the silicon deviates from an Arm mandate) or KVM's own
+    defaults (``origin: kvm-defaults``). A profile that sets any field involved keeps the error.
+    KVM and vCPU findings keep their severity: the kernel refuses such a write whoever chose it."""
+    import os
+
+    kinds = hand_rules()
+    for f in findings:
+        arch = f.rule.startswith("ARCH-") or getattr(kinds.get(f.rule), "kind", "") == "arch"
+        if f.severity != "error" or not arch:
+            continue
+        fields = [tuple(x.split(".", 1)) for x in f.extra.get("fields", [])] or \
+            ([(f.register, f.field or "")] if f.register else [])
+        files = set()
+        for reg, fld in fields:
+            loc = model.where(reg, fld)
+            files.add(os.path.realpath(loc.file) if loc and loc.file else "")
+        if files and all(p in model.facts for p in files):
+            origin = sorted(files)[0]
+            f.severity = "warning"
+            f.extra["inherited_from"] = os.path.basename(origin)
+            f.message += f" (inherited from {os.path.basename(origin)}: {model.facts[origin]})"
 
 
 @dataclass

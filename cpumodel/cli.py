@@ -529,9 +529,10 @@ _register_optional_commands()
 def defaults(host: str, kernel: str | None, vcpu: str | None, name: str | None, output: str | None,
              search: tuple[str, ...], allow_outside: bool) -> None:
     """The guest model KVM gives a new VM on HOST by default, as a profile (a base for your own)."""
-    from cpumodel.ops import guest_defaults
+    from cpumodel.ops import guest_defaults, hidden_host_fields
     from cpumodel.report.profiles import defaults_yaml
 
     (model,) = _resolve_many((host,), search, allow_outside)
     values, notes, kern, feats = guest_defaults(model, _kernel(kernel, model), _vcpu(vcpu))
-    _deliver(defaults_yaml(model, values, notes, kern, feats, name or f"{model.name}-kvm{kern}"), output)
+    _deliver(defaults_yaml(model, values, notes, kern, feats, name or f"{model.name}-kvm{kern}",
+                           hidden_host_fields(model, kern)), output)

@@ -113,7 +113,8 @@ def migratable(a: Model, b: Model, kernel: str | None = None) -> list[Verdict]:
     kern = str(rules.kernel)
     table = policies(kern)
     feats, _ = _effective_features(a, Context())
-    av, bv = sanitise(a.values, kern), sanitise(b.values, kern)
+    av = sanitise(a.values, kern, cpu=a.value_origin == "cpu")
+    bv = sanitise(b.values, kern, cpu=b.value_origin == "cpu")
     out: list[Verdict] = []
     for name in sorted(av, key=lambda n: db.registers[n].encoding):
         va, vb = av[name], bv.get(name)
@@ -246,6 +247,7 @@ def _kvm_baseline(models: list[Model], kernel: str | None) -> Baseline:
         values, _ = kvm_defaults(m, kernel, feats)
         views.append(Model(name=m.name, path=m.path, values=values, vcpu_features=feats))
     b = baseline(views, kernel, kvm=False)
+    _agreeable(b, views, models, kernel, feats)
     guest = Model(name="baseline", path="<baseline>", values=b.values, vcpu_features=feats)
     seen: set[tuple[str, str]] = set()
     for host in models:
@@ -258,26 +260,87 @@ def _kvm_baseline(models: list[Model], kernel: str | None) -> Baseline:
     return b
 
 
-def kvm_defaults(host: Model, kernel: str | None, features: frozenset[str]) -> tuple[dict[str, int], list[str]]:
-    """The ID register values KVM gives a new VM on ``host`` (what KVM_GET_ONE_REG returns
-    before any write): the host's values through KVM's hiding and capping for ``features``."""
-    from cpumodel import kvm as kvmmodel
-    from cpumodel.policy import sanitise
-    from cpumodel.rules.kvm_writes import kernel_rules
+def _agreeable(b: Baseline, views: list[Model], hosts: list[Model], kernel: str | None,
+               feats: frozenset[str]) -> None:
+    """For a register without a kernel safety policy on which the hosts' KVM views differ (CLIDR_EL1:
+    KVM makes it up from each host's CTR_EL0), take the first host's value that KVM accepts on every
+    host (set_clidr() accepts any CLIDR_EL1 that does not need an IDC the host lacks)."""
+    from cpumodel.rules.kvm_writes import host_view, kernel_rules
 
     rules = kernel_rules(kernel)
     db = regdb.load()
-    host_values = sanitise(host.values, str(rules.kernel))
+    table = policies(str(rules.kernel))
+    for name in list(b.values):
+        candidates = list(dict.fromkeys(v.values[name] for v in views if name in v.values))
+        if name in table or len(candidates) < 2 or name in IMP_ID_REGS:
+            continue
+        enc = db.registers[name].encoding
+        for value in candidates:
+            if all(host_view(h, rules, feats).check(enc, value).accepted for h in hosts):
+                b.values[name] = value
+                b.conflicts = [c for c in b.conflicts if not c.startswith(f"{name}.")]
+                break
+
+
+def kvm_defaults(host: Model, kernel: str | None, features: frozenset[str]) -> tuple[dict[str, int], list[str]]:
+    """The ID register values KVM gives a new VM on ``host`` (what KVM_GET_ONE_REG returns
+    before any write): the host's values through KVM's hiding and capping for ``features``.
+    The host's facts count (``vulnerabilities``; CTR_EL0's effective IDC for ``origin: cpu``);
+    fields it could not see (``unseen``) are not guessed: a default that needs them is left out."""
+    from cpumodel import kvm as kvmmodel
+    from cpumodel.rules.kvm_writes import kernel_names, kernel_rules
+
+    rules = kernel_rules(kernel)
+    db = regdb.load()
+    host_values, unknown = host_facts(host, str(rules.kernel))
+    kv, ku = kernel_names(rules, host_values), kernel_names(rules, unknown)
+    caps = kvmmodel.host_caps_from_vulnerabilities(host.vulnerabilities)
     values: dict[str, int] = {}
     notes: list[str] = []
     for name in sorted(host.values, key=lambda n: db.registers[n].encoding):
         try:
-            values[name] = kvmmodel.kvm_default(rules, name, host_values, features)
+            values[name] = kvmmodel.kvm_default(rules, db.registers[name].encoding, kv, features,  # type: ignore[arg-type]
+                                                host_caps=caps, unknown=ku)
         except kvmmodel.HostDependent as e:
             notes.append(f"{name} left out: {e}")
         except KeyError as e:
             notes.append(f"{name} left out: {e.args[0] if e.args else e}")
     return values, notes
+
+
+def host_facts(host: Model, kernel: str) -> tuple[dict[str, int], dict[str, int]]:
+    """A host profile's register values as its kernel sanitises them (plus the raw fields of
+    ``host_registers``), and register -> bits that are not known (``unseen`` fields; CTR_EL0.IDC
+    when it depends on a CLIDR_EL1 not given)."""
+    from cpumodel.policy import sanitise, unknown_bits
+
+    cpu = host.value_origin == "cpu"
+    values: dict[str, int] = {**sanitise(host.values, kernel, cpu=cpu), **host.host_fields}
+    unknown = dict(host.unseen)
+    for k, m in unknown_bits(host.values, cpu=cpu).items():
+        unknown[k] = unknown.get(k, 0) | m
+    return values, unknown
+
+
+def hidden_host_fields(host: Model, kernel: str) -> dict[str, dict[str, int]]:
+    """register -> {field: the host's sanitised value} for the fields KVM's defaults do not show
+    (``host_registers`` of a ``cpumodel defaults`` output), where the host profile knows them."""
+    from cpumodel import kvm as kvmmodel
+    from cpumodel.rules.kvm_writes import kernel_rules
+
+    rules = kernel_rules(kernel)
+    db = regdb.load()
+    values, unknown = host_facts(host, kernel)
+    out: dict[str, dict[str, int]] = {}
+    for name, v in values.items():
+        if "." in name or name not in db.registers:
+            continue
+        reg = db.registers[name]
+        for lname in kvmmodel.rewritten_fields(rules, reg.encoding):  # type: ignore[arg-type]
+            f = reg.find_field(lname)
+            if f is not None and not f.mask & unknown.get(name, 0):
+                out.setdefault(name, {})[f.name] = f.get(v)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

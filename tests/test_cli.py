@@ -13,8 +13,9 @@ from conftest import PROFILES
 
 from cpumodel.cli import main
 
+# BAD is a guest: on role: host, deviations from Arm mandates are the silicon's (warnings)
 GOOD = "name: good\nrole: host\nregisters:\n  ID_AA64ISAR0_EL1: {AES: PMULL, SHA1: 1, SHA2: 1, CRC32: 1}\n"
-BAD = "name: bad\nrole: host\nregisters:\n  ID_AA64ISAR0_EL1: {SHA3: 1}\n  ID_DFR0_EL1: {MProfDbg: 1}\n"
+BAD = "name: bad\nrole: guest\nregisters:\n  ID_AA64ISAR0_EL1: {SHA3: 1}\n  ID_DFR0_EL1: {MProfDbg: 1}\n"
 
 
 def run(*args: str) -> tuple[int, str]:

@@ -211,3 +211,98 @@ def test_effective_ctr_idc() -> None:
     assert effective_ctr(0x8444C004, 0x08200023) == 0x9444C004  # LoC=0: IDC
     assert effective_ctr(0x8444C004, None) is None
     assert effective_ctr(0x9444C004, None) == 0x9444C004
+
+
+# --------------------------------------------------------------------------- #
+# Provenance (9.5) and host profiles that say what they are (9.4)
+# --------------------------------------------------------------------------- #
+
+HOSTS = sorted(p.stem for p in PROFILES.glob("*.yaml") if "role: host" in p.read_text())
+
+
+def _defaults(tmp: Path, core: str, kernel: str) -> Path:
+    out = tmp / f"{core}-kvm{kernel}.yaml"
+    r = CliRunner().invoke(main, ["defaults", str(PROFILES / f"{core}.yaml"), "--kernel", kernel, "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def _defaults_check_emit(tmp: Path, core: str, kernel: str) -> None:
+    d = _defaults(tmp, core, kernel)
+    text = d.read_text()
+    assert "origin: kvm-defaults" in text
+    for args in (["check", str(d), "--kernel", kernel], ["check", str(d), "--kernel", kernel, "--host", str(d)],
+                 ["check", str(d), "--kernel", kernel, "--host", str(PROFILES / f"{core}.yaml")],
+                 ["emit", str(d), "--kernel", kernel, "--format", "kvm"]):
+        r = CliRunner().invoke(main, args)
+        assert r.exit_code == 0, (args, r.output)
+    # with its own host, every verdict is definite: no K003, but for the one fact the shipped host
+    # profiles cannot give: 6.17+ ask whether a GICv5 host is GICv3-compatible, derived from
+    # ID_AA64PFR2_EL1.GCIE, and the shipped profiles (TRM transcriptions) do not list ID_AA64PFR2_EL1
+    _, fs = findings(str(d), "--kernel", kernel, "--host", str(d))
+    for f in rules_of(fs).get("K003", []):
+        assert str(f["why"]).endswith("does not give: host.gicv3_compat"), f
+
+
+@pytest.mark.parametrize("core", HOSTS)
+def test_defaults_check_emit_every_core(tmp_path: Path, core: str) -> None:
+    _defaults_check_emit(tmp_path, core, kvm.kernels()[-1])
+
+
+@pytest.mark.parametrize("kernel", kvm.kernels())
+def test_defaults_check_emit_every_kernel(tmp_path: Path, kernel: str) -> None:
+    _defaults_check_emit(tmp_path, "neoverse-n1", kernel)
+
+
+@pytest.mark.exhaustive
+@pytest.mark.parametrize("kernel", kvm.kernels())
+@pytest.mark.parametrize("core", HOSTS)
+def test_defaults_check_emit_all(tmp_path: Path, core: str, kernel: str) -> None:
+    _defaults_check_emit(tmp_path, core, kernel)
+
+
+def test_inherited_findings_are_warnings_and_changes_are_errors(tmp_path: Path,
+                                                                write: Callable[..., Path]) -> None:
+    d = _defaults(tmp_path, "neoverse-n1", "7.3")
+    code, fs = findings(str(d), "--kernel", "7.3")
+    ras = next(f for f in fs if f["rule"] == "ARCH-FEAT_RAS-4")
+    assert code == 0 and ras["severity"] == "warning" and d.name in str(ras["message"])
+    assert ras["inherited_from"] == d.name
+    # --strict still fails on it
+    r = CliRunner().invoke(main, ["check", str(d), "--kernel", "7.3", "--strict"])
+    assert r.exit_code == 1
+    # a guest on top that leaves the fields alone inherits the warning; one that sets a field involved
+    # owns the error
+    same = write("same.yaml", f"base: {d.stem}\nregisters:\n  ID_AA64ISAR0_EL1: {{SHA3: 0}}\n")
+    code, fs = findings(str(same), "-I", str(tmp_path), "--kernel", "7.3")
+    assert code == 0 and next(f for f in fs if f["rule"] == "ARCH-FEAT_RAS-4")["severity"] == "warning"
+    owned = write("owned.yaml", f"base: {d.stem}\nregisters:\n  ID_PFR0_EL1: {{RAS: 0}}\n")
+    code, fs = findings(str(owned), "-I", str(tmp_path), "--kernel", "7.3")
+    assert code == 1 and next(f for f in fs if f["rule"] == "ARCH-FEAT_RAS-4")["severity"] == "error"
+
+
+def test_silicon_deviation_on_role_host_is_a_warning(write: Callable[..., Path]) -> None:
+    text = (PROFILES / "neoverse-v1.yaml").read_text()
+    text = "\n".join(line for line in text.splitlines()
+                     if not line.startswith(("ignore", "  - ARCH"))) + "\n"  # the documented deviations
+    host = write("v1.yaml", text)
+    code, fs = findings(str(host))
+    assert code == 0 and fs and all(f["severity"] != "error" for f in fs), fs
+    guest = write("g.yaml", text.replace("role: host", "role: guest"))
+    code, fs = findings(str(guest), "--no-kvm")
+    assert code == 1
+
+
+def test_host_facts_make_verdicts_definite(write: Callable[..., Path]) -> None:
+    """Cortex-A72: CSV2=0, so KVM's CSV2 limit depends on the host's Spectre-v2 state, which only
+    /sys/devices/system/cpu/vulnerabilities says."""
+    a72 = (PROFILES / "cortex-a72.yaml").read_text()
+    asked = write("csv2.yaml", "vcpu_features: [pmu]\nregisters:\n  ID_AA64PFR0_EL1: 0x0100000000001111\n")
+    _, fs = findings(str(asked), "--host", str(write("h.yaml", a72)), "--kernel", "7.3")
+    assert "K003" in rules_of(fs) and "spectre_v2" in str(rules_of(fs)["K003"][0]["why"])
+    hv = write("hv.yaml", a72 + "vulnerabilities: {spectre_v2: Vulnerable}\n")
+    hn = write("hn.yaml", a72 + "vulnerabilities: {spectre_v2: Not affected}\n")
+    by = rules_of(findings(str(asked), "--host", str(hv), "--kernel", "7.3")[1])
+    assert "K003" not in by and [f["field"] for f in by["K002"]] == ["CSV2"]
+    by = rules_of(findings(str(asked), "--host", str(hn), "--kernel", "7.3")[1])
+    assert "K003" not in by and "K002" not in by

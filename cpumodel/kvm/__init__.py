@@ -33,6 +33,7 @@ from cpumodel.kvm.model import (
     kvm_limit,
     prepare_defaults,
     prepare_host,
+    rewritten_fields,
     safe_value,
     writable_masks,
 )
@@ -43,5 +44,6 @@ __all__ = [
     "KernelRules", "LayoutField", "Partial", "RegisterRules", "Verdict", "check_write",
     "check_write_against_defaults", "field_allowed", "host_caps_from_vulnerabilities",
     "host_view_from_defaults", "init_check", "kernels",
-    "kvm_default", "kvm_limit", "load_kernel", "prepare_defaults", "prepare_host", "safe_value", "writable_masks",
+    "kvm_default", "kvm_limit", "load_kernel", "prepare_defaults", "prepare_host", "rewritten_fields", "safe_value",
+    "writable_masks",
 ]

@@ -911,6 +911,24 @@ def host_view_from_defaults(rules: KernelRules, defaults: Mapping[str, int | str
     return out
 
 
+def rewritten_fields(rules: KernelRules, reg: str | Encoding) -> tuple[str, ...]:
+    """The fields (kernel layout names) of ``reg`` that KVM may rewrite on the way from the host's
+    value to its defaults, so KVM's defaults do not show the host's value of them (the fields
+    :func:`host_view_from_defaults` leaves unknown)."""
+    r = rules.lookup(reg)
+    if r is None or r.limit.get("base") != "host":
+        return ()
+    touched = 0
+    for st in r.limit["steps"]:
+        if "fields" in st:
+            touched |= _fields_mask(r, st["fields"])
+        elif "field" in st:
+            touched |= r.layout_field(st["field"]).mask
+        if st["op"] == "keep":
+            touched |= MASK64 & ~_fields_mask(r, st["fields"])
+    return tuple(lf.name for lf in r.layout if lf.mask & touched)
+
+
 @dataclass(frozen=True)
 class DefaultsView:
     """KVM's defaults for one VM configuration, prepared once for many checks
@@ -963,12 +981,7 @@ def prepare_host(
     """
     feats = _normalise_features(rules, vcpu_features)
     base = host_view_from_defaults(rules, defaults) if defaults is not None else None
-    hv = _host_partials(host, rules, base)
-    for name, m in (unknown or {}).items():
-        r = rules.lookup(name)
-        if r is not None and r.name in hv:
-            p = hv[r.name]
-            hv[r.name] = Partial(p.value & ~m, p.known & ~m)
+    hv = _unknown(_host_partials(host, rules, base), rules, unknown)
     override = None
     if defaults is not None and limits:
         override = {}
@@ -1036,15 +1049,26 @@ def check_write_against_defaults(
     return view.check(reg, value, after_run, current)
 
 
+def _unknown(hv: dict[str, Partial], rules: KernelRules, unknown: Mapping[str, int] | None) -> dict[str, Partial]:
+    for name, m in (unknown or {}).items():
+        r = rules.lookup(name)
+        if r is not None and r.name in hv:
+            p = hv[r.name]
+            hv[r.name] = Partial(p.value & ~m, p.known & ~m)
+    return hv
+
+
 def kvm_limit(rules: KernelRules, reg: str | Encoding, host: Mapping[str, int] | None,
               vcpu_features: Iterable[str] = frozenset(), *,
-              host_caps: Mapping[str, bool] | None = None) -> Partial:
+              host_caps: Mapping[str, bool] | None = None, unknown: Mapping[str, int] | None = None) -> Partial:
     """KVM's limit for ``reg`` (what its ``reset()`` returns) as a :class:`Partial`:
-    bits that depend on unknown host facts are marked unknown."""
+    bits that depend on unknown host facts (or on bits of ``host`` marked ``unknown``)
+    are marked unknown."""
     r = rules.lookup(reg)
     if r is None:
         raise KeyError(f"Linux {rules.kernel_full} has no register {reg}")
-    ctx = _Ctx(rules, _normalise_features(rules, vcpu_features), _host_partials(host, rules), dict(host_caps or {}))
+    hv = _unknown(_host_partials(host, rules), rules, unknown)
+    ctx = _Ctx(rules, _normalise_features(rules, vcpu_features), hv, dict(host_caps or {}))
     results: list[Partial] = []
 
     def go(c: _Ctx) -> _Out:
@@ -1063,11 +1087,11 @@ def kvm_limit(rules: KernelRules, reg: str | Encoding, host: Mapping[str, int] |
 
 def kvm_default(rules: KernelRules, reg: str | Encoding, host: Mapping[str, int] | None,
                 vcpu_features: Iterable[str] = frozenset(), *,
-                host_caps: Mapping[str, bool] | None = None) -> int:
+                host_caps: Mapping[str, bool] | None = None, unknown: Mapping[str, int] | None = None) -> int:
     """The value KVM gives ``reg`` when the VM's vCPUs are initialised with
     ``vcpu_features``: its reset() value, i.e. KVM's limit.  Raises
     :class:`HostDependent` when that needs host facts that were not given."""
-    p = kvm_limit(rules, reg, host, vcpu_features, host_caps=host_caps)
+    p = kvm_limit(rules, reg, host, vcpu_features, host_caps=host_caps, unknown=unknown)
     if p.known != MASK64:
         r = rules.lookup(reg)
         assert r is not None
@@ -1119,6 +1143,7 @@ __all__ = [
     "kvm_limit",
     "prepare_defaults",
     "prepare_host",
+    "rewritten_fields",
     "safe_value",
     "writable_masks",
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from functools import cache
 
+from cpumodel import regdb
 from cpumodel.findings import Finding
 from cpumodel.resolve import Model
 from cpumodel.rules import Context, Rule
@@ -32,16 +33,29 @@ def rules() -> dict[str, Rule]:
                "register field read unsigned/signed. Features that no ID field determines are "
                "treated as unknown: this rule fires only when no choice of them can satisfy it.")
         out[c.id] = Rule(c.id, c.owner, "arch", "error", c.text, spec, doc)
+    out[INCOMPLETE] = Rule(INCOMPLETE, "search-incomplete", "arch", "info", INCOMPLETE_DOC.splitlines()[0], spec,
+                           INCOMPLETE_DOC)
     return out
 
 
-_MEMO: dict[tuple[object, ...], list] = {}  # type: ignore[type-arg]
+INCOMPLETE = "ARCH-INCOMPLETE"
+INCOMPLETE_DOC = """\
+The feature engine gave up on some constraints of this model: they were neither proved nor refuted.
+
+After propagation, groups of constraints that stay undecided go to a bounded search over the
+features no ID field determines. A group that exceeds the search budget is not reported as a
+violation (it may have a solution), so the model is not known to satisfy it either. Rare; say
+more fields (or ``arch:``) to let propagation decide."""
+
+
+_MEMO: dict[tuple[object, ...], tuple[list, int]] = {}  # type: ignore[type-arg]
 _KEYS: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}  # one copy of each field-name tuple
 
 
-def _violations(fm, fields: dict[tuple[str, str], int], arch: str | None) -> list:  # type: ignore[no-untyped-def,type-arg]
-    """fm.check, memoised per distinct model: CI lints many profiles that share a base or differ
-    only in fields no constraint reads (MIDR_EL1, REVIDR_EL1, ...). The key is (arch, field names,
+def _violations(fm, fields: dict[tuple[str, str], int], arch: str | None) -> tuple[list, int]:  # type: ignore[no-untyped-def,type-arg]
+    """fm.check and how many searches it abandoned (the engine's ``incomplete_searches``),
+    memoised per distinct model: CI lints many profiles that share a base or differ only in
+    fields no constraint reads (MIDR_EL1, REVIDR_EL1, ...). The key is (arch, field names,
     values) of the fields the constraints read, with one shared copy of each name tuple."""
     fields = fm.relevant(fields)
     names = tuple(sorted(fields))
@@ -53,7 +67,10 @@ def _violations(fm, fields: dict[tuple[str, str], int], arch: str | None) -> lis
     if hit is None:
         if len(_MEMO) > 1024:
             _MEMO.clear()
-        hit = _MEMO[key] = fm.check(fields, assert_true=[arch] if arch else [])
+        # the engine's count of searches abandoned at its budget, where it keeps one (public attribute)
+        before = getattr(fm, "incomplete_searches", 0)
+        found = fm.check(fields, assert_true=[arch] if arch else [])
+        hit = _MEMO[key] = (found, getattr(fm, "incomplete_searches", 0) - before)
     return hit
 
 
@@ -63,7 +80,17 @@ def check(model: Model, ctx: Context) -> list[Finding]:
     fm = FeatureModel.load()
     out = []
     fields = model.field_values()
-    for v in _violations(fm, fields, model.arch):
+    if model.unseen:  # fields a capture could not see are unknown, not 0
+        db = regdb.load()
+        fields = {(r, f): v for (r, f), v in fields.items()
+                  if not (r in model.unseen and db.registers[r].field(f).mask & model.unseen[r])}
+    violations, incomplete = _violations(fm, fields, model.arch)
+    if incomplete:
+        out.append(Finding(INCOMPLETE, "info", f"{incomplete} group(s) of Arm constraints were neither proved nor "
+                           "refuted within the feature engine's search budget", location=model.loc,
+                           why="an incomplete search reports no violation; it does not prove there is none",
+                           source=f"{SOURCE} ({fm.spec_version})"))
+    for v in violations:
         reg, field = v.fields[0] if v.fields else (None, None)
         loc = model.where(reg, field) if reg else model.loc
         if v.owner == model.arch or (model.arch and v.text.startswith(model.arch)):

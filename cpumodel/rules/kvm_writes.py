@@ -82,7 +82,7 @@ def _check_write(kernel: str, enc: tuple[int, ...], value: int, feats: frozenset
 _HOST_VIEWS: list[tuple[Model, str, frozenset[str], Any]] = []
 
 
-def _host_view(host: Model, krules: Any, feats: frozenset[str]) -> Any:
+def host_view(host: Model, krules: Any, feats: frozenset[str]) -> Any:
     """The host as the KVM model needs it (a prepared view, reused for every profile checked)."""
     for h, k, f, view in _HOST_VIEWS:
         if h is host and k == krules.kernel_full and f == feats:
@@ -131,7 +131,7 @@ def writes(model: Model, ctx: Context) -> list[Write]:
     krules = kernel_rules(ctx.kernel)
     feats, _ = vm_features(model, ctx)
     db = regdb.load()
-    view = _host_view(ctx.host, krules, feats) if ctx.host is not None else None
+    view = host_view(ctx.host, krules, feats) if ctx.host is not None else None
     out = []
     for name in sorted(model.values, key=lambda n: db.registers[n].encoding):
         enc = db.registers[name].encoding
