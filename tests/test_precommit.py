@@ -47,7 +47,8 @@ def test_try_repo_passes_good_and_fails_bad(tmp_path: Path) -> None:
     repo.mkdir()
     _git(repo, "init", "-q")
     shutil.copy(PROFILES / "cortex-a57.yaml", repo / "a57.yaml")
-    (repo / "bad.yaml").write_text("role: host\nregisters:\n  ID_DFR0_EL1: {MProfDbg: 1}\n")
+    # a guest model (a host profile's findings are warnings: it describes a real CPU)
+    (repo / "bad.yaml").write_text("registers:\n  MIDR_EL1: 0x410fd0c0\n  ID_DFR0_EL1: {MProfDbg: 1}\n")
     _git(repo, "add", ".")
     env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "pc-home")}
 
