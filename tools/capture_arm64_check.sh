@@ -21,6 +21,9 @@
 # downloaded next to SYSROOT) with -cpu max and virtualization=on; the sysroot plus cpumodel is the
 # initramfs and a Python /init captures with every source: kvm (real KVM_* ioctls on the guest
 # kernel's /dev/kvm), sysfs and the kernel's own MRS emulation. About 20 s under TCG.
+# CPUMODEL_ARM64_CPU sets QEMU's -cpu (default max); CPUMODEL_ARM64_CONSOLE=FILE keeps the console,
+# whose "=== VALUES <source> {json}" lines (each source alone) `python -m tools.oracle
+# capture-compare FILE RECORDING` compares with the oracle probe's reading (tools/oracle/ci_live.sh).
 #
 # OUTPUT gets the auto capture. `CPUMODEL_ARM64_SYSROOT=SYSROOT pytest tests/test_capture.py` runs
 # the user-space check as a test; with CPUMODEL_ARM64_VM=1 as well, the --vm check too.
@@ -104,17 +107,28 @@ for sources, cpu in ((None, None), (["kvm"], None), (["mrs"], None), (["mrs"], 1
             print("=== BEGIN PROFILE\n" + c.to_profile_yaml(got, "arm64-vm") + "=== END PROFILE")
     except CpumodelError as e:
         print(f"== {sources or 'auto'} cpu={cpu}: error: {e}")
+import json  # noqa: E402
+
+for src in ("kvm", "sysfs", "mrs"):  # each source alone, for tools/oracle/capture_live.py
+    try:
+        got = c.capture([src])
+        data = {"values": {k: f"{v:#x}" for k, v in got.values.items()}, "unread": got.unread}
+    except CpumodelError as e:
+        data = {"error": str(e)}
+    print(f"=== VALUES {src} " + json.dumps(data, separators=(",", ":")))
 sys.stdout.flush()
 libc.sync()
 libc.reboot(0x4321FEDC)  # LINUX_REBOOT_CMD_POWER_OFF
 EOF
     chmod +x "$tmp/root/init"
     (cd "$tmp/root" && find . | cpio -o -H newc --quiet | gzip -1) > "$tmp/initrd.gz"
-    echo "== booting $KERNEL under qemu-system-aarch64 -cpu max (virtualization=on)" >&2
-    timeout 900 qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu max -m 1024 -smp 2 \
+    QCPU=${CPUMODEL_ARM64_CPU:-max}
+    echo "== booting $KERNEL under qemu-system-aarch64 -cpu $QCPU (virtualization=on)" >&2
+    timeout 900 qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu "$QCPU" -m 1024 -smp 2 \
         -nographic -no-reboot -kernel "$KERNEL" -initrd "$tmp/initrd.gz" \
         -append "console=ttyAMA0 panic=-1 quiet" | tr -d '\r' > "$tmp/console.txt"
     grep '^== ' "$tmp/console.txt" >&2 || true
+    if [ -n "${CPUMODEL_ARM64_CONSOLE:-}" ]; then cp "$tmp/console.txt" "$CPUMODEL_ARM64_CONSOLE"; fi
     sed -n '/^=== BEGIN PROFILE$/,/^=== END PROFILE$/p' "$tmp/console.txt" | sed '1d;$d' > "$OUT"
     if [ ! -s "$OUT" ]; then cat "$tmp/console.txt" >&2; echo "no profile captured" >&2; exit 1; fi
     cat "$OUT"

@@ -27,7 +27,7 @@ from typing import BinaryIO
 from cpumodel.oracle.errors import KernelNotFound, OracleError, ToolMissing
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
-DEFAULT_SUITES: tuple[str, ...] = ("bookworm-backports", "trixie", "trixie-backports", "sid")
+DEFAULT_SUITES: tuple[str, ...] = ("bookworm", "bookworm-backports", "trixie", "trixie-backports", "sid")
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 LISTS_MAX_AGE = 24 * 3600
 APT_TIMEOUT = 900
@@ -138,7 +138,8 @@ class AptCache:
         out = self._run("apt-cache", ["pkgnames", "linux-"])
         abis = set()
         for name in out.split():
-            m = re.fullmatch(r"linux-(?:image|binary)-(\d+\.\d+\.\d+\+[\w.~]+-arm64)", name)
+            # 6.12.117+deb13-arm64 (trixie on), 6.1.0-50-arm64 (bookworm: linux-image-*-arm64-unsigned)
+            m = re.fullmatch(r"linux-(?:image|binary)-(\d+\.\d+\.\d+(?:\+[\w.~]+|-\d+)-arm64)(?:-unsigned)?", name)
             if m:
                 abis.add(m.group(1))
         return sorted(abis, key=_abi_sort_key)
@@ -170,7 +171,7 @@ def _abi_sort_key(abi: str) -> tuple[tuple[int, ...], str]:
 def match_abi(spec: str, abis: list[str]) -> str | None:
     """Pick the ABI for a user spec: exact ("6.12.117+deb13" or with "-arm64"), or the newest
     one of a version prefix ("6.12", "7.3.4")."""
-    s = spec.removeprefix("linux-image-").removeprefix("linux-binary-")
+    s = spec.removeprefix("linux-image-").removeprefix("linux-binary-").removesuffix("-unsigned")
     for cand in (s, f"{s}-arm64"):
         if cand in abis:
             return cand
@@ -307,7 +308,7 @@ def get_kernel(spec: str, cache_dir: Path | None = None, *, update: bool = True)
     info = _cached_kernel(kdir / abi)
     if info:
         return info
-    for package in (f"linux-binary-{abi}", f"linux-image-{abi}"):
+    for package in (f"linux-binary-{abi}", f"linux-image-{abi}-unsigned", f"linux-image-{abi}"):
         version = apt.show_version(package)
         if not version:
             continue

@@ -16,14 +16,22 @@
  *                               bit5 writable_imp_id = not a vCPU feature either:
  *                               KVM_ENABLE_CAP(KVM_CAP_ARM_WRITABLE_IMP_ID_REGS) on
  *                               the VM before KVM_CREATE_VCPU, Linux >= 6.15)
+ *   S <featmask-hex>            like B, but a *sequence* block: accepted writes are
+ *                               kept (not restored), so each case sees the state the
+ *                               earlier ones left (a migration: one CPU's registers
+ *                               written in order on this one)
  *   W <id-hex> <value-hex>      KVM_SET_ONE_REG with an absolute value
  *   M <id-hex> <shift> <width> <fieldvalue-hex>
  *                               KVM_SET_ONE_REG with the default (as read in this
  *                               block) with that field replaced
+ *   R <id-hex> <mask-hex> <bits-hex>
+ *                               KVM_SET_ONE_REG with (default & ~mask) | (bits & mask)
+ *                               (several fields and/or single bits at once)
  *   X                           run the vCPU once (until its first exit); the
  *                               cases after it are "after_run" cases
  *   E                           end of block (drift check, close the VM)
- * Every W/M line is one case; cases are numbered from 0 in file order across
+ * Every W/M/R line is one case (one handler function per case kind, see
+ * case_kinds[]: a new kind is a new letter and a new function); cases are numbered from 0 in file order across
  * all blocks (the cases of a block whose KVM_ARM_VCPU_INIT fails are skipped
  * but still consume their numbers).
  *
@@ -113,6 +121,11 @@ struct oracle_reg_mask_range {
 #define FEAT_IMP_ID 32u
 /* include/uapi/linux/kvm.h: #define KVM_CAP_ARM_WRITABLE_IMP_ID_REGS 239 */
 #define ORACLE_CAP_ARM_WRITABLE_IMP_ID_REGS 239
+/* Linux < 6.7 (e.g. 6.1) has neither KVM_ARM_GET_REG_WRITABLE_MASKS nor
+ * KVM_CAP_ARM_SUPPORTED_REG_MASK_RANGES; < 6.15 has no WRITABLE_IMP_ID_REGS cap.
+ * have_mask_ranges is KVM_CHECK_EXTENSION(SUPPORTED_REG_MASK_RANGES): without it
+ * the masks ioctl is not attempted (reported as "e":-1). */
+static int have_mask_ranges;
 
 /* vgic-v3 frames, as QEMU's virt machine places them (outside our memslot and MMIO address) */
 #define VGIC_DIST_BASE 0x08000000ULL
@@ -263,6 +276,7 @@ static unsigned cur_feat;
 static int block_ok;
 static unsigned block_no;
 static int ran;
+static int sequence; /* this block is a sequence: accepted writes are not restored */
 static long mmap_size;
 static void *guest_mem;
 
@@ -358,11 +372,12 @@ static int create_vgic(void)
 	return e;
 }
 
-static void start_block(unsigned feat)
+static void start_block(unsigned feat, int seq)
 {
 	flush_batch();
 	close_block();
 	block_no++;
+	sequence = seq;
 	cur_feat = feat;
 	block_ok = 0;
 	ran = 0;
@@ -412,9 +427,10 @@ static void start_block(unsigned feat)
 
 	begin("fs");
 	put(",\"b\":%u,\"features\":%u,\"preferred_target_errno\":%d,\"target\":%d,"
-	    "\"init_errno\":%d,\"finalize_errno\":%d,\"vgic_errno\":%d,\"imp_id_errno\":%d,\"ok\":%s",
+	    "\"init_errno\":%d,\"finalize_errno\":%d,\"vgic_errno\":%d,\"imp_id_errno\":%d,\"ok\":%s,"
+	    "\"seq\":%d",
 	    block_no, feat, pref_err, target, init_err, fin_err, vgic_err, imp_err,
-	    block_ok ? "true" : "false");
+	    block_ok ? "true" : "false", seq);
 	end();
 	if (!block_ok)
 		return;
@@ -435,7 +451,8 @@ static void start_block(unsigned feat)
 	memset(&range, 0, sizeof(range));
 	range.addr = (uint64_t)(uintptr_t)masks;
 	range.range = ORACLE_FEATURE_ID_RANGE;
-	masks_err = xioctl(vm_fd, ORACLE_ARM_GET_REG_WRITABLE_MASKS, &range);
+	if (have_mask_ranges > 0)
+		masks_err = xioctl(vm_fd, ORACLE_ARM_GET_REG_WRITABLE_MASKS, &range);
 	begin("masks");
 	put(",\"b\":%u,\"e\":%d,\"m\":{", block_no, masks_err);
 	int first = 1;
@@ -449,24 +466,18 @@ static void start_block(unsigned feat)
 	end();
 }
 
-static void do_case(uint64_t id, int absolute, uint64_t value, unsigned shift, unsigned width,
-		    uint64_t fv)
+/* Write one case's value and record the errno; outside a sequence block an
+ * accepted change is undone at once (the default written back) so every case
+ * starts from KVM's defaults. */
+static void write_case(uint64_t id, uint64_t value)
 {
-	if (!block_ok) {
-		skip_case();
-		return;
-	}
 	int ri = find_reg(id);
 	uint64_t def = ri >= 0 ? defaults[ri] : 0;
 	int have_def = ri >= 0 && get_err[ri] == 0;
-	if (!absolute) {
-		uint64_t m = width >= 64 ? ~0ULL : ((1ULL << width) - 1);
-		value = (def & ~(m << shift)) | ((fv & m) << shift);
-	}
 	long this_case = case_no;
 	int err = set_reg(vcpu_fd, id, value);
 	record(err, value);
-	if (err == 0 && have_def && value != def) {
+	if (err == 0 && have_def && value != def && !sequence) {
 		int rerr = set_reg(vcpu_fd, id, def);
 		if (rerr) {
 			flush_batch();
@@ -476,6 +487,67 @@ static void do_case(uint64_t id, int absolute, uint64_t value, unsigned shift, u
 			end();
 		}
 	}
+}
+
+/* The default this block read for a register (0 if it could not be read). */
+static uint64_t default_of(uint64_t id)
+{
+	int ri = find_reg(id);
+	return ri >= 0 ? defaults[ri] : 0;
+}
+
+/* ---- case kinds: one function per input letter --------------------------- */
+
+/* W <id> <value>: an absolute value */
+static void case_absolute(char *p)
+{
+	uint64_t id = strtoull(p, &p, 16);
+	uint64_t v = strtoull(p, &p, 16);
+	write_case(id, v);
+}
+
+/* M <id> <shift> <width> <fieldvalue>: the default with one field replaced */
+static void case_field(char *p)
+{
+	uint64_t id = strtoull(p, &p, 16);
+	unsigned sh = (unsigned)strtoul(p, &p, 10);
+	unsigned w = (unsigned)strtoul(p, &p, 10);
+	uint64_t fv = strtoull(p, &p, 16);
+	uint64_t m = w >= 64 ? ~0ULL : ((1ULL << w) - 1);
+	write_case(id, (default_of(id) & ~(m << sh)) | ((fv & m) << sh));
+}
+
+/* R <id> <mask> <bits>: the default with the bits under mask replaced */
+static void case_masked(char *p)
+{
+	uint64_t id = strtoull(p, &p, 16);
+	uint64_t m = strtoull(p, &p, 16);
+	uint64_t bits = strtoull(p, &p, 16);
+	write_case(id, (default_of(id) & ~m) | (bits & m));
+}
+
+static const struct {
+	char letter;
+	void (*run)(char *args);
+} case_kinds[] = {
+	{'W', case_absolute},
+	{'M', case_field},
+	{'R', case_masked},
+};
+
+/* Returns 1 if l is a case line (handled or skipped), 0 otherwise. */
+static int do_case(char *l)
+{
+	for (size_t i = 0; i < sizeof(case_kinds) / sizeof(case_kinds[0]); i++) {
+		if (l[0] != case_kinds[i].letter)
+			continue;
+		if (block_ok)
+			case_kinds[i].run(l + 1);
+		else
+			skip_case();
+		return 1;
+	}
+	return 0;
 }
 
 static void drift_check(const char *when)
@@ -632,12 +704,14 @@ int main(void)
 			{"KVM_CAP_ARM_SVE", 170},	  {"KVM_CAP_ARM_PTRAUTH_ADDRESS", 171},
 			{"KVM_CAP_ARM_PTRAUTH_GENERIC", 172}, {"KVM_CAP_ARM_VM_IPA_SIZE", 165},
 			{"KVM_CAP_ARM_SUPPORTED_REG_MASK_RANGES", KVM_CAP_ARM_SUPPORTED_REG_MASK_RANGES},
+			{"KVM_CAP_ARM_WRITABLE_IMP_ID_REGS", ORACLE_CAP_ARM_WRITABLE_IMP_ID_REGS},
 		};
 		put(",\"caps\":{");
 		for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++)
 			put("%s\"%s\":%d", i ? "," : "", caps[i].name,
 			    ioctl(kvm_fd, KVM_CHECK_EXTENSION, caps[i].cap));
 		put("}");
+		have_mask_ranges = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_ARM_SUPPORTED_REG_MASK_RANGES);
 	}
 	end();
 	if (kvm_fd < 0)
@@ -678,22 +752,11 @@ int main(void)
 				get_ids[n_get++] = strtoull(p, NULL, 16);
 			break;
 		case 'B':
-			start_block((unsigned)strtoul(p, NULL, 16));
+			start_block((unsigned)strtoul(p, NULL, 16), 0);
 			break;
-		case 'W': {
-			uint64_t id = strtoull(p, &p, 16);
-			uint64_t v = strtoull(p, &p, 16);
-			do_case(id, 1, v, 0, 0, 0);
+		case 'S':
+			start_block((unsigned)strtoul(p, NULL, 16), 1);
 			break;
-		}
-		case 'M': {
-			uint64_t id = strtoull(p, &p, 16);
-			unsigned sh = (unsigned)strtoul(p, &p, 10);
-			unsigned w = (unsigned)strtoul(p, &p, 10);
-			uint64_t fv = strtoull(p, &p, 16);
-			do_case(id, 0, 0, sh, w, fv);
-			break;
-		}
 		case 'X':
 			run_once();
 			break;
@@ -704,6 +767,7 @@ int main(void)
 			close_block();
 			break;
 		default:
+			do_case(l);
 			break;
 		}
 	}

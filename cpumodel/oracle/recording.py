@@ -1,19 +1,32 @@
-"""The recording format (gzip JSON, schema ``cpumodel-oracle-recording/1``) and its loader.
+"""The recording format (gzip JSON) and its loader: the one place that reads recordings.
 
-Top level::
+Schema ``cpumodel-oracle-recording/2`` (written; ``/1`` is still read)::
 
-    {"schema": "cpumodel-oracle-recording/1",
-     "kernel": {"release", "version", "debian_package", "package_version"},
-     "qemu": {"version", "cpu", "machine"},
-     "feature_sets": {"<key>": {"features", "init_errno", "finalize_errno", "defaults",
-                                "get_errno", "writable_masks", "run", "drift",
-                                "restore_failures", "skipped_cases"}},
-     "cases": [{"reg", "encoding", "value", "features", "after_run", "errno", "request"?}],
-     "timing": {"boot_seconds", "probe_seconds", "total_seconds", "cases", "cases_per_second"},
-     "probe": {...hello line: api_version, caps...}, "kernel_warnings": [...]}
+    {"schema": "cpumodel-oracle-recording/2",
+     "kernel": {"release", "version", "uname_version", "debian_package", "package_version"},
+     "qemu": {"version", "cpu", "machine", "memory_mb"},
+     "feature_sets": {"<key>": {"features", "init_errno", "finalize_errno", "vgic_errno",
+                                "imp_id_errno", "defaults", "get_errno", "writable_masks",
+                                "masks_errno", "run", "drift", "restore_failures", "skipped_cases"}},
+     "sequences": {"<name>": {"features", "init_errno", ..., "final": [{"reg", "value"}],
+                              "skipped_cases"}},
+     "errno_codes": {"a": "EINVAL", "b": "EBUSY", ...},
+     "groups": [{"features": "<key>", "reg", "encoding", "after_run"?: true, "seq"?: "<name>",
+                 "requests": [token, ...], "errnos": "0aa0b...", "values"?: ["0x...", ...]}],
+     "timing": {...}, "probe": {...}, "kernel_warnings": [...]}
 
-Values and masks are "0x%016x" strings; errno is 0 or a name ("EINVAL"); ``request`` is the
-case's value as asked (a field object or "default") when it was not absolute.
+Cases are stored in groups of consecutive cases with the same feature set, register,
+after_run and sequence, in the order they ran. ``requests`` has one token per case:
+``=<hex>`` an absolute value, ``d`` the default, ``f<shift>:<width>:<hex>`` the default with
+one field replaced, ``m<mask-hex>:<bits-hex>`` the default with the bits under mask
+replaced; ``sweep4`` stands for the 256 tokens ``f0:4:0`` ... ``f60:4:f`` (every 4-bit field
+set to every value). ``errnos`` has one character per case: ``0`` accepted, else a key of
+``errno_codes``. The value written by a relative token is derived from the feature set's
+default (as the probe did); ``values`` lists them explicitly only where that derivation
+would not give what was written. Schema ``/1`` had a flat ``"cases"`` list of
+``{"reg", "encoding", "value", "features", "after_run", "errno", "request"?}`` objects.
+
+Values and masks are "0x%016x" strings; errno is 0 or a name ("EINVAL"); a feature-set
 ``<key>`` is "none" or the features joined by "+" (see cases.feature_key).
 """
 
@@ -21,14 +34,30 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cpumodel.oracle.cases import Case, FeatureSet, check_features, feature_key, parse_value, sorted_features
+from cpumodel.oracle.cases import (
+    UNCHANGED,
+    Case,
+    FeatureSet,
+    FieldValue,
+    MaskedValue,
+    Value,
+    check_features,
+    feature_key,
+    features_of_key,
+    parse_value,
+    sorted_features,
+    value_json,
+)
 from cpumodel.oracle.errors import OracleError
 from cpumodel.oracle.sysregs import Encoding, check_encoding
 
-SCHEMA = "cpumodel-oracle-recording/1"
+SCHEMA = "cpumodel-oracle-recording/2"
+SCHEMA_V1 = "cpumodel-oracle-recording/1"
+SCHEMAS = (SCHEMA, SCHEMA_V1)
 
 Errno = int | str
 
@@ -37,7 +66,7 @@ def hex64(v: int) -> str:
     return f"{v:#018x}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CaseResult:
     """One KVM_SET_ONE_REG outcome."""
 
@@ -47,7 +76,8 @@ class CaseResult:
     features: FeatureSet
     after_run: bool
     errno: Errno  # 0 or "EINVAL", "EBUSY", ...
-    request: object = None  # the value as asked, if not absolute ({"field_shift":..} or "default")
+    request: object = None  # the value as asked, if not absolute ({"field_shift":..}, {"mask":..} or "default")
+    seq: str | None = None  # the sequence (migration) the case belongs to: run in order, writes kept
 
     def to_json(self) -> dict[str, object]:
         d: dict[str, object] = {
@@ -60,12 +90,14 @@ class CaseResult:
         }
         if self.request is not None:
             d["request"] = self.request
+        if self.seq is not None:
+            d["seq"] = self.seq
         return d
 
     def to_case(self) -> Case:
         """The case that produced this result (field form kept, so it replays on any kernel)."""
         value = parse_value(self.request) if self.request is not None else self.value
-        return Case(self.encoding, value, self.features, self.after_run)
+        return Case(self.encoding, value, self.features, self.after_run, self.seq)
 
     @classmethod
     def from_json(cls, d: dict[str, object]) -> CaseResult:
@@ -80,6 +112,7 @@ class CaseResult:
             after_run=bool(d.get("after_run", False)),
             errno=errno,
             request=d.get("request"),
+            seq=d.get("seq"),  # type: ignore[arg-type]
         )
 
 
@@ -118,7 +151,7 @@ class FeatureSetRecord:
     defaults: dict[str, int | None] = field(default_factory=dict)
     get_errno: dict[str, Errno] = field(default_factory=dict)
     writable_masks: dict[str, int] = field(default_factory=dict)
-    masks_errno: Errno = 0
+    masks_errno: Errno | None = 0  # None: not attempted (Linux < 6.7 has no such ioctl)
     run: dict[str, object] | None = None
     drift: list[dict[str, object]] = field(default_factory=list)
     restore_failures: list[dict[str, object]] = field(default_factory=list)
@@ -173,6 +206,42 @@ class FeatureSetRecord:
 
 
 @dataclass
+class SequenceRecord:
+    """A sequence's VM (same features as a feature set, a fresh VM) and what it ended with."""
+
+    features: FeatureSet
+    init_errno: Errno | None
+    finalize_errno: Errno | None = None
+    vgic_errno: Errno | None = None
+    imp_id_errno: Errno | None = None
+    final: list[dict[str, object]] = field(default_factory=list)  # registers that differ from the defaults at the end
+    skipped_cases: int = 0
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "features": sorted_features(self.features),
+            "init_errno": self.init_errno,
+            "finalize_errno": self.finalize_errno,
+            "vgic_errno": self.vgic_errno,
+            "imp_id_errno": self.imp_id_errno,
+            "final": self.final,
+            "skipped_cases": self.skipped_cases,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, object]) -> SequenceRecord:
+        return cls(
+            features=check_features(d.get("features", [])),  # type: ignore[arg-type]
+            init_errno=d.get("init_errno"),  # type: ignore[arg-type]
+            finalize_errno=d.get("finalize_errno"),  # type: ignore[arg-type]
+            vgic_errno=d.get("vgic_errno"),  # type: ignore[arg-type]
+            imp_id_errno=d.get("imp_id_errno"),  # type: ignore[arg-type]
+            final=list(d.get("final") or []),  # type: ignore[call-overload]
+            skipped_cases=int(d.get("skipped_cases", 0)),  # type: ignore[call-overload]
+        )
+
+
+@dataclass
 class Recording:
     """A whole oracle run: one kernel, one QEMU CPU model, several feature sets."""
 
@@ -183,41 +252,213 @@ class Recording:
     timing: dict[str, object]
     probe: dict[str, object] = field(default_factory=dict)
     kernel_warnings: list[str] = field(default_factory=list)
+    sequences: dict[str, SequenceRecord] = field(default_factory=dict)
     schema: str = SCHEMA
+
+    @property
+    def kernel_version(self) -> str:
+        """The upstream version, e.g. "6.12.117" or "6.1.176" (Debian's 6.1 ABI is "6.1.0-50")."""
+        pv = str(self.kernel.get("package_version") or "")
+        if pv and pv[0].isdigit():
+            return pv.split("-")[0].split("~")[0].split("+")[0]
+        uv = str(self.kernel.get("uname_version") or "")
+        m = re.search(r"Debian (\d+\.\d+\.\d+)", uv)
+        if m:
+            return m.group(1)
+        return str(self.kernel.get("release", "")).split("-")[0].split("+")[0]
+
+    @property
+    def kernel_line(self) -> str:
+        """Major.minor, e.g. "6.12"."""
+        return ".".join(self.kernel_version.split(".")[:2])
+
+    @property
+    def cpu(self) -> str:
+        return str(self.qemu.get("cpu", ""))
+
+    def default_of(self, features: FeatureSet, reg: str) -> int | None:
+        fs = self.feature_sets.get(feature_key(features))
+        return fs.defaults.get(reg) if fs is not None else None
 
     def feature_set(self, features: FeatureSet | str) -> FeatureSetRecord:
         key = features if isinstance(features, str) else feature_key(features)
         return self.feature_sets[key]
 
     def to_json(self) -> dict[str, object]:
+        codes, groups = _encode_groups(self)
         return {
-            "schema": self.schema,
+            "schema": SCHEMA,
             "kernel": self.kernel,
             "qemu": self.qemu,
             "feature_sets": {k: v.to_json() for k, v in self.feature_sets.items()},
-            "cases": [c.to_json() for c in self.cases],
+            "sequences": {k: v.to_json() for k, v in self.sequences.items()},
+            "errno_codes": codes,
+            "groups": groups,
             "timing": self.timing,
             "probe": self.probe,
             "kernel_warnings": self.kernel_warnings,
         }
 
     @classmethod
-    def from_json(cls, d: object) -> Recording:
-        if not isinstance(d, dict) or d.get("schema") != SCHEMA:
+    def from_json(cls, d: object, cases: bool = True) -> Recording:
+        """``cases=False``: everything but the cases (``.cases`` stays empty; much faster)."""
+        if not isinstance(d, dict) or d.get("schema") not in SCHEMAS:
             got = d.get("schema") if isinstance(d, dict) else type(d).__name__
             raise OracleError(f"not an oracle recording (schema {got!r}, want {SCHEMA!r})")
         try:
-            return cls(
+            rec = cls(
                 kernel=dict(d["kernel"]),
                 qemu=dict(d["qemu"]),
                 feature_sets={k: FeatureSetRecord.from_json(v) for k, v in d["feature_sets"].items()},
-                cases=[CaseResult.from_json(c) for c in d["cases"]],
+                cases=[],
                 timing=dict(d.get("timing") or {}),
                 probe=dict(d.get("probe") or {}),
                 kernel_warnings=list(d.get("kernel_warnings") or []),
+                sequences={k: SequenceRecord.from_json(v) for k, v in (d.get("sequences") or {}).items()},
+                schema=str(d["schema"]),
             )
+            if not cases:
+                pass
+            elif d["schema"] == SCHEMA_V1:
+                rec.cases = [CaseResult.from_json(c) for c in d["cases"]]
+            else:
+                rec.cases = _decode_groups(rec, d["errno_codes"], d["groups"])
+            return rec
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise OracleError(f"malformed oracle recording: {e!r}") from None
+
+
+# --- schema /2 case groups -------------------------------------------------------------
+
+SWEEP4: tuple[str, ...] = tuple(f"f{sh}:4:{v:x}" for sh in range(0, 64, 4) for v in range(16))
+_CODE_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _token(c: CaseResult) -> str:
+    if c.request is None:
+        return f"={c.value:x}"
+    v = parse_value(c.request)
+    if isinstance(v, FieldValue):
+        return "d" if v == UNCHANGED else f"f{v.shift}:{v.width}:{v.value:x}"
+    if isinstance(v, MaskedValue):
+        return f"m{v.mask:x}:{v.bits:x}"
+    return f"={v:x}"
+
+
+_TOKENS: dict[str, Value] = {}
+
+
+def _parse_token(t: str) -> Value:
+    v = _TOKENS.get(t)
+    if v is None:
+        kind, body = t[0], t[1:]
+        if kind == "=":
+            v = int(body, 16)
+        elif kind == "d" and not body:
+            v = UNCHANGED
+        elif kind == "f":
+            sh, w, fv = body.split(":")
+            v = FieldValue(int(sh), int(w), int(fv, 16))
+        elif kind == "m":
+            m, b = body.split(":")
+            v = MaskedValue(int(m, 16), int(b, 16))
+        else:
+            raise ValueError(f"bad case token {t!r}")
+        if len(_TOKENS) < 100_000:
+            _TOKENS[t] = v
+    return v
+
+
+def _compress(tokens: list[str]) -> list[str]:
+    out: list[str] = []
+    i, n = 0, len(tokens)
+    while i < n:
+        if tokens[i] == SWEEP4[0] and tuple(tokens[i : i + len(SWEEP4)]) == SWEEP4:
+            out.append("sweep4")
+            i += len(SWEEP4)
+        else:
+            out.append(tokens[i])
+            i += 1
+    return out
+
+
+def _encode_groups(rec: Recording) -> tuple[dict[str, object], list[dict[str, object]]]:
+    codes: dict[Errno, str] = {0: "0"}
+    groups: list[dict[str, object]] = []
+    cur_key: tuple[object, ...] | None = None
+    tokens: list[str] = []
+    errs: list[str] = []
+    values: list[str] = []
+    explicit = False
+    head: dict[str, object] = {}
+
+    def close() -> None:
+        if cur_key is None:
+            return
+        g = dict(head)
+        g["requests"] = _compress(tokens)
+        g["errnos"] = "".join(errs)
+        if explicit:
+            g["values"] = list(values)
+        groups.append(g)
+
+    for c in rec.cases:
+        key = (c.features, c.reg, c.encoding, c.after_run, c.seq)
+        if key != cur_key:
+            close()
+            cur_key, tokens, errs, values, explicit = key, [], [], [], False
+            head = {"features": feature_key(c.features), "reg": c.reg, "encoding": list(c.encoding)}
+            if c.after_run:
+                head["after_run"] = True
+            if c.seq is not None:
+                head["seq"] = c.seq
+        tok = _token(c)
+        tokens.append(tok)
+        values.append(hex64(c.value))
+        v = _parse_token(tok)
+        if isinstance(v, (FieldValue, MaskedValue)) and v.apply(rec.default_of(c.features, c.reg) or 0) != c.value:
+            explicit = True
+        if c.errno not in codes:
+            codes[c.errno] = _CODE_CHARS[len(codes) - 1]
+        errs.append(codes[c.errno])
+    close()
+    return {ch: e for e, ch in codes.items() if ch != "0"}, groups
+
+
+def _decode_groups(rec: Recording, codes: dict[str, Errno], groups: list[dict[str, object]]) -> list[CaseResult]:
+    table: dict[str, Errno] = {"0": 0, **codes}
+    out: list[CaseResult] = []
+    for g in groups:
+        features = features_of_key(str(g["features"]))
+        reg = str(g["reg"])
+        enc = _encoding(g["encoding"])
+        after_run = bool(g.get("after_run", False))
+        seq = g.get("seq")
+        seq = None if seq is None else str(seq)
+        raw = g["requests"]
+        assert isinstance(raw, list)
+        tokens: list[str] = []
+        for t in raw:
+            if t == "sweep4":
+                tokens.extend(SWEEP4)
+            else:
+                tokens.append(str(t))
+        errs = str(g["errnos"])
+        explicit = g.get("values")
+        if len(errs) != len(tokens) or (explicit is not None and len(explicit) != len(tokens)):  # type: ignore[arg-type]
+            raise ValueError(f"group {reg}: {len(tokens)} requests, {len(errs)} errnos")
+        default = rec.default_of(features, reg) or 0
+        for i, t in enumerate(tokens):
+            v = _parse_token(t)
+            if explicit is not None:
+                value = int(str(explicit[i]), 16)  # type: ignore[index]
+            elif isinstance(v, (FieldValue, MaskedValue)):
+                value = v.apply(default)
+            else:
+                value = v
+            request = value_json(v) if isinstance(v, (FieldValue, MaskedValue)) else None
+            out.append(CaseResult(reg, enc, value, features, after_run, table[errs[i]], request, seq))
+    return out
 
 
 def save_recording(recording: Recording, path: Path) -> None:
@@ -230,8 +471,8 @@ def save_recording(recording: Recording, path: Path) -> None:
     tmp.replace(path)
 
 
-def load_recording(path: Path | str) -> Recording:
-    """Load a ``.json.gz`` (or plain ``.json``) recording."""
+def load_recording(path: Path | str, cases: bool = True) -> Recording:
+    """Load a ``.json.gz`` (or plain ``.json``) recording; ``cases=False`` leaves out the cases."""
     p = Path(path)
     try:
         raw = p.read_bytes()
@@ -243,7 +484,7 @@ def load_recording(path: Path | str) -> Recording:
         data = json.loads(raw)
     except json.JSONDecodeError as e:
         raise OracleError(f"{p}: not JSON: {e.msg}") from None
-    return Recording.from_json(data)
+    return Recording.from_json(data, cases)
 
 
 def _case_key(c: CaseResult) -> tuple[object, ...]:

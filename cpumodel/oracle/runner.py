@@ -15,6 +15,7 @@ from cpumodel.oracle.cases import (
     CaseFile,
     FeatureSet,
     FieldValue,
+    MaskedValue,
     check_features,
     encode_case_file,
     feature_key,
@@ -23,7 +24,7 @@ from cpumodel.oracle.console import ProbeOutput, check_complete, errno_name, par
 from cpumodel.oracle.errors import OracleError, ProbeCrash
 from cpumodel.oracle.kernel import ARM64_IMAGE_MAGIC, KernelInfo, default_cache_dir
 from cpumodel.oracle.qemu import MACHINE, boot, qemu_version
-from cpumodel.oracle.recording import CaseResult, FeatureSetRecord, Recording
+from cpumodel.oracle.recording import CaseResult, FeatureSetRecord, Recording, SequenceRecord
 from cpumodel.oracle.sysregs import (
     ORACLE_REGISTERS,
     encoding_of_id,
@@ -97,7 +98,9 @@ def run_cases(
     """
     cache = cache_dir or default_cache_dir()
     if feature_sets is None:
-        fsl: list[FeatureSet] = list(dict.fromkeys(c.features for c in cases)) or list(DEFAULT_FEATURE_SETS)
+        fsl: list[FeatureSet] = list(dict.fromkeys(c.features for c in cases if c.seq is None))
+        if not cases:
+            fsl = list(DEFAULT_FEATURE_SETS)
     else:
         fsl = [check_features(fs) for fs in feature_sets]
     _check_image(Path(kernel_image))
@@ -118,13 +121,14 @@ def run_cases(
     out = parse_console(result.console)
     done = check_complete(out, result.console)
     hello = out.first("hello") or {}
-    blocks = _blocks(out, fsl)
+    blocks = _blocks(out, case_file)
     _read_blocks(out, blocks)
     results = _case_results(out, cases, case_file, blocks)
     return Recording(
         kernel=_kernel_meta(hello, kernel),
         qemu={"version": qver, "cpu": cpu, "machine": MACHINE, "memory_mb": memory_mb},
-        feature_sets={feature_key(b.rec.features): b.rec for b in blocks.values()},
+        feature_sets={feature_key(b.rec.features): b.rec for b in blocks.values() if b.seq is None},
+        sequences=_sequences(blocks),
         cases=results,
         timing=_timing(done, result.first_marker_seconds, total, len(results)),
         probe=_probe_meta(hello, out),
@@ -146,19 +150,21 @@ def _check_image(kernel_image: Path) -> None:
 
 @dataclass
 class _Block:
-    """One VM the probe created (one feature set): its record and its defaults by register id."""
+    """One VM the probe created (a feature set, or a sequence): its record and its defaults by register id."""
 
     rec: FeatureSetRecord
     defaults: dict[int, int | None] = field(default_factory=dict)
+    seq: str | None = None  # the sequence this VM ran (writes kept), None for a feature set's VM
 
 
-def _blocks(out: ProbeOutput, fsl: list[FeatureSet]) -> dict[int, _Block]:
-    """The probe's "fs" messages, one per feature set in order: how far each VM's set-up got."""
+def _blocks(out: ProbeOutput, case_file: CaseFile) -> dict[int, _Block]:
+    """The probe's "fs" messages, one per block (feature sets, then sequences) in order: how far
+    each VM's set-up got."""
     blocks: dict[int, _Block] = {}
     fs_msgs = out.of_type("fs")
-    if len(fs_msgs) != len(fsl):
-        raise ProbeCrash(f"the probe reported {len(fs_msgs)} feature sets, expected {len(fsl)}")
-    for msg, fs in zip(fs_msgs, fsl, strict=True):
+    if len(fs_msgs) != len(case_file.blocks):
+        raise ProbeCrash(f"the probe reported {len(fs_msgs)} blocks, expected {len(case_file.blocks)}")
+    for msg, (fs, seq) in zip(fs_msgs, case_file.blocks, strict=True):
         b = _i(msg, "b")
         fin = _i(msg, "finalize_errno")
         imp = _i(msg, "imp_id_errno", -1)
@@ -170,7 +176,8 @@ def _blocks(out: ProbeOutput, fsl: list[FeatureSet]) -> dict[int, _Block]:
             imp_id_errno=_attempted(imp) if "writable_imp_id" in fs else None,
             finalize_errno=_attempted(fin) if "sve" in fs else None,
             vgic_errno=_attempted(_i(msg, "vgic_errno", -1)) if "vgic" in fs else None,
-        ))
+            masks_errno=None,  # set by the "masks" message (none for a refused VM)
+        ), seq=seq)
         if _i(msg, "preferred_target_errno"):
             err = errno_name(_i(msg, "preferred_target_errno"))
             raise ProbeCrash(f"KVM_ARM_PREFERRED_TARGET failed: {err}")
@@ -213,7 +220,9 @@ def _read_blocks(out: ProbeOutput, blocks: dict[int, _Block]) -> None:
 
 def _read_masks(msg: dict[str, object], rec: FeatureSetRecord) -> None:
     """KVM_ARM_GET_REG_WRITABLE_MASKS: the oracle's registers first, then any other index reported."""
-    rec.masks_errno = errno_name(_i(msg, "e"))
+    rec.masks_errno = _attempted(_i(msg, "e"))
+    if rec.masks_errno != 0:  # not attempted (Linux < 6.7: no such ioctl) or refused
+        return
     raw = msg.get("m") or {}
     assert isinstance(raw, dict)
     masks = {int(k): int(str(v), 16) for k, v in raw.items()}
@@ -226,7 +235,7 @@ def _read_masks(msg: dict[str, object], rec: FeatureSetRecord) -> None:
 
 
 def _case_errnos(out: ProbeOutput, cases: Sequence[Case], case_file: CaseFile,
-                 blocks: dict[int, _Block], block_of_fs: dict[FeatureSet, int]) -> list[int | None]:
+                 blocks: dict[int, _Block], block_of: dict[tuple[FeatureSet, str | None], int]) -> list[int | None]:
     """Each sent case's errno (None: not run), checking the probe wrote the values this side computed."""
     n = len(case_file.order)
     errs: list[int | None] = [None] * n
@@ -241,7 +250,7 @@ def _case_errnos(out: ProbeOutput, cases: Sequence[Case], case_file: CaseFile,
                 raise ProbeCrash(f"the probe reported case {k}, but only {n} were sent")
             errs[k] = int(e)
             case = cases[case_file.order[k]]
-            b = block_of_fs[case.features]
+            b = block_of[(case.features, case.seq)]
             values.append(case.resolve(blocks[b].defaults.get(case.reg_id)))
         if f"{fnv1a_values(values):016x}" != msg.get("h"):
             raise ProbeCrash(
@@ -254,13 +263,13 @@ def _case_errnos(out: ProbeOutput, cases: Sequence[Case], case_file: CaseFile,
 def _case_results(out: ProbeOutput, cases: Sequence[Case], case_file: CaseFile,
                   blocks: dict[int, _Block]) -> list[CaseResult]:
     """The cases' results in the caller's order; a refused VM's cases are counted as skipped."""
-    block_of_fs = {block.rec.features: b for b, block in blocks.items()}
-    errs = _case_errnos(out, cases, case_file, blocks, block_of_fs)
+    block_of = {(block.rec.features, block.seq): b for b, block in blocks.items()}
+    errs = _case_errnos(out, cases, case_file, blocks, block_of)
     restore_by_case = {_i(m, "i"): m for m in out.of_type("restore")}
     results: list[tuple[int, CaseResult]] = []
     for k, idx in enumerate(case_file.order):
         case = cases[idx]
-        block = blocks[block_of_fs[case.features]]
+        block = blocks[block_of[(case.features, case.seq)]]
         rec = block.rec
         got = errs[k]
         if got is None:
@@ -269,9 +278,14 @@ def _case_results(out: ProbeOutput, cases: Sequence[Case], case_file: CaseFile,
             rec.skipped_cases += 1
             continue
         value = case.resolve(block.defaults.get(case.reg_id))
-        request = case.value_json() if isinstance(case.value, FieldValue) else None
+        request = case.value_json() if isinstance(case.value, (FieldValue, MaskedValue)) else None
         results.append(
-            (idx, CaseResult(case.reg, case.encoding, value, case.features, case.after_run, errno_name(got), request))
+            (
+                idx,
+                CaseResult(
+                    case.reg, case.encoding, value, case.features, case.after_run, errno_name(got), request, case.seq
+                ),
+            )
         )
         if k in restore_by_case:
             rmsg = restore_by_case[k]
@@ -280,6 +294,20 @@ def _case_results(out: ProbeOutput, cases: Sequence[Case], case_file: CaseFile,
             )
     results.sort(key=lambda r: r[0])  # the caller's order
     return [r for _, r in results]
+
+
+def _sequences(blocks: dict[int, _Block]) -> dict[str, SequenceRecord]:
+    """Each sequence's VM: how far its set-up got and the registers that differ from the defaults at the end."""
+    out: dict[str, SequenceRecord] = {}
+    for block in blocks.values():
+        if block.seq is None:
+            continue
+        r = block.rec
+        final = [{"reg": d["reg"], "value": d["value"]} for d in r.drift if d["when"] == "end" and not d["errno"]]
+        out[block.seq] = SequenceRecord(
+            r.features, r.init_errno, r.finalize_errno, r.vgic_errno, r.imp_id_errno, final, r.skipped_cases
+        )
+    return out
 
 
 def _timing(done: dict[str, object], first_marker_seconds: float | None, total: float,

@@ -12,8 +12,6 @@ Three kinds of evidence:
 
 from __future__ import annotations
 
-import gzip
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,8 @@ from cpumodel.kvm import (
     prepare_defaults,
     writable_masks,
 )
+from cpumodel.oracle import FeatureSetRecord, Recording, feature_key, load_recording
+from cpumodel.oracle.sysregs import encoding_of
 
 REPO = Path(__file__).resolve().parents[2]
 RECORDINGS = sorted((REPO / "tests" / "oracle" / "recordings").glob("*.json.gz"))
@@ -442,77 +442,133 @@ KNOWN_SOURCE_GAPS: dict[str, tuple[frozenset[str], str]] = {
 }
 
 
-def _current_after_run(fs: dict[str, Any], reg: str) -> int | None:
-    values = dict(fs["defaults"])
-    for d in fs.get("drift") or []:
-        if d.get("when") == "after_run" and not d.get("errno"):
-            values[d["reg"]] = d["value"]
-    v = values.get(reg)
-    return int(v, 16) if v else None
+def _current_after_run(fs: FeatureSetRecord, reg: str) -> int | None:
+    """The value KVM holds after the first run (the default, or what the run changed it to)."""
+    for d in fs.drift:
+        if d.get("when") == "after_run" and not d.get("errno") and d.get("reg") == reg:
+            return int(str(d["value"]), 16)
+    return fs.defaults.get(reg)
 
 
-def replay(path: Path) -> tuple[int, int, Counter[tuple[str, bool, str, str]]]:
-    rec = json.loads(gzip.decompress(path.read_bytes()))
-    rules = load_kernel(rec["kernel"]["release"].split("-")[0].split("+")[0])
-    blocks = {tuple(sorted(fs["features"])): fs for fs in rec["feature_sets"].values()}
-    views = {k: prepare_defaults(rules, fs["defaults"], fs["features"], host=QEMU_HOST_FACTS)
-             for k, fs in blocks.items()}
+def _rules_for(rec: Recording) -> Any:
+    """The rule set of the recording's kernel line, or skip: lines without one are recorded
+    ahead of their rules (helper data lands separately) and are not failures."""
+    if rec.kernel_line not in kernels():
+        pytest.skip(f"no KVM rule set for Linux {rec.kernel_line} yet (recording of {rec.kernel_version})")
+    return load_kernel(rec.kernel_version)
+
+
+# Verdicts already computed, shared by all recordings: identical cases (same rules, same
+# KVM defaults for the same features, same write) are checked once across the whole set.
+_VERDICTS: dict[tuple[object, ...], object] = {}
+
+
+def replay(
+    path: Path, sample: int | None = None
+) -> tuple[int, int, Counter[tuple[str, bool, str, str]], list[str]]:
+    """Replay a recording's cases through the model: (agree, total, disagreements by
+    (reg, after_run, kernel, model), examples).  ``sample``: every case of the sequences
+    (migrations) and an even spread of ``sample`` of the others."""
+    rec = load_recording(path)
+    rules = _rules_for(rec)
+    views: dict[frozenset[str], Any] = {}
+    keys: dict[frozenset[str], tuple[object, ...]] = {}
+    for fs in rec.feature_sets.values():
+        if fs.accepted:
+            views[fs.features] = prepare_defaults(rules, fs.defaults, fs.features, host=QEMU_HOST_FACTS)
+            keys[fs.features] = (rules.kernel_full, fs.features, tuple(sorted(fs.defaults.items(), key=str)))
+    cases = rec.cases
+    if sample is not None:
+        seqs = [c for c in cases if c.seq is not None]
+        rest = [c for c in cases if c.seq is None]
+        step = max(len(rest) // sample, 1)
+        cases = seqs + rest[::step]
     agree = 0
     bad: Counter[tuple[str, bool, str, str]] = Counter()
-    for c in rec["cases"]:
-        key = tuple(sorted(c["features"]))
-        cur = _current_after_run(blocks[key], c["reg"]) if c["after_run"] else None
-        v = views[key].check(tuple(c["encoding"]), int(c["value"], 16), c["after_run"], cur)
-        got = v.errno_or_zero if v.status in ("accepted", "rejected") else v.status
-        if got == c["errno"]:
+    examples: list[str] = []
+    for c in cases:
+        fs = rec.feature_sets[feature_key(c.features)]
+        cur = _current_after_run(fs, c.reg) if c.after_run else None
+        key = (keys[c.features], c.encoding, c.value, c.after_run, cur)
+        got = _VERDICTS.get(key)
+        if got is None:
+            v = views[c.features].check(c.encoding, c.value, c.after_run, cur)
+            got = _VERDICTS[key] = v.errno_or_zero if v.status in ("accepted", "rejected") else v.status
+        if got == c.errno:
             agree += 1
         else:
-            bad[(c["reg"], c["after_run"], str(c["errno"]), str(got))] += 1
-    return agree, len(rec["cases"]), bad
+            bad[(c.reg, c.after_run, str(c.errno), str(got))] += 1
+            if len(examples) < 10:
+                examples.append(
+                    f"[{feature_key(c.features)}{' seq ' + c.seq if c.seq else ''}] {c.reg} := {c.value:#018x}"
+                    f"{' after run' if c.after_run else ''}: kernel {c.errno}, model {got}"
+                )
+    return agree, len(cases), bad, examples
 
 
-def _skip_unmodelled(path: Path) -> None:
-    """Recordings of a line without rules (6.16, 7.0: no source reachable) have nothing to replay against."""
-    from cpumodel.kvm.rules import KernelNotModelled, resolve
+# The default tier replays a sample of every recording (all migration cases + an even
+# spread of the rest); the exhaustive tier replays every case of every recording.
+REPLAY_SAMPLE = 1500
 
-    try:
-        resolve(path.name.split("_")[0])
-    except KernelNotModelled as exc:
-        pytest.skip(str(exc))
+
+def _without_known_gaps(path: Path, bad: Counter[tuple[str, bool, str, str]]) -> Counter[tuple[str, bool, str, str]]:
+    gap = KNOWN_SOURCE_GAPS.get(load_recording(path, cases=False).kernel_version)
+    if gap is None:
+        return bad
+    return Counter({k: n for k, n in bad.items() if k[0] not in gap[0]})
+
+
+def _judge(path: Path, what: str) -> None:
+    """Fail on a disagreement, except where the rule set comes from another release of the
+    same line than the recorded kernel (e.g. rules from the 6.17.8 tree, kernel 6.17.13)
+    and the difference is not a known one (KNOWN_SOURCE_GAPS, filtered before): stable
+    releases do change KVM, so that is an expected failure, reported with its counts."""
+    rec_version = load_recording(path, cases=False).kernel_version
+    rules_version = load_kernel(rec_version).kernel_full
+    if what and rec_version != rules_version:
+        pytest.xfail(f"rules from Linux {rules_version}, recording of {rec_version}: {what}")
+    assert not what, what
 
 
 @pytest.mark.skipif(not RECORDINGS, reason="no oracle recordings in tests/oracle/recordings")
 @pytest.mark.parametrize("path", RECORDINGS, ids=[p.name for p in RECORDINGS])
-def test_oracle_replay_agrees(path: Path) -> None:
-    _skip_unmodelled(path)
-    agree, total, bad = replay(path)
+def test_oracle_replay_sample_agrees(path: Path) -> None:
+    agree, total, bad, examples = replay(path, REPLAY_SAMPLE)
     assert total > 0
-    gap = KNOWN_SOURCE_GAPS.get(path.name.split("_")[0])
-    if gap is not None:
-        bad = Counter({k: n for k, n in bad.items() if k[0] not in gap[0]})
-    assert not bad, f"{path.name}: {agree}/{total} agree; disagreements: {bad.most_common(10)}"
+    bad = _without_known_gaps(path, bad)
+    _judge(path, f"{path.name}: {agree}/{total} agree; {bad.most_common(10)}; e.g. {examples}" if bad else "")
+
+
+@pytest.mark.exhaustive
+@pytest.mark.skipif(not RECORDINGS, reason="no oracle recordings in tests/oracle/recordings")
+@pytest.mark.parametrize("path", RECORDINGS, ids=[p.name for p in RECORDINGS])
+def test_oracle_replay_agrees(path: Path) -> None:
+    agree, total, bad, examples = replay(path)
+    assert total > 0
+    bad = _without_known_gaps(path, bad)
+    _judge(path, f"{path.name}: {agree}/{total} agree; {bad.most_common(10)}; e.g. {examples}" if bad else "")
 
 
 @pytest.mark.skipif(not RECORDINGS, reason="no oracle recordings in tests/oracle/recordings")
 @pytest.mark.parametrize("path", RECORDINGS, ids=[p.name for p in RECORDINGS])
 def test_oracle_writable_masks_agree(path: Path) -> None:
-    _skip_unmodelled(path)
-    rec = json.loads(gzip.decompress(path.read_bytes()))
-    rules = load_kernel(rec["kernel"]["release"].split("-")[0].split("+")[0])
-    for name, fs in rec["feature_sets"].items():
-        if fs.get("masks_errno") or not fs.get("writable_masks"):
+    rec = load_recording(path, cases=False)
+    rules = _rules_for(rec)
+    gap = KNOWN_SOURCE_GAPS.get(rec.kernel_version)
+    for name, fs in rec.feature_sets.items():
+        if fs.masks_errno or not fs.writable_masks:
             continue
-        el0 = fs["defaults"].get("ID_AA64PFR0_EL1")
-        aarch32 = el0 is not None and int(el0, 16) & 0xF >= 2
+        el0 = fs.defaults.get("ID_AA64PFR0_EL1")
+        aarch32 = el0 is not None and el0 & 0xF >= 2
         ours = writable_masks(rules, host_aarch32_el0=aarch32)
         ours_by_enc = {r.encoding: ours[r.name] for r in rules.registers.values()}
-        recorded_regs = {tuple(c["encoding"]): c["reg"] for c in rec["cases"]}
-        by_name = {v: k for k, v in recorded_regs.items()}
-        for reg, mask in fs["writable_masks"].items():
-            enc = by_name.get(reg)
-            r = rules.lookup(reg) if enc is None else rules.lookup(enc)
+        wrong = []
+        for reg, mask in fs.writable_masks.items():
+            r = rules.lookup(encoding_of(reg))
             expected = ours_by_enc.get(r.encoding, 0) if r is not None else 0
-            assert int(mask, 16) == expected, f"{path.name} [{name}] {reg}: KVM {mask}, model {expected:#018x}"
+            if mask != expected and not (gap and reg in gap[0]):
+                wrong.append(f"{reg}: KVM {mask:#018x}, model {expected:#018x}")
+        _judge(path, f"{path.name} [{name}] writable masks: {wrong}" if wrong else "")
 
 
 # --------------------------------------------------------------------------- #

@@ -26,7 +26,15 @@ from cpumodel.oracle import (
     write_cases,
 )
 from cpumodel.oracle.build import probe_source
-from cpumodel.oracle.cases import encode_case_file, feature_key, feature_mask, features_of_key
+from cpumodel.oracle.cases import (
+    MaskedValue,
+    MigrationSource,
+    encode_case_file,
+    feature_key,
+    feature_mask,
+    features_of_key,
+    random_cases,
+)
 from cpumodel.oracle.console import check_complete, errno_name, parse_console
 from cpumodel.oracle.cpio import chardev, directory, gzip_newc_archive, newc_archive, regular
 from cpumodel.oracle.errors import BootTimeout, KernelNotFound, ProbeCrash, ToolMissing
@@ -117,6 +125,9 @@ def test_case_json_roundtrip(tmp_path: Path) -> None:
         "after_run": False,
     }
     assert read_cases(path) == cases
+    more = [Case(PFR0, MaskedValue(0xF0, 0x30)), Case(PFR0, 7, frozenset({"vgic"}), seq="m1")]
+    write_cases(path, more)
+    assert read_cases(path) == more
 
 
 def test_case_file_errors(tmp_path: Path) -> None:
@@ -146,13 +157,47 @@ def test_feature_keys() -> None:
 
 def test_generate_cases_counts() -> None:
     cases = generate_cases()
-    per_set = 68 * (16 * 16 + 2) + 68 * 17
-    assert len(cases) == per_set * len(DEFAULT_FEATURE_SETS)
+    per_set = 68 * (16 * 16 + 2) + 68 * 6 + 68 * 17  # sweep + 0/~0, random, after run
+    imp_id = 3 * 8  # MIDR/REVIDR/AIDR extra values in the writable_imp_id set
+    assert len(cases) == per_set * len(DEFAULT_FEATURE_SETS) + imp_id
+    assert generate_cases() == cases  # deterministic (seeded)
     one = generate_cases([frozenset()], [PFR0])
     values = {c.value for c in one if not c.after_run}
     assert FieldValue(8, 4, 3) in values and 0 in values and 2**64 - 1 in values
     after = [c for c in one if c.after_run]
     assert UNCHANGED in {c.value for c in after} and len(after) == 17
+
+
+def test_random_cases_shapes() -> None:
+    one = random_cases([frozenset()], [PFR0])
+    masked = [c.value for c in one if isinstance(c.value, MaskedValue)]
+    absolute = [c.value for c in one if isinstance(c.value, int)]
+    assert len(masked) == 4 and len(absolute) == 2
+    assert any(m.bits == 0 and bin(m.mask).count("1") >= 8 for m in masked)  # several fields cleared
+    assert any(m.bits for m in masked)  # several fields given values
+    assert MaskedValue(0xF0F, 0x102).apply(0xFFFF) == 0xF1F2
+    with pytest.raises(OracleError, match="outside mask"):
+        MaskedValue(0xF, 0x10)
+    imp = random_cases([frozenset({"vgic", "writable_imp_id"})], [(3, 0, 0, 0, 0)])
+    assert len(imp) == 6 + 8 and any(isinstance(c.value, int) and c.value < 2**32 for c in imp)
+
+
+def test_migration_cases_are_sequences() -> None:
+    vgic = frozenset({"vgic"})
+    src = MigrationSource("7.3.4/max", vgic, {PFR0: 0x11, (3, 0, 0, 1, 2): 0x22})
+    cases = generate_cases([frozenset(), vgic], [PFR0, (3, 0, 0, 1, 2)], migrations=[src])
+    seq = [c for c in cases if c.seq is not None]
+    assert [(c.reg, c.value, c.seq) for c in seq] == [
+        ("ID_AA64PFR0_EL1", 0x11, "migrate 7.3.4/max [vgic]"),
+        ("ID_DFR0_EL1", 0x22, "migrate 7.3.4/max [vgic]"),
+    ]
+    cf = encode_case_file(cases, [frozenset(), vgic], registers=[PFR0])
+    lines = cf.text.splitlines()
+    s = lines.index("S 10")  # a fresh VM after the feature-set blocks
+    assert lines[s + 1 : s + 4] == ["W 603000000013c020 11", "W 603000000013c00a 22", "E"]
+    assert cf.blocks[-1] == (vgic, "migrate 7.3.4/max [vgic]")
+    # a feature set the target does not record: no sequence
+    assert not [c for c in generate_cases([frozenset()], [PFR0], migrations=[src]) if c.seq]
 
 
 def test_encode_case_file_orders_blocks_and_run() -> None:
@@ -408,9 +453,9 @@ def test_recording_roundtrip(tmp_path: Path) -> None:
     path = tmp_path / "r.json.gz"
     save_recording(rec, path)
     raw = json.loads(gzip.decompress(path.read_bytes()))
-    assert raw["schema"] == "cpumodel-oracle-recording/1"
+    assert raw["schema"] == "cpumodel-oracle-recording/2"
     assert raw["feature_sets"]["none"]["defaults"] == {"ID_AA64PFR0_EL1": "0x0000000000000011", "DCZID_EL0": None}
-    assert raw["cases"][0]["value"] == "0x0000000000000001"
+    assert raw["groups"][0]["requests"] == ["f4:4:0"] and raw["groups"][0]["errnos"] == "0"
     back = load_recording(path)
     assert back.cases == rec.cases
     assert back.feature_set(frozenset()).defaults == rec.feature_sets["none"].defaults
@@ -419,6 +464,58 @@ def test_recording_roundtrip(tmp_path: Path) -> None:
     changed = _tiny_recording()
     changed.cases[0] = CaseResult("ID_AA64PFR0_EL1", PFR0, 0x01, frozenset(), False, "EINVAL")
     assert any("errno 0 != EINVAL" in d for d in compare_recordings(rec, changed))
+
+
+def test_recording_v2_compacts_and_reads_every_case_kind(tmp_path: Path) -> None:
+    rec = _tiny_recording()
+    none, vgic = frozenset(), frozenset({"vgic"})
+    rec.cases = [
+        *(
+            CaseResult("ID_AA64PFR0_EL1", PFR0, FieldValue(sh, 4, v).apply(0x11), none, False, "EINVAL" if v else 0,
+                       {"field_shift": sh, "field_width": 4, "field_value": v})
+            for sh in range(0, 64, 4)
+            for v in range(16)
+        ),
+        CaseResult("ID_AA64PFR0_EL1", PFR0, 0x11, none, True, 0, "default"),
+        CaseResult(
+            "ID_AA64PFR0_EL1", PFR0, 0xF1, none, False, "EBUSY", {"mask": f"{0xF0:#018x}", "bits": f"{0xF0:#018x}"}
+        ),
+        CaseResult("ID_AA64PFR0_EL1", PFR0, 0x1234, vgic, False, 0, None, "migrate x [vgic]"),
+        # a relative case whose value the defaults do not give back: stored explicitly
+        CaseResult(
+            "ID_AA64PFR0_EL1", PFR0, 0x999, none, False, 0, {"field_shift": 0, "field_width": 4, "field_value": 1}
+        ),
+    ]
+    path = tmp_path / "r.json.gz"
+    save_recording(rec, path)
+    raw = json.loads(gzip.decompress(path.read_bytes()))
+    assert raw["groups"][0]["requests"] == ["sweep4"]
+    assert "values" in raw["groups"][-1] and "values" not in raw["groups"][0]
+    assert load_recording(path).cases == rec.cases
+    light = load_recording(path, cases=False)
+    assert light.cases == [] and light.feature_sets["none"].defaults == rec.feature_sets["none"].defaults
+
+
+def test_recording_v1_still_loads(tmp_path: Path) -> None:
+    rec = _tiny_recording()
+    d = rec.to_json()
+    d["schema"] = "cpumodel-oracle-recording/1"
+    d["cases"] = [c.to_json() for c in rec.cases]
+    del d["groups"], d["errno_codes"]
+    path = tmp_path / "v1.json.gz"
+    path.write_bytes(gzip.compress(json.dumps(d).encode()))
+    back = load_recording(path)
+    assert back.cases == rec.cases and back.schema == "cpumodel-oracle-recording/1"
+
+
+def test_kernel_version_of_recording() -> None:
+    rec = _tiny_recording()
+    rec.kernel = {"release": "6.1.0-50-arm64", "package_version": "6.1.176-1"}
+    assert (rec.kernel_version, rec.kernel_line) == ("6.1.176", "6.1")
+    rec.kernel = {"release": "6.17.13+deb13-arm64", "package_version": "6.17.13-1~bpo13+1"}
+    assert rec.kernel_version == "6.17.13"
+    rec.kernel = {"release": "7.3.4+deb13-arm64"}
+    assert rec.kernel_version == "7.3.4"
 
 
 def test_load_recording_errors(tmp_path: Path) -> None:
@@ -439,7 +536,36 @@ def test_committed_recordings_load(path: Path) -> None:
     assert rec.feature_sets["none"].defaults["ID_AA64PFR0_EL1"] is not None
     # after_run: changing a register that has not changed under KVM (vgic sets) is EBUSY
     vgic = rec.feature_sets["vgic"]
+    if rec.kernel_line == "6.1":  # no writable masks before 6.7: the ioctl is not attempted
+        assert vgic.masks_errno is None and not vgic.writable_masks
     for c in rec.cases:
         if c.after_run and c.features == frozenset({"vgic"}) and c.reg == "ID_AA64ISAR0_EL1":
             default = vgic.defaults[c.reg]
-            assert c.errno == (0 if c.value == default else "EBUSY")
+            # before 6.7 (6.1) an ID register only ever accepts its current value: EINVAL
+            change = "EINVAL" if rec.kernel_line == "6.1" else "EBUSY"
+            assert c.errno == (0 if c.value == default else change)
+
+
+# --- capture live check (tools/oracle/capture_live.py) ----------------------------------
+
+
+def test_capture_compare_with_probe() -> None:
+    from tools.oracle.capture_live import compare, parse_values
+
+    rec = _tiny_recording()
+    rec.feature_sets["none"].defaults.update({"MIDR_EL1": 0x414FD0C1, "REVIDR_EL1": 0})
+    console = "\n".join([
+        "noise",
+        '=== VALUES kvm {"values":{"MIDR_EL1":"0x414fd0c1","REVIDR_EL1":"0x0","ID_AA64PFR0_EL1":"0x11"},'
+        '"unread":{"DCZID_EL0":"KVM_GET_ONE_REG: ENOENT"}}',
+        '=== VALUES sysfs {"values":{"MIDR_EL1":"0x414fd0c1","REVIDR_EL1":"0x0"},"unread":{}}',
+        '=== VALUES mrs {"values":{"MIDR_EL1":"0x414fd0c1"},"unread":{}}',
+    ])
+    diffs, agreed = compare(parse_values(console), rec)
+    assert diffs == [] and "kvm: 3 registers equal to the probe's KVM defaults" in agreed
+    bad = console.replace('"ID_AA64PFR0_EL1":"0x11"', '"ID_AA64PFR0_EL1":"0x12"').replace(
+        '=== VALUES mrs {"values":{"MIDR_EL1":"0x414fd0c1"},"unread":{}}', '=== VALUES mrs {"error":"no HWCAP_CPUID"}'
+    )
+    diffs, _ = compare(parse_values(bad), rec)
+    assert any("ID_AA64PFR0_EL1: capture 0x0000000000000012, probe 0x0000000000000011" in d for d in diffs)
+    assert any(d.startswith("mrs: capture read nothing (no HWCAP_CPUID)") for d in diffs)

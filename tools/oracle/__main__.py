@@ -5,7 +5,8 @@
     python -m tools.oracle gen-cases -o cases.jsonl [--features none,pmu,...] [--sample N]
     python -m tools.oracle record (--kernel SPEC | --kernel-image PATH) --cpu MODEL
                                   [--cases FILE | --cases-from-recording REC] [--sample N]
-                                  -o OUT.json.gz [--compare REC]
+                                  [--migrate-from REC ...] -o OUT.json.gz [--compare REC]
+    python -m tools.oracle record-all [--kernels 6.1,7.2,...] [--cpus max,...] [--dir DIR] [--missing]
     python -m tools.oracle compare EXPECTED.json.gz ACTUAL.json.gz
 
 Exit codes: 0 fine, 1 recordings differ, 2 error (message on stderr).
@@ -27,6 +28,7 @@ from cpumodel.oracle import (
     FeatureSet,
     OracleError,
     compare_recordings,
+    feature_key,
     generate_cases,
     get_kernel,
     load_recording,
@@ -35,8 +37,14 @@ from cpumodel.oracle import (
     save_recording,
     write_cases,
 )
-from cpumodel.oracle.cases import features_of_key
+from cpumodel.oracle.cases import (
+    MIGRATION_FEATURE_SETS,
+    MigrationSource,
+    features_of_key,
+    migration_cases,
+)
 from cpumodel.oracle.kernel import AptCache, KernelInfo, default_cache_dir
+from cpumodel.oracle.recording import Recording
 from cpumodel.oracle.sysregs import ORACLE_REGISTERS, encoding_of
 
 #: Debian packages the oracle needs (binary -> package), installed by `setup`.
@@ -46,6 +54,25 @@ PACKAGES: dict[str, str] = {
     "cpio": "cpio",
 }
 LIBC_PACKAGE = "libc6-dev-arm64-cross"
+
+#: The committed recording set (tests/oracle/recordings/<version>_<cpu>.json.gz): one Debian
+#: kernel per line (exact ABI, so that a re-run boots the same kernel) x these QEMU CPUs.
+RECORDED_KERNELS: tuple[str, ...] = (
+    "6.1.0-50-arm64",  # bookworm, linux-image-6.1.0-50-arm64-unsigned 6.1.176-1
+    "6.12.117+deb13",
+    "6.16.12+deb13",
+    "6.17.8+deb13",  # the release of the 6.17 source tree (the rule set's)
+    "6.17.13+deb13",
+    "6.18.15+deb13",
+    "6.19.11+deb13",  # the release of the 6.19 source tree (the rule set's)
+    "6.19.14+deb13",
+    "7.0.13+deb13",
+    "7.1.13+deb13",
+    "7.2.13+deb14",  # sid
+    "7.3.4+deb13",
+)
+RECORDED_CPUS: tuple[str, ...] = ("max", "neoverse-n1", "cortex-a72", "a64fx")
+RECORDINGS_DIR = Path("tests/oracle/recordings")
 
 
 def _installed(package: str) -> bool:
@@ -108,6 +135,24 @@ def cmd_gen_cases(args: argparse.Namespace) -> int:
     return 0
 
 
+def migration_sources(recordings: Sequence[Recording]) -> list[MigrationSource]:
+    """Each recording's KVM defaults in the migration feature sets (where KVM accepted them),
+    labelled "<kernel version>/<cpu>"."""
+    out: list[MigrationSource] = []
+    for rec in recordings:
+        for fs in MIGRATION_FEATURE_SETS:
+            fsr = rec.feature_sets.get(feature_key(fs))
+            if fsr is None or not fsr.accepted:
+                continue
+            values = {encoding_of(r): v for r, v in fsr.defaults.items() if v is not None}
+            out.append(MigrationSource(f"{rec.kernel_version}/{rec.cpu}", fs, values))
+    return out
+
+
+def recording_name(rec: Recording) -> str:
+    return f"{rec.kernel_version}_{rec.cpu}.json.gz"
+
+
 def cmd_record(args: argparse.Namespace) -> int:
     cache = args.cache_dir or default_cache_dir()
     kernel: KernelInfo | None = None
@@ -132,8 +177,11 @@ def cmd_record(args: argparse.Namespace) -> int:
         keep = set(feature_sets)
         cases = [c for c in cases if c.features in keep]
     cases = sample(cases, args.sample)
+    if args.migrate_from:
+        sources = migration_sources([load_recording(p) for p in args.migrate_from])
+        cases += migration_cases(sources)
     if feature_sets is None:
-        feature_sets = list(dict.fromkeys(c.features for c in cases)) or list(DEFAULT_FEATURE_SETS)
+        feature_sets = list(dict.fromkeys(c.features for c in cases if c.seq is None)) or list(DEFAULT_FEATURE_SETS)
 
     print(f"booting -cpu {args.cpu} with {len(cases)} cases in {len(feature_sets)} feature sets", file=sys.stderr)
     t0 = time.monotonic()
@@ -156,6 +204,68 @@ def cmd_record(args: argparse.Namespace) -> int:
     if args.compare:
         return _report(compare_recordings(load_recording(args.compare), rec), args.compare)
     return 0
+
+
+def cmd_record_all(args: argparse.Namespace) -> int:
+    """Regenerate the recording set: for each kernel, every CPU's standard cases plus
+    migrations from every other CPU's defaults on the same kernel (CPUs without a
+    recording yet get a quick defaults-only boot first, so the set does not depend on
+    the order it is made in)."""
+    cache = args.cache_dir or default_cache_dir()
+    out_dir = Path(args.dir)
+    kernels = [k.strip() for k in args.kernels.split(",")] if args.kernels else list(RECORDED_KERNELS)
+    cpus = [c.strip() for c in args.cpus.split(",")] if args.cpus else list(RECORDED_CPUS)
+    all_cpus = list(dict.fromkeys([*cpus, *RECORDED_CPUS]))
+    failures = 0
+    for spec in kernels:
+        kernel = get_kernel(spec, cache)
+        version = kernel.package_version.split("-")[0].split("~")[0]
+        existing = {cpu: out_dir / f"{version}_{cpu}.json.gz" for cpu in all_cpus}
+        todo = [c for c in cpus if not (args.missing and existing[c].exists())]
+        if not todo:
+            continue
+        defaults: dict[str, Recording] = {}
+        for cpu in all_cpus:
+            if existing[cpu].exists():
+                defaults[cpu] = load_recording(existing[cpu])
+            elif cpu in cpus:
+                print(f"[{version} {cpu}] defaults-only boot", file=sys.stderr)
+                defaults[cpu] = run_cases(kernel.image, cpu, [], MIGRATION_FEATURE_SETS, kernel=kernel, cache_dir=cache)
+        for cpu in todo:
+            sources = migration_sources([defaults[c] for c in all_cpus if c != cpu and c in defaults])
+            cases = generate_cases(DEFAULT_FEATURE_SETS, migrations=sources)
+            t0 = time.monotonic()
+            try:
+                rec = run_cases(kernel.image, cpu, cases, DEFAULT_FEATURE_SETS, kernel=kernel, cache_dir=cache)
+            except OracleError as e:
+                print(f"[{version} {cpu}] FAILED: {e}", file=sys.stderr)
+                failures += 1
+                continue
+            path = out_dir / recording_name(rec)
+            save_recording(rec, path)
+            defaults[cpu] = rec
+            print(
+                f"[{version} {cpu}] {rec.timing['cases']} cases, {len(rec.sequences)} migrations, boot"
+                f" {rec.timing['boot_seconds']} s, total {time.monotonic() - t0:.1f} s -> {path}"
+                f" ({path.stat().st_size // 1024} KiB)",
+                file=sys.stderr,
+            )
+    return 1 if failures else 0
+
+
+def cmd_image(args: argparse.Namespace) -> int:
+    """Print the path of a kernel's unpacked Image (downloading it first if needed)."""
+    print(get_kernel(args.kernel, args.cache_dir).image)
+    return 0
+
+
+def cmd_capture_compare(args: argparse.Namespace) -> int:
+    from tools.oracle.capture_live import compare_files
+
+    diffs, agreed = compare_files(Path(args.console), Path(args.recording))
+    for line in agreed:
+        print(f"capture == probe: {line}", file=sys.stderr)
+    return _report(diffs, args.recording)
 
 
 def _report(diffs: list[str], against: str) -> int:
@@ -211,8 +321,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--sample", type=int, help="keep an even spread of N cases")
     s.add_argument("--timeout", type=float, help="seconds for the whole QEMU run (default: from the case count)")
     s.add_argument("--compare", help="compare with this recording; exit 1 if they differ")
+    s.add_argument(
+        "--migrate-from",
+        action="append",
+        metavar="REC",
+        help="add migration sequences: this recording's defaults written in order (repeatable)",
+    )
     s.add_argument("-o", "--output", required=True)
     s.set_defaults(func=cmd_record)
+
+    s = sub.add_parser("record-all", help="regenerate the committed recording set (kernels x CPUs)")
+    s.add_argument("--kernels", help=f"comma-separated kernel specs (default: {','.join(RECORDED_KERNELS)})")
+    s.add_argument("--cpus", help=f"comma-separated QEMU CPUs (default: {','.join(RECORDED_CPUS)})")
+    s.add_argument("--dir", default=str(RECORDINGS_DIR), help="where the recordings are (default %(default)s)")
+    s.add_argument("--missing", action="store_true", help="only record kernel/CPU pairs that have no file yet")
+    s.set_defaults(func=cmd_record_all)
+
+    s = sub.add_parser("image", help="print the path of a Debian kernel's unpacked Image (fetching it)")
+    s.add_argument("--kernel", required=True)
+    s.set_defaults(func=cmd_image)
+
+    s = sub.add_parser(
+        "capture-compare", help="compare `cpumodel capture` output (capture_arm64_check.sh --vm) with a recording"
+    )
+    s.add_argument("console", help="the console text of the --vm boot (=== VALUES lines)")
+    s.add_argument("recording", help="the recording of the same kernel and QEMU CPU")
+    s.set_defaults(func=cmd_capture_compare)
 
     s = sub.add_parser("compare", help="compare two recordings of the same kernel/CPU")
     s.add_argument("expected")

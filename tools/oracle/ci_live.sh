@@ -6,7 +6,8 @@
 #   bash tools/oracle/ci_live.sh                 # defaults below
 #   ORACLE_KERNEL=7.3.4+deb13 ORACLE_CPU=max ORACLE_CASES=500 bash tools/oracle/ci_live.sh
 #
-# Needs root (apt-get install) and the Debian mirror; takes ~1-3 minutes, capped at 20.
+# Then runs `cpumodel capture` on the same booted kernel and compares it with the probe's reading.
+# Needs root (apt-get install) and the Debian mirror; takes ~2-5 minutes, capped at 20.
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -29,4 +30,15 @@ timeout $((1200 - ($(date +%s) - start))) "$PY" -m tools.oracle record \
     --kernel "$KERNEL" --cpu "$CPU" \
     --cases-from-recording "$REF" --sample "$CASES" \
     --timeout 300 -o "$OUT" --compare "$REF"
-echo "ci_live: OK ($KERNEL, -cpu $CPU, $CASES cases, $(($(date +%s) - start)) s) -> $OUT"
+echo "ci_live: oracle OK ($KERNEL, -cpu $CPU, $CASES cases, $(($(date +%s) - start)) s) -> $OUT"
+
+# `cpumodel capture`'s real paths (kvm, sysfs, MRS emulation) on the same kernel and QEMU CPU, in an
+# arm64 Python booted as /init (tools/capture_arm64_check.sh --vm), compared with what the probe read
+# (tools/oracle/capture_live.py). CI_LIVE_CAPTURE=0 skips it.
+if [ "${CI_LIVE_CAPTURE:-1}" != 0 ]; then
+    console=$(mktemp)
+    CPUMODEL_ARM64_KERNEL=$("$PY" -m tools.oracle image --kernel "$KERNEL") CPUMODEL_ARM64_CPU="$CPU" \
+        CPUMODEL_ARM64_CONSOLE="$console" timeout 900 bash tools/capture_arm64_check.sh --vm >/dev/null
+    "$PY" -m tools.oracle capture-compare "$console" "$REF"
+    echo "ci_live: capture OK (capture's kvm/sysfs/mrs sources == the probe, $(($(date +%s) - start)) s)"
+fi
