@@ -47,7 +47,7 @@ def test_try_repo_passes_good_and_fails_bad(tmp_path: Path) -> None:
     repo.mkdir()
     _git(repo, "init", "-q")
     shutil.copy(PROFILES / "cortex-a57.yaml", repo / "a57.yaml")
-    # a guest profile: on role: host an Arm-mandate deviation is only a warning (issue 9.5)
+    # a guest model: a host profile's own architecture findings are warnings (its values are facts)
     (repo / "bad.yaml").write_text("registers:\n  ID_DFR0_EL1: {MProfDbg: 1}\n")
     _git(repo, "add", ".")
     env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "pc-home")}

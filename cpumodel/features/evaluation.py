@@ -10,7 +10,7 @@
    whose feature is missing;
 3. ``_search``: a small DPLL search over each group of constraints still undecided. A group with
    no solution is reported with a minimal subset of its constraints (a search that exceeds its
-   budget reports nothing).
+   budget reports nothing and counts in ``incomplete_searches``: rule ARCH-INCOMPLETE says so).
 
 Each stage derives nothing that a satisfying assignment of the unknowns could contradict.
 """
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Mapping
-from contextlib import suppress
 from typing import Any
 
 from cpumodel.features.program import Program
@@ -367,9 +366,11 @@ class Evaluation(Program):
         """Groups of undecided constraints that no assignment satisfies, each reduced to a minimal set."""
         bad: list[list[int]] = []
         for g in self._groups(st, rest):
-            with suppress(Budget):  # a search over its budget reports nothing
+            try:
                 if not self._group_sat(st, g):
                     bad.append(self._core(st, g))
+            except Budget:
+                self.incomplete_searches += 1
         return bad
 
     # -- what the known fields imply ----------------------------------------------------------

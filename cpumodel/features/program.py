@@ -39,6 +39,8 @@ def _norm(name: str) -> str:
 
 
 class Program:
+    incomplete_searches = 0  # groups abandoned at the search budget (reported as ARCH-INCOMPLETE, info)
+
     # -- building from features.json data ------------------------------------------------
     def __init__(self, data: dict[str, Any]) -> None:
         src = data["_source"]

@@ -892,14 +892,7 @@ def host_view_from_defaults(rules: KernelRules, defaults: Mapping[str, int | str
         iv = int(v, 16) if isinstance(v, str) else int(v)
         if r.limit.get("base") != "host":
             continue
-        touched = 0
-        for st in r.limit["steps"]:
-            if "fields" in st:
-                touched |= _fields_mask(r, st["fields"])
-            elif "field" in st:
-                touched |= r.layout_field(st["field"]).mask
-            if st["op"] == "keep":
-                touched |= MASK64 & ~_fields_mask(r, st["fields"])
+        touched = _rewritten_mask(r)
         if r.limit.get("raz_zero") and r.visibility:
             ctx = _Ctx(rules, feats, {}, {})
             try:
@@ -918,6 +911,13 @@ def rewritten_fields(rules: KernelRules, reg: str | Encoding) -> tuple[str, ...]
     r = rules.lookup(reg)
     if r is None or r.limit.get("base") != "host":
         return ()
+    touched = _rewritten_mask(r)
+    return tuple(lf.name for lf in r.layout if lf.mask & touched)
+
+
+def _rewritten_mask(r: RegisterRules) -> int:
+    """The bits the steps of KVM's limit may rewrite on the way from the host's value to its defaults
+    (every field a step names; for ``keep``, every field it does not name)."""
     touched = 0
     for st in r.limit["steps"]:
         if "fields" in st:
@@ -926,7 +926,7 @@ def rewritten_fields(rules: KernelRules, reg: str | Encoding) -> tuple[str, ...]
             touched |= r.layout_field(st["field"]).mask
         if st["op"] == "keep":
             touched |= MASK64 & ~_fields_mask(r, st["fields"])
-    return tuple(lf.name for lf in r.layout if lf.mask & touched)
+    return touched
 
 
 @dataclass(frozen=True)
