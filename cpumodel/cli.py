@@ -1,4 +1,8 @@
-"""Command-line interface. Parses options and calls the engine; holds no logic of its own.
+"""Command-line interface. Each command parses its options, calls one engine function (check_paths,
+emit, ops.*, identity.for_profile, verify) and hands the result to a renderer in ``report/``.
+The command group gives every command the same error form (``cpumodel: error: file:line: message``
+on stderr, exit 2), turns Python warnings into ``cpumodel: note:`` lines, and ends quietly when
+stdout is closed early (exit 141, as a process killed by SIGPIPE).
 
 Exit codes (stable): 0 = all valid, 1 = a violation was found, 2 = usage or input error.
 Heavy modules (rich, the feature model, KVM tables) are imported only by the commands that
@@ -461,29 +465,7 @@ def errata(profile: str, kernel: str | None, host: str | None, impls: tuple[str,
 
     models = _resolve_many((profile, *((host,) if host else ()), *impls), search, allow_outside)
     model = models[0]
-    try:
-        line = identity.line_for(kernel)
-        host_dec = None
-        if host:
-            hm = models[1]
-            hd = identity.host_decision(hm.values, hm.field_values(), line, hm.vulnerabilities)
-            if hd is None:
-                raise CpumodelError(f"{hm.path}: the host profile sets no MIDR_EL1")
-            host_dec = hd.spectre
-        targets = None
-        if impls:
-            tms = models[1 + bool(host):]
-            for tm in tms:
-                if "MIDR_EL1" not in tm.values:
-                    raise CpumodelError(f"{tm.path}: a target implementation needs MIDR_EL1")
-            targets = [identity.Impl(tm.values["MIDR_EL1"], tm.values.get("REVIDR_EL1", 0)) for tm in tms]
-            if not identity.load(line)["target_impl"].get("supported"):
-                raise CpumodelError(f"Linux {line} has no target-implementation hypercall (6.15+ has)")
-        dec = identity.of_model(model.values, model.field_values(), line, host_dec, targets)
-        if dec is None:
-            raise CpumodelError(f"{model.path}: the profile sets no MIDR_EL1, so there is no identity to match")
-    except CpumodelError as e:
-        _fail(e)
+    dec = identity.for_profile(model, kernel, models[1] if host else None, models[1 + bool(host):])
     render(model.name, dec, fmt, sys.stdout)
 
 

@@ -20,7 +20,7 @@ Stdlib only; loading one line's table costs ~1 ms.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -486,3 +486,27 @@ def line_or_newest(kernel: str | None) -> str:
 
 def core_label(line: str, midr: int) -> str:
     return _core_label(load(line), midr)
+
+
+def for_profile(model: Any, kernel: str | None, host: Any = None, targets: Sequence[Any] = ()) -> Decision:
+    """``cpumodel errata``: what a guest kernel selects for a resolved model, optionally with a host
+    model (its Spectre answers) and the models of target implementations (the 6.15+ hypercall)."""
+    line = line_for(kernel)
+    host_dec = None
+    if host is not None:
+        hd = host_decision(host.values, host.field_values(), line, host.vulnerabilities)
+        if hd is None:
+            raise CpumodelError(f"{host.path}: the host profile sets no MIDR_EL1")
+        host_dec = hd.spectre
+    impls = None
+    if targets:
+        for tm in targets:
+            if "MIDR_EL1" not in tm.values:
+                raise CpumodelError(f"{tm.path}: a target implementation needs MIDR_EL1")
+        impls = [Impl(tm.values["MIDR_EL1"], tm.values.get("REVIDR_EL1", 0)) for tm in targets]
+        if not load(line)["target_impl"].get("supported"):
+            raise CpumodelError(f"Linux {line} has no target-implementation hypercall (6.15+ has)")
+    dec = of_model(model.values, model.field_values(), line, host_dec, impls)
+    if dec is None:
+        raise CpumodelError(f"{model.path}: the profile sets no MIDR_EL1, so there is no identity to match")
+    return dec
