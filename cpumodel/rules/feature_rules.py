@@ -67,10 +67,9 @@ def _violations(fm, fields: dict[tuple[str, str], int], arch: str | None) -> tup
     if hit is None:
         if len(_MEMO) > 1024:
             _MEMO.clear()
-        # the engine's count of searches abandoned at its budget, where it keeps one (public attribute)
-        before = getattr(fm, "incomplete_searches", 0)
+        before = fm.incomplete_searches  # the engine's count of searches abandoned at its budget
         found = fm.check(fields, assert_true=[arch] if arch else [])
-        hit = _MEMO[key] = (found, getattr(fm, "incomplete_searches", 0) - before)
+        hit = _MEMO[key] = (found, fm.incomplete_searches - before)
     return hit
 
 
