@@ -26,6 +26,13 @@ class RegResult:
     value: int
     default: int | None  # what KVM started the VM with
     errno: int | str
+    # cpumodel's prediction for the same write: 0, an errno, "depends_on_host"/"unmodelled", or None
+    # when the kernel's line has no rule set
+    predicted: int | str | None = None
+
+    @property
+    def agrees(self) -> bool | None:
+        return None if self.predicted is None else self.predicted == self.errno
 
 
 @dataclass
@@ -37,10 +44,16 @@ class VerifyReport:
     results: list[RegResult] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     boot_seconds: float | None = None
+    rules: str | None = None  # the rule set the predictions come from ("Linux 7.3.4"), None if not modelled
+
+    @property
+    def disagreements(self) -> list[RegResult]:
+        return [r for r in self.results if r.agrees is False]
 
     @property
     def ok(self) -> bool:
-        return self.init_errno == 0 and all(r.errno == 0 for r in self.results)
+        """VCPU_INIT succeeded, every write was accepted and cpumodel predicted every answer."""
+        return self.init_errno == 0 and all(r.errno == 0 for r in self.results) and not self.disagreements
 
 
 def verify(model: Model, *, kernel_image: str | None = None, debian_kernel: str | None = None,
@@ -80,4 +93,24 @@ def verify(model: Model, *, kernel_image: str | None = None, debian_kernel: str 
                           boot_seconds=rec.timing.get("boot_seconds"))  # type: ignore[arg-type]
     for c in rec.cases:
         report.results.append(RegResult(c.reg, c.value, fsrec.defaults.get(c.reg), c.errno))
+    predict(report, rec.kernel_version, fsrec.defaults, fs)
     return report
+
+
+def predict(report: VerifyReport, release: str, defaults: dict[str, int | None], features: frozenset[str]) -> None:
+    """Put cpumodel's own verdict beside each of the kernel's answers: the KVM model of the
+    kernel's line, with the VM's defaults (what KVM_GET_ONE_REG gave) as KVM's view of the host,
+    as ``check`` judges a profile against an ``origin: kvm-defaults`` host. Lines without a rule
+    set leave ``predicted`` None (nothing to compare)."""
+    from cpumodel import kvm
+
+    try:
+        rules = kvm.load_kernel(release)
+    except (KeyError, CpumodelError):
+        return
+    view = kvm.prepare_defaults(rules, defaults, features)
+    report.rules = f"Linux {rules.kernel_full}"
+    db = regdb.load()
+    for r in report.results:
+        v = view.check(db.registers[r.register].encoding if r.register in db.registers else r.register, r.value)
+        r.predicted = v.errno_or_zero if v.status in (kvm.ACCEPTED, kvm.REJECTED) else v.status

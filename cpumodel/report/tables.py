@@ -229,17 +229,28 @@ def show_verify(model: Model, report: Any, fmt: str) -> None:
                "boot_seconds": report.boot_seconds,
                "registers": [{"register": r.register, "value": f"{r.value:#018x}",
                               "kvm_default": None if r.default is None else f"{r.default:#018x}",
-                              "errno": r.errno} for r in report.results]})
+                              "errno": r.errno, "predicted": r.predicted} for r in report.results],
+               "rules": report.rules, "disagreements": len(report.disagreements)})
         return
     console = _console()
     console.print(_t(f"real KVM: Linux {report.kernel} on QEMU -cpu {report.cpu}, vCPU features "
                      f"{'+'.join(report.features) or 'none'}; KVM_ARM_VCPU_INIT: {report.init_errno or 'ok'}"))
-    t = _table(f"{model.name}: KVM_SET_ONE_REG results", ("register", "asked", "KVM default", "result"))
+    t = _table(f"{model.name}: KVM_SET_ONE_REG results", ("register", "asked", "KVM default", "result",
+                                                          "cpumodel predicted"))
     for r in report.results:
         res = _t("accepted", "green") if r.errno == 0 else _t(r.errno, "red")
-        t.add_row(r.register, f"{r.value:#018x}", "-" if r.default is None else f"{r.default:#018x}", res)
+        pred = "-" if r.predicted is None else ("accepted" if r.predicted == 0 else str(r.predicted))
+        t.add_row(r.register, f"{r.value:#018x}", "-" if r.default is None else f"{r.default:#018x}", res,
+                  _t(pred, "green") if r.agrees else _t(f"{pred} (DISAGREES)", "red") if r.agrees is False
+                  else _t(pred))
     console.print(t)
     if report.skipped:
         console.print(_t(f"not written (KVM has no one-reg for them): {', '.join(report.skipped)}"))
     bad = sum(1 for r in report.results if r.errno != 0)
     console.print(_t(f"{len(report.results) - bad} accepted, {bad} refused"))
+    if report.rules is None:
+        console.print(_t(f"no rule set for Linux {report.kernel}: cpumodel's prediction not shown"))
+    else:
+        n = len(report.disagreements)
+        console.print(_t(f"cpumodel ({report.rules} rules) predicted {len(report.results) - n} of "
+                         f"{len(report.results)} answers" + (f"; {n} DISAGREE" if n else "")))
