@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from cpumodel.cli import main
-from cpumodel.features import evaluation
+from cpumodel.features import FeatureModel, evaluation
 from cpumodel.rules import feature_rules
 
 PROFILE = "registers:\n  ID_AA64PFR0_EL1: {SVE: 1}\n  ID_AA64ISAR0_EL1: {SHA3: 1}\n"
@@ -27,7 +27,8 @@ def _check(tmp_path: Path) -> str:
 
 
 def test_search_over_budget_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(feature_rules, "_MEMO", {})
+    monkeypatch.setattr(feature_rules, "_MEMO", {})  # no memoised verdicts of earlier tests
+    monkeypatch.setattr(FeatureModel.load(), "_sat_cache", {})
     monkeypatch.setattr(evaluation, "_SEARCH_BUDGET", 0)
     assert feature_rules.INCOMPLETE in _check(tmp_path)
 
