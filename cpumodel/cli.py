@@ -1,5 +1,5 @@
 """Command-line interface. Each command parses its options, calls one engine function (check_paths,
-emit, ops.*, identity.for_profile, verify) and hands the result to a renderer in ``report/``.
+emit_file, ops.*, upgrade_of, identity.for_profile, verify) and hands the result to a renderer in ``report/``.
 The command group gives every command the same error form (``cpumodel: error: file:line: message``
 on stderr, exit 2), turns Python warnings into ``cpumodel: note:`` lines, and ends quietly when
 stdout is closed early (exit 141, as a process killed by SIGPIPE).
