@@ -234,7 +234,7 @@ def show_upgrade(up: Any, fmt: str) -> None:
         if r.source:
             lines.append(f"      source: {r.source}")
     lines += [f"note: {n}" for n in up.notes]
-    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.write("\n".join(one_line(line) for line in lines) + "\n")  # names come from profiles
 
 def list_profiles(rows: list[dict[str, Any]], fmt: str) -> None:
     if fmt == "json":
