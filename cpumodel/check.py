@@ -29,12 +29,17 @@ def check_model(model: Model, opts: Options | None = None) -> list[Finding]:
     vcpu = opts.vcpu_features if opts.vcpu_features is not None else model.vcpu_features
     kvm = opts.kvm and (opts.role or model.role) == "guest"
     ctx = Context(kernel=opts.kernel, host=opts.host, vcpu_features=vcpu, kvm_caps=opts.kvm_caps, kvm=kvm)
-    rules = [r for r in hand_rules().values() if kvm or r.kind in ("arch", "profile")]
+    patterns = [p for p, _ in model.ignore] + list(opts.ignore)
+    # An ignored rule is not run (each rule function reports only its own ID): its findings would be
+    # dropped anyway. The feature engine (every ARCH-*/EXTRA-* rule at once, most of a check's time)
+    # runs unless every one of its rules is ignored (``--ignore 'ARCH-*' --ignore 'EXTRA-*'``).
+    rules = [r for r in hand_rules().values()
+             if (kvm or r.kind in ("arch", "profile")) and not matches(r.id, patterns)]
     findings = list(run(rules, model, ctx))
     from cpumodel.rules import feature_rules
 
-    findings += feature_rules.check(model, ctx)
-    patterns = [p for p, _ in model.ignore] + list(opts.ignore)
+    if not feature_rules.all_ignored(tuple(patterns)):
+        findings += feature_rules.check(model, ctx)
     out = [f for f in findings if not matches(f.rule, patterns)]
     if model.facts:
         inherited(model, out)
