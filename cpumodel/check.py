@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from cpumodel.errors import CpumodelError
 from cpumodel.findings import Finding
 from cpumodel.resolve import Model, Resolver
-from cpumodel.rules import Context, hand_rules, matches, run
+from cpumodel.rules import Context, Rule, hand_rules, matches, run
 
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 
@@ -33,9 +34,7 @@ def check_model(model: Model, opts: Options | None = None) -> list[Finding]:
     # An ignored rule is not run (each rule function reports only its own ID): its findings would be
     # dropped anyway. The feature engine (every ARCH-*/EXTRA-* rule at once, most of a check's time)
     # runs unless every one of its rules is ignored (``--ignore 'ARCH-*' --ignore 'EXTRA-*'``).
-    rules = [r for r in hand_rules().values()
-             if (kvm or r.kind in ("arch", "profile")) and not matches(r.id, patterns)]
-    findings = list(run(rules, model, ctx))
+    findings = list(run(_selected(kvm, tuple(patterns), len(hand_rules())), model, ctx))
     from cpumodel.rules import feature_rules
 
     if not feature_rules.all_ignored(tuple(patterns)):
@@ -48,6 +47,15 @@ def check_model(model: Model, opts: Options | None = None) -> list[Finding]:
     out.sort(key=lambda f: (f.location.line if f.location and f.location.file == model.path else 0,
                             SEVERITY_ORDER.get(f.severity, 3), f.rule))
     return out
+
+
+@lru_cache(maxsize=64)
+def _selected(kvm: bool, patterns: tuple[str, ...], count: int) -> tuple[Rule, ...]:
+    """The hand rules a check runs: all (architecture and profile rules only without ``kvm``) but the
+    ignored ones. Memoised (``count``, the number of rules registered, keys it too): profiles checked
+    together mostly share their ignore list."""
+    return tuple(r for r in hand_rules().values()
+                 if (kvm or r.kind in ("arch", "profile")) and not matches(r.id, patterns))
 
 
 def inherited(model: Model, findings: list[Finding]) -> None:
