@@ -414,3 +414,14 @@ def test_findings_replay_all(tmp_path: Path) -> None:
     """Every distinct recorded case of every recording with rules (~2.5 million single writes and every
     migration), in ~10 minutes on 2 cores."""
     _run(tmp_path, None, jobs(), via_yaml=False)
+
+
+@pytest.mark.parametrize(("vf", "caps"), [((), ()), (("pmu",), ()),
+                                          (("pmu", "ptrauth", "sve"), ("writable_imp_id_regs",))])
+def test_case_profile_is_what_the_loader_makes(tmp_path: Path, vf: tuple[str, ...], caps: tuple[str, ...]) -> None:
+    from cpumodel.profile import load
+
+    registers = {"MIDR_EL1": 0x410FD0C0, "ID_AA64PFR0_EL1": 0x1101001121110222, "ID_DFR0_EL1": 0}
+    p = tmp_path / "case.yaml"
+    p.write_text(guest_yaml(registers, vf, caps))
+    assert guest_profile(str(p), registers, vf, caps) == load(p)
