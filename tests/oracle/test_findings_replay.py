@@ -426,3 +426,25 @@ def test_case_profile_is_what_the_loader_makes(tmp_path: Path, vf: tuple[str, ..
     p = tmp_path / "case.yaml"
     p.write_text(guest_yaml(registers, vf, caps))
     assert guest_profile(str(p), registers, vf, caps) == load(p)
+
+
+@pytest.mark.skipif(not RECORDINGS, reason="no oracle recordings")
+def test_identical_cases_are_judged_once_and_each_held_against_the_verdict(tmp_path: Path) -> None:
+    """Two recordings of one line with the same cases: the second's are not judged again, but a kernel
+    answer that differs from the verdict (here: one errno changed) is still a disagreement."""
+    from dataclasses import replace
+
+    from cpumodel.oracle import save_recording
+
+    src = next(p for p in RECORDINGS if "neoverse-n1" in p.name and _kernel(load_recording(p, cases=False)))
+    rec = load_recording(src)
+    named = {r.encoding for r in regdb.load()}
+    rec.cases = [c for c in rec.cases if not c.after_run and c.seq is None and c.encoding in named][:400]
+    save_recording(rec, tmp_path / "a.json.gz")
+    i = next(i for i, c in enumerate(rec.cases) if c.errno == 0 and i > 100)
+    rec.cases[i] = replace(rec.cases[i], errno="EINVAL")
+    save_recording(rec, tmp_path / "b.json.gz")
+    total, _ = replay([tmp_path / "a.json.gz", tmp_path / "b.json.gz"], tmp_path / "w", None)
+    judged = total.counts["single writes judged"]
+    assert 0 < judged <= 400 and total.counts["single writes identical to one judged"] == 800 - judged
+    assert total.nbad == 1 and "b.json.gz" in total.bad[0] and "kernel EINVAL, cpumodel check 0" in total.bad[0]
