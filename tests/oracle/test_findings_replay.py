@@ -68,7 +68,7 @@ QEMU_HOST_FACTS = {"ID_AA64PFR0_EL1": {"MPAM": 0}, "ID_AA64PFR1_EL1": {"MPAM_fra
                    "ID_AA64MMFR2_EL1": {"NV": 0}, "ID_AA64PFR2_EL1": {"GCIE": 0}}
 # The kernel judges KVM's rules; Arm's architecture constraints are cpumodel's own (--ignore them)
 NO_ARCH = ["ARCH-*", "EXTRA-*"]
-SAMPLE = 2000  # single-write cases per recording in the default tier (and every migration)
+SAMPLE = 1000  # single-write cases per recording in the default tier (and every migration)
 YAML_EVERY = 20  # the default tier also writes every 20th case judged as a YAML file and loads it
 
 
