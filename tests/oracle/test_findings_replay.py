@@ -409,7 +409,7 @@ def test_findings_replay_sample(tmp_path: Path) -> None:
 @pytest.mark.skipif(not RECORDINGS, reason="no oracle recordings")
 def test_findings_replay_all(tmp_path: Path) -> None:
     """Every distinct recorded case a profile can express, of every recording of a line with rules (1.77
-    million single writes standing for 3.28 million recorded ones, and every migration), in about 6 minutes
+    million single writes standing for 3.28 million recorded ones, and every migration), in 5-6 minutes
     on 2 cores."""
     total = _run(tmp_path, None, jobs(), via_yaml=False)
     assert total.counts["single writes not in the sample"] == 0
