@@ -103,21 +103,22 @@ def migratable(a: Model, b: Model, kernel: str | None = None) -> list[FieldCheck
     """Per-field verdicts: can a guest that runs with model A run on B (a host, or a host's model)?
 
     The destination VMM restores A's ID registers with KVM_SET_ONE_REG on B, so this asks KVM's
-    own question (cpumodel.kvm.check_write with B as the host, as its kernel sanitises it, and A's
-    vCPU features). Registers the KVM model cannot decide fall back to the kernel's field
+    own question through the path ``cpumodel check --host B`` takes (rules.kvm_writes.host_view:
+    B as its kernel sanitises it, its unseen fields and sysfs facts, or KVM's defaults on it; A's
+    vCPU features and KVM capabilities). Registers the KVM model cannot decide fall back to the kernel's field
     policies (arm64_ftr_safe_value); registers without either must match exactly.
     """
     from cpumodel import kvm as kvmmodel
     from cpumodel.policy import sanitise
     from cpumodel.rules import Context
-    from cpumodel.rules.kvm_writes import kernel_rules
-    from cpumodel.rules.vcpu import effective_features as _effective_features
+    from cpumodel.rules.kvm_writes import host_view, kernel_rules, vm_features
 
     db = regdb.load()
     rules = kernel_rules(kernel)
     kern = str(rules.kernel)
     table = policies(kern)
-    feats, _ = _effective_features(a, Context())
+    feats, _ = vm_features(a, Context())
+    view = host_view(b, rules, feats)
     av = sanitise(a.values, kern, cpu=a.value_origin == "cpu")
     bv = sanitise(b.values, kern, cpu=b.value_origin == "cpu")
     out: list[FieldCheck] = []
@@ -128,7 +129,7 @@ def migratable(a: Model, b: Model, kernel: str | None = None) -> list[FieldCheck
                                f"B does not define {name}: the guest's value cannot be checked against it"))
             continue
         try:
-            v = kvmmodel.check_write(rules, name, va, bv, feats)
+            v = view.check(db.registers[name].encoding, va)
         except KeyError:
             v = None
         if v is not None and v.status in (kvmmodel.ACCEPTED, kvmmodel.REJECTED) and v.errno != "ENOENT":
