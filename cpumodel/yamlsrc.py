@@ -121,6 +121,10 @@ def compose(text: str, path: str) -> Node | None:
             if stripped.startswith("\t"):
                 raise CpumodelError("tab character used for indentation (YAML allows spaces only)",
                                     Location(path, n, len(line) - len(stripped) + 1))
+    if _C_COMPOSER:
+        fast = _compose_fast(text)
+        if fast is not _DECLINED:
+            return fast
     loader = _Loader(text)
     try:
         return _compose_events(loader, path)
@@ -137,6 +141,79 @@ def compose(text: str, path: str) -> Node | None:
         raise CpumodelError(f"YAML error: {' '.join(str(e).split())}", Location(path)) from None
     finally:
         loader.dispose()
+
+
+#: Whether libyaml's composer (PyYAML's C extension) is there for ``_compose_fast``.
+_C_COMPOSER = _Loader.__module__ == "yaml.cyaml"
+#: ``_compose_fast``'s answer when it leaves a text to ``_compose_events``.
+_DECLINED: object = object()
+#: Most indicators (``[ { - : ? ,``) a text may hold for ``_compose_fast``. Every nesting level
+#: needs one, and each adds at most two nodes: this bounds the recursion of libyaml's composer far
+#: below what it survives, and its nodes (at most 2 * 4,000 + 1) below ``MAX_NODES``, so a hostile
+#: file is stopped by the event composer's budget before it costs time.
+_FAST_MAX_INDICATORS = 4000
+
+
+def _compose_fast(text: str) -> Node | None | object:
+    """The document composed by libyaml's C composer, checked as ``_Composer`` checks it, or
+    ``_DECLINED`` (then ``_compose_events`` composes it and reports what is wrong, where).
+
+    Taken only for a text whose nesting is bounded by its few indicators; the tree is then the
+    one ``_compose_events`` builds (same nodes, tags, styles and marks; tests/test_loader.py
+    compares them). Any error, a non-standard tag, a merge key, a duplicate key, nesting deeper
+    than ``MAX_DEPTH``, more than ``MAX_NODES`` nodes (an alias counts as one, as there) or a
+    collection reached twice (an alias of a mapping or list: possibly enclosing itself) declines:
+    the event composer gives the one message for it, or shares the collection as it does.
+    """
+    if (text.count(":") + text.count("-") + text.count("[") + text.count("{") + text.count("?")
+            + text.count(",")) > _FAST_MAX_INDICATORS:
+        return _DECLINED
+    loader = _Loader(text)
+    try:
+        root = loader.get_single_node()
+    except Exception:  # noqa: BLE001 - any problem is _compose_events' to report
+        return _DECLINED
+    finally:
+        loader.dispose()
+    if root is not None and not _acceptable(root):
+        return _DECLINED
+    return root
+
+
+def _acceptable(root: Node) -> bool:
+    """Whether a composed tree holds only what ``_Composer`` accepts (see ``_compose_fast``)."""
+    budget = MAX_NODES
+    todo: list[tuple[Node, int]] = [(root, 1)]
+    pop, push, std, scalar, mapping = todo.pop, todo.append, STD_TAGS, ScalarNode, MappingNode
+    collections: set[int] = set()
+    while todo:
+        node, depth = pop()
+        budget -= 1
+        if budget < 0 or node.tag not in std:
+            return False
+        cls = type(node)
+        if cls is scalar:
+            continue
+        if depth >= MAX_DEPTH or id(node) in collections:
+            return False
+        collections.add(id(node))
+        if cls is mapping:
+            seen = set()
+            for k, v in node.value:
+                if k.tag == MERGE_TAG:
+                    return False
+                if type(k) is scalar:
+                    if k.value in seen or k.tag not in std:
+                        return False
+                    seen.add(k.value)
+                    budget -= 1
+                else:
+                    push((k, depth + 1))
+                push((v, depth + 1))
+        else:
+            for v in node.value:
+                push((v, depth + 1))
+    return budget >= 0
 
 
 def _reader_error(e: ReaderError, text: str, path: str) -> CpumodelError:
