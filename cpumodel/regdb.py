@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 
 from cpumodel.errors import CpumodelError, suggest
@@ -40,11 +40,12 @@ class Field:
     order: str = "none"  # enums: "unsigned" | "signed" | "none"
     values: dict[int, str] = field(default_factory=dict, hash=False, compare=False)
 
-    @property
+    # cached (in the instance's __dict__, which a frozen dataclass still has): asked for per value read
+    @cached_property
     def width(self) -> int:
         return self.msb - self.lsb + 1
 
-    @property
+    @cached_property
     def mask(self) -> int:
         return ((1 << self.width) - 1) << self.lsb
 
@@ -94,11 +95,11 @@ class Register:
         op0, op1, crn, crm, op2 = self.encoding
         return f"S{op0}_{op1}_C{crn}_C{crm}_{op2}"
 
-    @property
+    @cached_property
     def named_fields(self) -> tuple[Field, ...]:
         return tuple(f for f in self.fields if f.kind in ("enum", "field"))
 
-    @property
+    @cached_property
     def res0_mask(self) -> int:
         m = 0
         for f in self.fields:
@@ -106,7 +107,7 @@ class Register:
                 m |= f.mask
         return m
 
-    @property
+    @cached_property
     def res1_mask(self) -> int:
         m = 0
         for f in self.fields:
@@ -125,12 +126,11 @@ class Register:
         return self._by_name().get(name.lower())
 
     def _by_name(self) -> dict[str, Field]:
-        return _field_index(self)
+        return self._field_index
 
-
-@cache
-def _field_index(reg: Register) -> dict[str, Field]:
-    return {f.name.lower(): f for f in reg.named_fields}
+    @cached_property
+    def _field_index(self) -> dict[str, Field]:
+        return {f.name.lower(): f for f in self.named_fields}
 
 
 class RegisterDB:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+from typing import ClassVar
 
 import yaml
 from yaml.events import (
@@ -154,7 +155,34 @@ _DECLINED: object = object()
 _FAST_MAX_INDICATORS = 4000
 
 
-def _compose_fast(text: str) -> Node | None | object:
+class _FastLoader(_Loader):  # type: ignore[misc,valid-type]
+    """libyaml's composer with PyYAML's tag resolution (``BaseResolver.resolve``, which libyaml
+    calls once per node) answered from a memo for plain scalars: a profile repeats its values."""
+
+    _plain: ClassVar[dict[str, str]] = {}  # plain scalar -> its tag, for short ones (bounded below)
+
+    def resolve(self, kind: type, value: str, implicit: tuple[bool, bool]) -> str:
+        if kind is ScalarNode:
+            if not implicit[0]:
+                return STR_TAG  # BaseResolver's DEFAULT_SCALAR_TAG: there are no path resolvers
+            tag = self._plain.get(value)
+            if tag is None:
+                tag = super().resolve(kind, value, implicit)
+                if len(value) <= 64:
+                    if len(self._plain) >= 4096:
+                        self._plain.clear()
+                    self._plain[value] = tag
+            return tag
+        return super().resolve(kind, value, implicit)
+
+    def descend_resolver(self, current_node: object, current_index: object) -> None:
+        pass  # no path resolvers (as BaseResolver, without its check per node)
+
+    def ascend_resolver(self) -> None:
+        pass
+
+
+def _compose_fast(text: str) -> Node | object | None:
     """The document composed by libyaml's C composer, checked as ``_Composer`` checks it, or
     ``_DECLINED`` (then ``_compose_events`` composes it and reports what is wrong, where).
 
@@ -168,10 +196,10 @@ def _compose_fast(text: str) -> Node | None | object:
     if (text.count(":") + text.count("-") + text.count("[") + text.count("{") + text.count("?")
             + text.count(",")) > _FAST_MAX_INDICATORS:
         return _DECLINED
-    loader = _Loader(text)
+    loader = _FastLoader(text)
     try:
         root = loader.get_single_node()
-    except Exception:  # noqa: BLE001 - any problem is _compose_events' to report
+    except Exception:
         return _DECLINED
     finally:
         loader.dispose()
@@ -396,10 +424,21 @@ def parse_int(text: str) -> int | None:
     (``_1``, ``1_``, ``1__0``), digits outside the base (``0b2``, ``0o8``), non-ASCII digits,
     and spellings longer than ``MAX_INT_CHARS`` (see ``int_too_long``).
     """
+    hit = _INTS.get(text)
+    if hit is not None:
+        return hit
     t = text.strip()
     if len(t) > MAX_INT_CHARS or not _INT_RE.fullmatch(t):
         return None
-    return int(t.replace("_", ""), 0)
+    value = int(t.replace("_", ""), 0)
+    if len(_INTS) >= 8192:
+        _INTS.clear()
+    _INTS[text] = value
+    return value
+
+
+#: parse_int's answers for accepted spellings (profiles of one fleet repeat their values); bounded.
+_INTS: dict[str, int] = {}
 
 
 def int_too_long(text: str) -> bool:
