@@ -161,7 +161,7 @@ class Evaluation(Program):
         queued = set(queue)
         later: deque[int] = deque()
         in_later: set[int] = set()
-        b, d, local, memo = st.b, st.d, self._local, self._step_cache
+        b, d, local, memo = st.b, st.d, self._local(), self._step_cache
         while queue or later:
             if queue:
                 c = queue.popleft()

@@ -270,9 +270,14 @@ class Program:
         self._sat_cache: dict[tuple[Any, ...], bool] = {}
         # propagation's memo: (constraint, full, its variables' values) -> what one step does (evaluation.py)
         self._step_cache: dict[tuple[Any, ...], tuple[Any, ...]] = {}
-        # each constraint's variables, read at once: (features getter, fields getter) over (b, d)
-        self._local = [(itemgetter(*fs) if fs else _nothing, itemgetter(*ks) if ks else _nothing)
-                       for fs, ks in zip(self._cfeats, self._cfields, strict=True)]
+        self._local_getters: list[tuple[Any, Any]] | None = None  # see _local()
+
+    def _local(self) -> list[tuple[Any, Any]]:
+        """Each constraint's variables, read at once: (features getter, fields getter) over (b, d)."""
+        if self._local_getters is None:
+            self._local_getters = [(itemgetter(*fs) if fs else _nothing, itemgetter(*ks) if ks else _nothing)
+                                   for fs, ks in zip(self._cfeats, self._cfields, strict=True)]
+        return self._local_getters
         self._by_rule: dict[int, list[tuple[int, Def]]] | None = None
 
     # -- expressions ------------------------------------------------------------------------

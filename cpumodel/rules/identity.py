@@ -13,12 +13,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from functools import cache, lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cpumodel import identity
 from cpumodel.findings import Finding
 from cpumodel.resolve import SHIPPED, Model
-from cpumodel.rules import Context, rule
+from cpumodel.rules import Context, LazyModule, rule
+
+if TYPE_CHECKING:
+    from cpumodel import identity
+else:
+    identity = LazyModule("cpumodel.identity")  # the errata engine: only guests' identity rules use it
 
 ERRATA = "arch/arm64/kernel/cpu_errata.c"
 PROTON = "arch/arm64/kernel/proton-pack.c"
