@@ -157,9 +157,14 @@ _FAST_MAX_INDICATORS = 4000
 
 class _FastLoader(_Loader):  # type: ignore[misc,valid-type]
     """libyaml's composer with PyYAML's tag resolution (``BaseResolver.resolve``, which libyaml
-    calls once per node) answered from a memo for plain scalars: a profile repeats its values."""
+    calls once per node) answered from a memo for plain scalars: a profile repeats its values.
+    ``odd_tag`` says an implicit tag no profile may hold was resolved (a timestamp, ``=``)."""
 
-    _plain: ClassVar[dict[str, str]] = {}  # plain scalar -> its tag, for short ones (bounded below)
+    _plain: ClassVar[dict[str, str]] = {}  # plain scalar -> its (standard) tag, for short ones (bounded)
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.odd_tag = False
 
     def resolve(self, kind: type, value: str, implicit: tuple[bool, bool]) -> str:
         if kind is ScalarNode:
@@ -168,12 +173,14 @@ class _FastLoader(_Loader):  # type: ignore[misc,valid-type]
             tag = self._plain.get(value)
             if tag is None:
                 tag = super().resolve(kind, value, implicit)
-                if len(value) <= 64:
+                if tag not in STD_TAGS:
+                    self.odd_tag = True
+                elif len(value) <= 64:
                     if len(self._plain) >= 4096:
                         self._plain.clear()
                     self._plain[value] = tag
             return tag
-        return super().resolve(kind, value, implicit)
+        return super().resolve(kind, value, implicit)  # the standard map or seq tag
 
     def descend_resolver(self, current_node: object, current_index: object) -> None:
         pass  # no path resolvers (as BaseResolver, without its check per node)
@@ -182,16 +189,22 @@ class _FastLoader(_Loader):  # type: ignore[misc,valid-type]
         pass
 
 
+# Every node but the root is preceded by an indicator of its own, and each indicator brings at most
+# two (a key and its value): a text _compose_fast takes cannot exceed the node budget.
+assert 2 * _FAST_MAX_INDICATORS + 1 < MAX_NODES
+
+
 def _compose_fast(text: str) -> Node | object | None:
     """The document composed by libyaml's C composer, checked as ``_Composer`` checks it, or
     ``_DECLINED`` (then ``_compose_events`` composes it and reports what is wrong, where).
 
-    Taken only for a text whose nesting is bounded by its few indicators; the tree is then the
-    one ``_compose_events`` builds (same nodes, tags, styles and marks; tests/test_loader.py
-    compares them). Any error, a non-standard tag, a merge key, a duplicate key, nesting deeper
-    than ``MAX_DEPTH``, more than ``MAX_NODES`` nodes (an alias counts as one, as there) or a
-    collection reached twice (an alias of a mapping or list: possibly enclosing itself) declines:
-    the event composer gives the one message for it, or shares the collection as it does.
+    Taken only for a text whose nesting and node count are bounded by its few indicators; the
+    tree is then the one ``_compose_events`` builds (same nodes, tags, styles and marks;
+    tests/test_loader.py compares them). Any error, a non-standard tag (implicit, or explicit:
+    only a text with ``!`` can hold one), a merge key, a duplicate key, nesting deeper than
+    ``MAX_DEPTH`` or a collection reached twice (an alias of a mapping or list: possibly
+    enclosing itself) declines: the event composer gives the one message for it, or shares the
+    collection as it does.
     """
     if (text.count(":") + text.count("-") + text.count("[") + text.count("{") + text.count("?")
             + text.count(",")) > _FAST_MAX_INDICATORS:
@@ -203,21 +216,20 @@ def _compose_fast(text: str) -> Node | object | None:
         return _DECLINED
     finally:
         loader.dispose()
-    if root is not None and not _acceptable(root):
+    if loader.odd_tag or (root is not None and not _acceptable(root, "!" in text)):
         return _DECLINED
     return root
 
 
-def _acceptable(root: Node) -> bool:
-    """Whether a composed tree holds only what ``_Composer`` accepts (see ``_compose_fast``)."""
-    budget = MAX_NODES
+def _acceptable(root: Node, tagged: bool) -> bool:
+    """Whether a composed tree holds only what ``_Composer`` accepts (see ``_compose_fast``);
+    ``tagged``: the text may hold explicit tags, so every node's tag is checked."""
     todo: list[tuple[Node, int]] = [(root, 1)]
     pop, push, std, scalar, mapping = todo.pop, todo.append, STD_TAGS, ScalarNode, MappingNode
     collections: set[int] = set()
     while todo:
         node, depth = pop()
-        budget -= 1
-        if budget < 0 or node.tag not in std:
+        if tagged and node.tag not in std:
             return False
         cls = type(node)
         if cls is scalar:
@@ -231,17 +243,18 @@ def _acceptable(root: Node) -> bool:
                 if k.tag == MERGE_TAG:
                     return False
                 if type(k) is scalar:
-                    if k.value in seen or k.tag not in std:
+                    if k.value in seen or (tagged and k.tag not in std):
                         return False
                     seen.add(k.value)
-                    budget -= 1
                 else:
                     push((k, depth + 1))
-                push((v, depth + 1))
+                if tagged or type(v) is not scalar:
+                    push((v, depth + 1))
         else:
             for v in node.value:
-                push((v, depth + 1))
-    return budget >= 0
+                if tagged or type(v) is not scalar:
+                    push((v, depth + 1))
+    return True
 
 
 def _reader_error(e: ReaderError, text: str, path: str) -> CpumodelError:

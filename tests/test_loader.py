@@ -181,6 +181,7 @@ _FAST_CASES = [
     "k: 'quoted'\nl: \"double\"\nm: |\n  block\nn: >\n  folded\no: ~\np: yes\nq: 1.5\nr: null\n",
     "? complex\n: value\nlist:\n- - nested\n  - more\n- {a: [b, {c: d}]}\n",
     "x: !!str 12\ny: !!int '7'\nz: ! plain\n",
+    "a: 1  # a comment with ! and & and *\nb: 'text with ! in it'\n",
 ]
 
 
@@ -211,6 +212,8 @@ def test_fast_path_on_shipped_profiles() -> None:
     "<<: {a: 1}\n",  # merge key
     "a: !!python/object:os.system x\n",  # a tag no profile may hold
     "a: 2024-01-01\n",  # an implicit timestamp
+    "a: =\n",  # YAML 1.1's value key, another implicit tag
+    "a: [1, !!binary aGk=]\n",  # an explicit tag below the top level
     "a: &x [1, *x]\n",  # an alias enclosing itself
     "a: &x [1]\nb: *x\n",  # an alias of a list: left to the event composer
     "a: *nowhere\n",  # undefined alias
