@@ -271,6 +271,7 @@ class Program:
         # propagation's memo: (constraint, full, its variables' values) -> what one step does (evaluation.py)
         self._step_cache: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self._local_getters: list[tuple[Any, Any]] | None = None  # see _local()
+        self._by_rule: dict[int, list[tuple[int, Def]]] | None = None
 
     def _local(self) -> list[tuple[Any, Any]]:
         """Each constraint's variables, read at once: (features getter, fields getter) over (b, d)."""
@@ -278,7 +279,6 @@ class Program:
             self._local_getters = [(itemgetter(*fs) if fs else _nothing, itemgetter(*ks) if ks else _nothing)
                                    for fs, ks in zip(self._cfeats, self._cfields, strict=True)]
         return self._local_getters
-        self._by_rule: dict[int, list[tuple[int, Def]]] | None = None
 
     # -- expressions ------------------------------------------------------------------------
     def _collect(self, e: Expr, fs: list[int], ks: list[int]) -> None:
