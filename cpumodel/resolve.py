@@ -293,12 +293,15 @@ def _apply_arch(prof: Profile, model: Model, db: regdb.RegisterDB) -> None:
 
 def _apply_registers(prof: Profile, model: Model, db: regdb.RegisterDB) -> None:
     """``registers:``: a raw value replaces the register (and its origins); fields are put one by one."""
+    inherited: dict[str, list[tuple[str, str]]] = {}  # register -> its origins set before this profile's
+    for key in model.origin:
+        inherited.setdefault(key[0], []).append(key)
     for name, spec in prof.registers.items():
         reg = db.registers[name]
         if spec.raw is not None:
             model.values[name] = spec.raw
             model.unseen.pop(name, None)
-            for key in [k for k in model.origin if k[0] == name]:
+            for key in inherited.get(name, ()):  # a register appears once in registers: (duplicates are refused)
                 del model.origin[key]
             model.origin[(name, "")] = spec.loc
         else:
