@@ -161,7 +161,7 @@ class Evaluation(Program):
         queued = set(queue)
         later: deque[int] = deque()
         in_later: set[int] = set()
-        b, d, local, memo = st.b, st.d, self._local(), self._step_cache
+        b, d, local, memo = st.b, st.d, self._local, self._step_cache
         while queue or later:
             if queue:
                 c = queue.popleft()
@@ -173,7 +173,7 @@ class Evaluation(Program):
                 full = True
             if c not in active:
                 continue
-            getf, getd = local[c]
+            getf, getd = local[c] or self._getters(c)
             key = (c, full, getf(b), getd(d))
             step = memo.get(key)
             if step is None:

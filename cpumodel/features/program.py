@@ -270,15 +270,15 @@ class Program:
         self._sat_cache: dict[tuple[Any, ...], bool] = {}
         # propagation's memo: (constraint, full, its variables' values) -> what one step does (evaluation.py)
         self._step_cache: dict[tuple[Any, ...], tuple[Any, ...]] = {}
-        self._local_getters: list[tuple[Any, Any]] | None = None  # see _local()
+        # each constraint's variables, read at once: (features getter, fields getter) over (b, d),
+        # made at the constraint's first propagation step (_getters)
+        self._local: list[tuple[Any, Any] | None] = [None] * len(self._cfeats)
         self._by_rule: dict[int, list[tuple[int, Def]]] | None = None
 
-    def _local(self) -> list[tuple[Any, Any]]:
-        """Each constraint's variables, read at once: (features getter, fields getter) over (b, d)."""
-        if self._local_getters is None:
-            self._local_getters = [(itemgetter(*fs) if fs else _nothing, itemgetter(*ks) if ks else _nothing)
-                                   for fs, ks in zip(self._cfeats, self._cfields, strict=True)]
-        return self._local_getters
+    def _getters(self, c: int) -> tuple[Any, Any]:
+        fs, ks = self._cfeats[c], self._cfields[c]
+        g = self._local[c] = (itemgetter(*fs) if fs else _nothing, itemgetter(*ks) if ks else _nothing)
+        return g
 
     # -- expressions ------------------------------------------------------------------------
     def _collect(self, e: Expr, fs: list[int], ks: list[int]) -> None:

@@ -54,33 +54,26 @@ _MEMO_MAX = 512  # distinct models' verdicts kept (a few KB each); cleared when 
 _KEYS: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}  # one copy of each field-name tuple
 
 
-@cache
-def _read_masks() -> dict[str, int]:
-    """register -> the bits of its named fields that the constraints read (``fm.relevant``'s fields)."""
-    from cpumodel.features import FeatureModel
-
-    read = set(FeatureModel.load().relevant({k: 0 for k in _named_fields()}))
-    out: dict[str, int] = {}
-    for reg in regdb.load():
-        m = 0
-        for f in reg.named_fields:
-            if (reg.name, f.name) in read:
-                m |= f.mask
-        if m:
-            out[reg.name] = m
-    return out
+_READ_MASKS: dict[str, int] = {}  # register -> the bits of its named fields that the constraints read
 
 
-def _named_fields() -> list[tuple[str, str]]:
-    return [(reg.name, f.name) for reg in regdb.load() for f in reg.named_fields]
+def _read_mask(reg: str) -> int:
+    """The bits of ``reg``'s named fields that the constraints read (``fm.relevant``'s fields)."""
+    m = _READ_MASKS.get(reg)
+    if m is None:
+        from cpumodel.features import FeatureModel
+
+        fields = regdb.load().registers[reg].named_fields
+        read = FeatureModel.load().relevant({(reg, f.name): 0 for f in fields})
+        m = _READ_MASKS[reg] = sum(f.mask for f in fields if (reg, f.name) in read)
+    return m
 
 
 def _model_key(model: Model) -> tuple[object, ...]:
     """The memo key of a model whose every field is known: (arch, its registers' bits that the
     constraints read). Equal keys mean equal ``fm.relevant(model.field_values())``: the fields of a
     register are decoded from its value alone."""
-    masks = _read_masks()
-    return (model.arch, tuple(sorted((r, v & m) for r, v in model.values.items() if (m := masks.get(r)))))
+    return (model.arch, tuple(sorted((r, v & m) for r, v in model.values.items() if (m := _read_mask(r)))))
 
 
 def _violations(fm, fields: Callable[[], dict[tuple[str, str], int]],  # type: ignore[no-untyped-def]
