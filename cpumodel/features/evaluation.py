@@ -234,19 +234,22 @@ class Evaluation(Program):
             wake.extend(watch_d.get(k, ()))
         return wake
 
-    def _watches(self, st: State, active: set[int]) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
-        """The active constraints reading each unknown feature and each field not yet narrowed to one region."""
-        b, d = st.b, st.d
-        watch_f: dict[int, list[int]] = {}
-        watch_d: dict[int, list[int]] = {}
-        for c in sorted(active):
-            for v in self._cfeats[c]:
-                if b[v] is None:
-                    watch_f.setdefault(v, []).append(c)
-            for k in self._cfields[c]:
-                if d[k] & (d[k] - 1):
-                    watch_d.setdefault(k, []).append(c)
-        return watch_f, watch_d
+    def _watches(self, st: State, active: set[int]) -> tuple[dict[int, Any], dict[int, Any]]:
+        """The constraints to wake when a feature is forced or a field narrowed: every constraint
+        reading it, in order (built once). ``_propagate`` wakes only those still active; a feature is
+        forced, and a field narrowed, only while unknown, so these are exactly the active
+        constraints that read an unknown feature or a field not yet narrowed to one region."""
+        if self._readers is None:
+            readers_f: dict[int, list[int]] = {}
+            readers_d: dict[int, list[int]] = {}
+            for c in range(len(self._cfeats)):
+                for v in self._cfeats[c]:
+                    readers_f.setdefault(v, []).append(c)
+                for k in self._cfields[c]:
+                    readers_d.setdefault(k, []).append(c)
+            self._readers = ({v: tuple(cs) for v, cs in readers_f.items()},
+                             {k: tuple(cs) for k, cs in readers_d.items()})
+        return self._readers
 
     def _narrow(self, c: int, st: State, full: bool, record: bool, watch_f: dict[int, list[int]],
                 watch_d: dict[int, list[int]]) -> tuple[list[int], bool, bool]:

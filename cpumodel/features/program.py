@@ -274,6 +274,7 @@ class Program:
         # made at the constraint's first propagation step (_getters)
         self._local: list[tuple[Any, Any] | None] = [None] * len(self._cfeats)
         self._by_rule: dict[int, list[tuple[int, Def]]] | None = None
+        self._readers: tuple[dict[int, Any], dict[int, Any]] | None = None  # see Evaluation._watches
 
     def _getters(self, c: int) -> tuple[Any, Any]:
         fs, ks = self._cfeats[c], self._cfields[c]
