@@ -525,9 +525,24 @@ def _checked_fields(ctx: _Ctx, reg: RegisterRules, val: int, limit: Partial) -> 
     return out, mask
 
 
+_UNCHECKED: dict[tuple[int, int, Partial, int, str], tuple[RegisterRules, list[FieldVerdict]]] = {}  # as _CHECKED
+
+
 def _unchecked_bits(reg: RegisterRules, val: int, limit: Partial, rest: int, src: str) -> list[FieldVerdict]:
     """The bits ``rest`` no checked field covers: they must equal the limit (by layout field, then
-    any unnamed bits)."""
+    any unnamed bits). Memoised as ``_checked_fields`` is (a new list each time)."""
+    key = (id(reg), val, limit, rest, src)
+    hit = _UNCHECKED.get(key)
+    if hit is not None and hit[0] is reg:
+        return list(hit[1])
+    out = _unchecked_bits_of(reg, val, limit, rest, src)
+    if len(_UNCHECKED) >= 2048:
+        _UNCHECKED.clear()
+    _UNCHECKED[key] = (reg, list(out))
+    return out
+
+
+def _unchecked_bits_of(reg: RegisterRules, val: int, limit: Partial, rest: int, src: str) -> list[FieldVerdict]:
     out: list[FieldVerdict] = []
     diff_known = (val ^ limit.value) & rest & limit.known
     unknown = rest & ~limit.known
