@@ -1,8 +1,11 @@
 """Safe YAML reading with source positions.
 
 Profiles are composed into PyYAML *nodes* (never constructed into Python objects by
-PyYAML, so no tag can build anything) from the C parser's events when available. Scalars
-are converted by this module under strict, documented rules (see ``parse_int``).
+PyYAML, so no tag can build anything): by libyaml's C composer when a text's indicators bound
+its nesting and size and the tree it builds holds nothing a profile may not (``_compose_fast``),
+else from the C parser's events by this module's composer, which reports what is wrong, at
+its line. Both build the same tree. Scalars are converted by this module under strict,
+documented rules (see ``parse_int``).
 
 Limits (each refused with one message naming the file and, where known, the line):
 ``MAX_BYTES`` per file, ``MAX_DEPTH`` nesting levels, ``MAX_NODES`` nodes, ``MAX_INT_CHARS``
