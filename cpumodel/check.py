@@ -66,6 +66,7 @@ def inherited(model: Model, findings: list[Finding]) -> None:
     import os
 
     kinds = hand_rules()
+    real: dict[str, str] = {}  # file -> its real path, for this model's findings
     for f in findings:
         arch = f.rule.startswith("ARCH-") or getattr(kinds.get(f.rule), "kind", "") == "arch"
         if f.severity != "error" or not arch:
@@ -75,7 +76,12 @@ def inherited(model: Model, findings: list[Finding]) -> None:
         files = set()
         for reg, fld in fields:
             loc = model.where(reg, fld)
-            files.add(os.path.realpath(loc.file) if loc and loc.file else "")
+            if loc and loc.file:
+                if loc.file not in real:
+                    real[loc.file] = os.path.realpath(loc.file)
+                files.add(real[loc.file])
+            else:
+                files.add("")
         if files and all(p in model.facts for p in files):
             origin = sorted(files)[0]
             f.severity = "warning"

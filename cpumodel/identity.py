@@ -55,7 +55,13 @@ def _key(v: str) -> tuple[int, ...]:
 
 def lines() -> list[str]:
     """Kernel lines with an errata table, oldest first."""
-    return sorted((p.stem for p in DATA_DIR.glob("*.json")), key=_key)
+    return list(_lines())
+
+
+@cache
+def _lines() -> tuple[str, ...]:
+    """The package data's errata tables, listed once per process (rules ask per model)."""
+    return tuple(sorted((p.stem for p in DATA_DIR.glob("*.json")), key=_key))
 
 
 def line_for(kernel: str | None) -> str:

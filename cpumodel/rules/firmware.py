@@ -6,10 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from cpumodel import identity
 from cpumodel.findings import Finding
 from cpumodel.resolve import Model
-from cpumodel.rules import Context, rule
+from cpumodel.rules import Context, LazyModule, rule
+
+if TYPE_CHECKING:
+    from cpumodel import identity
+else:
+    identity = LazyModule("cpumodel.identity")  # the errata engine: only guests' identity rules use it
 
 if TYPE_CHECKING:
     from cpumodel.kvm.model import Verdict

@@ -13,12 +13,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from functools import cache, lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cpumodel import identity
 from cpumodel.findings import Finding
 from cpumodel.resolve import SHIPPED, Model
-from cpumodel.rules import Context, rule
+from cpumodel.rules import Context, LazyModule, rule
+
+if TYPE_CHECKING:
+    from cpumodel import identity
+else:
+    identity = LazyModule("cpumodel.identity")  # the errata engine: only guests' identity rules use it
 
 ERRATA = "arch/arm64/kernel/cpu_errata.c"
 PROTON = "arch/arm64/kernel/proton-pack.c"
@@ -114,6 +118,35 @@ def midr_contradicts_features(model: Model, ctx: Context) -> Iterator[Finding]:
         return
     line = identity.line_or_newest(ctx.kernel)
     core = identity.core_label(line, midr)
+    hidden, raised, fields_src = _differences(model, ref, ctx.kernel)
+    if not hidden and not raised:
+        return
+    msg = f"MIDR_EL1 {midr:#x} names {core} ({ref.name}), but the model "
+    msg += f"hides {_headline(hidden)}" if hidden else f"raises {_headline(raised)} beyond that core"
+    why = []
+    if hidden:
+        why.append("hidden: " + "; ".join(hidden) + ". Software keyed on the MIDR will use them anyway")
+    if raised:
+        why.append("raised beyond the named core: " + "; ".join(raised))
+    yield Finding("I001", "warning", msg, register="MIDR_EL1", asked=midr, why=". ".join(why),
+                  allowed=f"the features of {ref.name}, or a MIDR naming a core with these features",
+                  location=model.where("MIDR_EL1"),
+                  source=f"{_core_source(line, midr)}; profiles/{Path(ref.path).name}; {fields_src[0]}")
+
+
+#: _differences' answers: (reference profile, kernel, the model's values of the registers compared) ->
+#: (hidden, raised, sources). A fleet's guests share a core and most values; bounded, cleared when full.
+_DIFFERENCES: dict[tuple[object, ...], tuple[list[str], list[str], list[str]]] = {}
+
+
+def _differences(model: Model, ref: Model, kernel: str | None) -> tuple[list[str], list[str], list[str]]:
+    """The visible fields in which ``model`` hides (below) or raises (above) the reference core's
+    values, as texts, and the source of each field compared that differs."""
+    visible = visible_fields(kernel)
+    key = (ref.path, ref.name, kernel, tuple(model.values.get(reg) for reg in visible))
+    hit = _DIFFERENCES.get(key)
+    if hit is not None:
+        return list(hit[0]), list(hit[1]), list(hit[2])
     hidden: list[str] = []
     raised: list[str] = []
     fields_src: list[str] = []
@@ -121,7 +154,7 @@ def midr_contradicts_features(model: Model, ctx: Context) -> Iterator[Finding]:
     from cpumodel import regdb
 
     db = regdb.load()
-    for reg, flds in visible_fields(ctx.kernel).items():
+    for reg, flds in visible.items():
         if reg not in model.values or reg not in ref.values or reg not in db:
             continue
         for name, src in flds:
@@ -136,19 +169,10 @@ def midr_contradicts_features(model: Model, ctx: Context) -> Iterator[Finding]:
             text = f"{label}: {reg}.{name}={g:#x}, {ref.name} has {c:#x}"
             (hidden if gs < cs else raised).append(text)
             fields_src.append(src)
-    if not hidden and not raised:
-        return
-    msg = f"MIDR_EL1 {midr:#x} names {core} ({ref.name}), but the model "
-    msg += f"hides {_headline(hidden)}" if hidden else f"raises {_headline(raised)} beyond that core"
-    why = []
-    if hidden:
-        why.append("hidden: " + "; ".join(hidden) + ". Software keyed on the MIDR will use them anyway")
-    if raised:
-        why.append("raised beyond the named core: " + "; ".join(raised))
-    yield Finding("I001", "warning", msg, register="MIDR_EL1", asked=midr, why=". ".join(why),
-                  allowed=f"the features of {ref.name}, or a MIDR naming a core with these features",
-                  location=model.where("MIDR_EL1"),
-                  source=f"{_core_source(line, midr)}; profiles/{Path(ref.path).name}; {fields_src[0]}")
+    if len(_DIFFERENCES) >= 1024:
+        _DIFFERENCES.clear()
+    _DIFFERENCES[key] = (list(hidden), list(raised), list(fields_src))
+    return hidden, raised, fields_src
 
 
 def _headline(items: list[str], n: int = 8) -> str:
