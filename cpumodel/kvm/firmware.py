@@ -12,7 +12,8 @@ kernel line (tables in ``cpumodel/data/errata/<X.Y>.json``, key ``firmware``, ge
   unaffected host cannot be restored on an affected one;
 * WORKAROUND_2: ENABLED only with AVAIL; NOT_AVAIL/UNKNOWN count as NOT_AVAIL, AVAIL/NOT_REQUIRED
   as NOT_REQUIRED; above the host's level EINVAL;
-* the bitmaps: a bit the line does not know EINVAL; a changed value after the first KVM_RUN EBUSY;
+* the bitmaps: a bit the line does not know EINVAL (checked first); a changed value after the first
+  KVM_RUN EBUSY;
 * a register the line does not list: ENOENT.
 
 The host's levels come from its Spectre states (``cpumodel.identity``).
@@ -89,8 +90,12 @@ class Verdict:
     depends_on_host: bool = False
 
 
-def check(line: str, name: str, value: int, levels: dict[str, int] | None, psci_0_2: bool = True) -> Verdict:
-    """What KVM_SET_ONE_REG of firmware register ``name`` = ``value`` answers on this line."""
+def check(line: str, name: str, value: int, levels: dict[str, int] | None, psci_0_2: bool = True,
+          after_run: bool = False, current: int | None = None) -> Verdict:
+    """What KVM_SET_ONE_REG of firmware register ``name`` = ``value`` answers on this line.
+
+    ``after_run``: the VM has run (``kvm_vm_has_ran_once()``); a bitmap then takes only its
+    ``current`` value (default: KVM's reset value), anything else EBUSY."""
     regs = registers(line)
     rules = table(line)["rules"]
     if name not in regs:
@@ -111,12 +116,7 @@ def check(line: str, name: str, value: int, levels: dict[str, int] | None, psci_
         return Verdict(False, "EINVAL", f"PSCI version {value:#x} is not one Linux {line} accepts ({known})",
                        r["rule_source"])
     if name.endswith("BMAP") or name.endswith("BMAP_2"):
-        bad = value & ~r["mask"]
-        if bad:
-            return Verdict(False, "EINVAL", f"bits {bad:#x} are not hypercall features Linux {line} knows "
-                           f"(mask {r['mask']:#x})", rules["bmap_unsupported_bit"])
-        return Verdict(True, None, "accepted before the first KVM_RUN (EBUSY after it if changed)",
-                       rules["bmap_after_run"])
+        return _check_bmap(line, r, rules, value, after_run, current)
     lv = r["levels"]
     if name == "SMCCC_ARCH_WORKAROUND_2":
         if value & ~(LEVEL_MASK | lv["ENABLED"]):
@@ -144,3 +144,18 @@ def check(line: str, name: str, value: int, levels: dict[str, int] | None, psci_
         return Verdict(False, "EINVAL", f"{names.get(want, want)} is above the host kernel's level "
                        f"{names.get(host, host)} (get_kernel_wa_level())", src)
     return Verdict(True, None, f"the host kernel's level is {names.get(host, host)}", src)
+
+
+def _check_bmap(line: str, r: dict[str, Any], rules: dict[str, str], value: int, after_run: bool,
+                current: int | None) -> Verdict:
+    """kvm_arm_set_fw_reg_bmap(): unknown bits EINVAL first, then EBUSY for a change once the VM has run."""
+    bad = value & ~r["mask"]
+    if bad:
+        return Verdict(False, "EINVAL", f"bits {bad:#x} are not hypercall features Linux {line} knows "
+                       f"(mask {r['mask']:#x})", rules["bmap_unsupported_bit"])
+    now = current if current is not None else r.get("default")
+    if after_run and value != now:
+        return Verdict(False, "EBUSY", f"the VM has run: the bitmap keeps its value {now:#x}",
+                       rules["bmap_after_run"])
+    return Verdict(True, None, "accepted before the first KVM_RUN (EBUSY after it if changed)",
+                   rules["bmap_after_run"])

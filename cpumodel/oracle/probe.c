@@ -15,7 +15,10 @@
  *                               QEMU does, before the defaults are read;
  *                               bit5 writable_imp_id = not a vCPU feature either:
  *                               KVM_ENABLE_CAP(KVM_CAP_ARM_WRITABLE_IMP_ID_REGS) on
- *                               the VM before KVM_CREATE_VCPU, Linux >= 6.15)
+ *                               the VM before KVM_CREATE_VCPU, Linux >= 6.15;
+ *                               bit6 psci_0_2 = the KVM_ARM_VCPU_PSCI_0_2 vCPU
+ *                               feature, as every VMM sets it: the firmware
+ *                               pseudo-register blocks use it, see below)
  *   S <featmask-hex>            like B, but a *sequence* block: accepted writes are
  *                               kept (not restored), so each case sees the state the
  *                               earlier ones left (a migration: one CPU's registers
@@ -30,6 +33,14 @@
  *   X                           run the vCPU once (until its first exit); the
  *                               cases after it are "after_run" cases
  *   E                           end of block (drift check, close the VM)
+ *   V                           report the host kernel's Spectre states
+ *                               (/sys/devices/system/cpu/vulnerabilities/*):
+ *                               one "vuln" message per file
+ * G and W also take the ids of KVM's firmware pseudo-registers
+ * (Documentation/virt/kvm/arm/fw-pseudo-registers.rst, 0x6030000000140000...):
+ * their defaults are read and restores written exactly like ID registers (an
+ * accepted change is written back at once); cpumodel/oracle/firmware.py makes
+ * such case files.
  * Every W/M/R line is one case (one handler function per case kind, see
  * case_kinds[]: a new kind is a new letter and a new function); cases are numbered from 0 in file order across
  * all blocks (the cases of a block whose KVM_ARM_VCPU_INIT fails are skipped
@@ -119,6 +130,9 @@ struct oracle_reg_mask_range {
 #define FEAT_EL1_32BIT 8u
 #define FEAT_VGIC 16u
 #define FEAT_IMP_ID 32u
+#define FEAT_PSCI_0_2 64u
+/* arch/arm64/include/uapi/asm/kvm.h: #define KVM_ARM_VCPU_PSCI_0_2 2 */
+#define ORACLE_ARM_VCPU_PSCI_0_2 2
 /* include/uapi/linux/kvm.h: #define KVM_CAP_ARM_WRITABLE_IMP_ID_REGS 239 */
 #define ORACLE_CAP_ARM_WRITABLE_IMP_ID_REGS 239
 /* Linux < 6.7 (e.g. 6.1) has neither KVM_ARM_GET_REG_WRITABLE_MASKS nor
@@ -414,6 +428,8 @@ static void start_block(unsigned feat, int seq)
 					    (1u << KVM_ARM_VCPU_PTRAUTH_GENERIC);
 		if (feat & FEAT_EL1_32BIT)
 			init.features[0] |= 1u << KVM_ARM_VCPU_EL1_32BIT;
+		if (feat & FEAT_PSCI_0_2)
+			init.features[0] |= 1u << ORACLE_ARM_VCPU_PSCI_0_2;
 		init_err = xioctl(vcpu_fd, KVM_ARM_VCPU_INIT, &init);
 	}
 	if (init_err == 0 && (feat & FEAT_SVE)) {
@@ -629,6 +645,36 @@ static void run_once(void)
 	drift_check("after_run");
 }
 
+/* V: the host kernel's Spectre states as its sysfs reports them (what decides
+ * get_kernel_wa_level(), arch/arm64/kvm/hypercalls.c) */
+static void report_vulnerabilities(void)
+{
+	static const char *const names[] = {"meltdown", "spec_store_bypass", "spectre_v1", "spectre_v2",
+					    "spectre_bhb"};
+	mkdir("/sys", 0755);
+	mount("sysfs", "/sys", "sysfs", 0, NULL);
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		char path[128], buf[512];
+		snprintf(path, sizeof(path), "/sys/devices/system/cpu/vulnerabilities/%s", names[i]);
+		int fd = open(path, O_RDONLY);
+		if (fd < 0)
+			continue;
+		ssize_t n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n < 0)
+			continue;
+		buf[n] = 0;
+		while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+			buf[--n] = 0;
+		begin("vuln");
+		put(",\"name\":");
+		put_str(names[i]);
+		put(",\"text\":");
+		put_str(buf);
+		end();
+	}
+}
+
 static void dump_dmesg(void)
 {
 	int len = klogctl(10 /* SYSLOG_ACTION_SIZE_BUFFER */, NULL, 0);
@@ -759,6 +805,9 @@ int main(void)
 			break;
 		case 'X':
 			run_once();
+			break;
+		case 'V':
+			report_vulnerabilities();
 			break;
 		case 'E':
 			flush_batch();
