@@ -27,6 +27,7 @@ from cpumodel import identity, regdb
 from cpumodel.check import Options, check_model
 from cpumodel.kvm import firmware as fwmodel
 from cpumodel.oracle import firmware, load_recording
+from cpumodel.profile import VULNERABILITIES
 from cpumodel.resolve import Resolver
 from cpumodel.rules.firmware import levels_on
 
@@ -52,8 +53,8 @@ def _host(rec: firmware.FirmwareRecording, tmp: Path) -> Any:
     db = regdb.load()
     lines = [f"name: host-{rec.kernel_version}-{rec.cpu}", "role: host", "origin: kvm-defaults",
              "vulnerabilities:"]
-    # the entries a profile takes (spectre_v2, meltdown): spectre_v2's text carries the BHB state
-    lines += [f"  {k}: {v!r}" for k, v in sorted(rec.vulnerabilities.items()) if k in ("spectre_v2", "meltdown")]
+    # the entries a profile takes: spectre_v2's text carries the BHB state, spec_store_bypass the v4 state
+    lines += [f"  {k}: {v!r}" for k, v in sorted(rec.vulnerabilities.items()) if k in VULNERABILITIES]
     lines.append("registers:")
     for name, v in idrec.feature_sets["none"].defaults.items():
         canon = db.canonical(name)
