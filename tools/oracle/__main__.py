@@ -8,7 +8,8 @@
                                   [--migrate-from REC ...] -o OUT.json.gz [--compare REC]
     python -m tools.oracle record-all [--kernels 6.1,7.2,...] [--cpus max,...] [--dir DIR] [--missing]
     python -m tools.oracle compare EXPECTED.json.gz ACTUAL.json.gz
-    python -m tools.oracle record-firmware [--kernels 6.12.117+deb13,...] [--cpus max] [--dir DIR]
+    python -m tools.oracle record-firmware [--kernels 6.12.117+deb13,...] [--cpus max] [--dir DIR | -o OUT]
+    python -m tools.oracle firmware-check REC.json.gz [--compare COMMITTED.json.gz]
 
 Exit codes: 0 fine, 1 recordings differ, 2 error (message on stderr).
 """
@@ -289,6 +290,29 @@ def cmd_record_firmware(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def cmd_firmware_check(args: argparse.Namespace) -> int:
+    """A firmware recording judged by cpumodel's model (check_model F001), and compared with another."""
+    import tempfile
+
+    from cpumodel.oracle import firmware
+    from tools.oracle import firmware_check
+
+    rec = firmware.load(Path(args.recording))
+    if firmware_check.line_of(rec) is None:
+        print(f"{args.recording}: Linux {rec.kernel_version} is not the release of a modelled line", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="cpumodel-fwcheck-") as tmp:
+        judged, total, bad = firmware_check.replay([Path(args.recording)], Path(tmp), args.all)
+    for line in bad:
+        print("  " + line, file=sys.stderr)
+    print(f"firmware-check: {judged - len(bad)} of {judged} judged restores ({total} recorded) as the model says"
+          f" (Linux {rec.kernel_version}, -cpu {rec.cpu})", file=sys.stderr)
+    status = 1 if bad else 0
+    if args.compare:
+        status = max(status, _report(firmware_check.compare(firmware.load(Path(args.compare)), rec), args.compare))
+    return status
+
+
 def cmd_image(args: argparse.Namespace) -> int:
     """Print the path of a kernel's unpacked Image (downloading it first if needed)."""
     print(get_kernel(args.kernel, args.cache_dir).image)
@@ -379,6 +403,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--dir", default=str(FIRMWARE_DIR), help="where the recordings go (default %(default)s)")
     s.add_argument("-o", "--output", help="write this one file instead (one kernel, one CPU)")
     s.set_defaults(func=cmd_record_firmware)
+
+    s = sub.add_parser("firmware-check", help="judge a firmware recording with cpumodel's model (F001)")
+    s.add_argument("recording")
+    s.add_argument("--compare", help="also compare with this recording of the same kernel and CPU")
+    s.add_argument("--all", action="store_true", help="every restore (default: the bitmaps' bits 0-7 only)")
+    s.set_defaults(func=cmd_firmware_check)
 
     s = sub.add_parser("image", help="print the path of a Debian kernel's unpacked Image (fetching it)")
     s.add_argument("--kernel", required=True)
