@@ -361,15 +361,25 @@ def guest_defaults(host: Model, kernel: str | None,
     return values, notes, kern, feats
 
 
-def checked_baseline(models: list[Model], name: str,
-                     kernel: str | None) -> tuple[Baseline, list, list]:  # type: ignore[type-arg]
+def checked_baseline(models: list[Model], name: str, kernel: str | None,
+                     target_impl: bool = False) -> tuple[Baseline, list, list]:  # type: ignore[type-arg]
     """``cpumodel baseline``: the baseline of ``models``, its architecture findings, and its identity
-    findings on every host (I002-I005: boot-time choices of a guest with the pool's identity)."""
+    findings on every host (I002-I005: boot-time choices of a guest with the pool's identity).
+    ``target_impl``: the VMM offers the target-implementation hypercalls (6.15+; I005 then judges what
+    the guest chooses with every host announced), as a guest's ``firmware: {VENDOR_HYP_BMAP_2: 0x3}``."""
     from cpumodel.check import Options, check_model
     from cpumodel.rules.identity import pool_findings
 
     b = baseline(models, kernel)
     probe = Model(name=name, path="<baseline>", values=dict(b.values))
+    if target_impl:
+        from cpumodel import identity
+        from cpumodel.kvm import firmware
+
+        regs = firmware.registers(identity.line_or_newest(kernel))
+        if "VENDOR_HYP_BMAP_2" in regs:
+            bits = regs["VENDOR_HYP_BMAP_2"]["bits"]
+            probe.firmware = {"VENDOR_HYP_BMAP_2": sum(1 << bits[n] for n in firmware.TARGET_IMPL_BITS)}
     return b, check_model(probe, Options(kvm=False)), pool_findings(probe, models, kernel)
 
 

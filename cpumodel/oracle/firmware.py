@@ -12,6 +12,9 @@ KVM_SET_ONE_REG, before and after the vCPU's first KVM_RUN, in fresh VMs:
   (ID_AA64PFR1_EL1.SSBS = 0, refused before 6.7), then tries the WORKAROUND_2 values: from 6.17
   KVM reports WORKAROUND_2 against the guest's SSBS, not the host's (get_kernel_wa_level()).
 
+Then the hypercall cases (:data:`HYPERCALLS`): what a guest's ``hvc`` to the KVM_FEATURES call and to the
+target-implementation calls gets with and without the VENDOR_HYP_BMAP_2 bits and the SMCCC filter.
+
 Each non-sequence case starts from KVM's defaults (an accepted change is written back at once, as the ID
 register cases are). The probe also reports the host kernel's /sys/devices/system/cpu/vulnerabilities.
 
@@ -24,7 +27,10 @@ module is the only reader and writer)::
                           "defaults": {"PSCI_VERSION": "0x10001", "VENDOR_HYP_BMAP_2": null, ...},
                           "get_errno": {"VENDOR_HYP_BMAP_2": "ENOENT"},
                           "before_run": {"PSCI_VERSION": {"0": ["0x2", ...], "EINVAL": ["0x0", ...]}, ...},
-                          "after_run": {...}}, ...}}
+                          "after_run": {...}}, ...},
+     "hypercalls": {"impl_ver bits": {"func": "0xc6000040", "bmap2": "0x3", "filter": null,
+                                      "bmap2_errno": 0, "filter_errno": null,
+                                      "exits": [{"run_errno": 0, "reason": "MMIO", "data": "0x..."}, ...]}, ...}}
 
 Register names are the model's short names (``cpumodel.kvm.firmware.NAMES``); the restores of a
 register and phase are grouped by answer (``"0"`` accepted, else the errno name), values in hex.
@@ -41,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from cpumodel.oracle.build import build_initramfs, build_probe, probe_hash
-from cpumodel.oracle.console import check_complete, errno_name, parse_console
+from cpumodel.oracle.console import ProbeOutput, check_complete, errno_name, parse_console
 from cpumodel.oracle.errors import ProbeCrash
 from cpumodel.oracle.kernel import KernelInfo, default_cache_dir
 from cpumodel.oracle.qemu import MACHINE, boot, qemu_version
@@ -75,6 +81,24 @@ VMS: tuple[tuple[str, int, bool, tuple[str, ...]], ...] = (
     ("psci_0_2+no_ssbs", FEAT_PSCI_0_2, True, ("SMCCC_ARCH_WORKAROUND_2",)),
 )
 PHASES = ("before_run", "after_run")
+
+#: Function ids (include/linux/arm-smccc.h): ARM_SMCCC_VENDOR_HYP_KVM_FEATURES_FUNC_ID (fast, SMC32, owner
+#: VENDOR_HYP, function 0) and the 6.15+ target-implementation calls ARM_SMCCC_KVM_FUNC_DISCOVER_IMPL_VER
+#: (64) and _CPUS (65) (fast, SMC64): Documentation/virt/kvm/arm/hypercalls.rst 0xC6000040 / 0xC6000041.
+KVM_FEATURES = 0x86000000
+DISCOVER_IMPL_VER = 0xC6000040
+DISCOVER_IMPL_CPUS = 0xC6000041
+#: The hypercall cases (probe.c ``H``): (name, function, VENDOR_HYP_BMAP_2 written, filter base, filter
+#: length): each a fresh PSCI_0_2 VM whose vCPU issues ``hvc #0`` with x0 = the function; the SMCCC
+#: filter range, when given, is set to KVM_SMCCC_FILTER_FWD_TO_USER (KVM_ARM_VM_SMCCC_FILTER).
+HYPERCALLS: tuple[tuple[str, int, int, int, int], ...] = (
+    ("impl_ver bits", DISCOVER_IMPL_VER, 0x3, 0, 0),
+    ("impl_ver bits+filter", DISCOVER_IMPL_VER, 0x3, DISCOVER_IMPL_VER, 2),
+    ("impl_ver filter", DISCOVER_IMPL_VER, 0x0, DISCOVER_IMPL_VER, 2),
+    ("impl_cpus bits", DISCOVER_IMPL_CPUS, 0x3, 0, 0),
+    ("features bits", KVM_FEATURES, 0x3, 0, 0),
+    ("features", KVM_FEATURES, 0x0, 0, 0),
+)
 
 # include/uapi/linux/psci.h PSCI_VERSION(major, minor) = major << 16 | minor
 _PSCI = [0x1, 0x2, 0x10000, 0x10001, 0x10002, 0x10003]  # 0.1, 0.2, 1.0 ... 1.3: KVM_ARM_PSCI_* (arm_psci.h)
@@ -114,6 +138,8 @@ def case_text(watchdog_seconds: int = 120) -> tuple[str, list[tuple[str, str, st
                     lines.append(f"W {REG_IDS[r]:x} {v:x}")
                     order.append((vm, phase, r))
         lines.append("E")
+    for _name, func, bmap2, fbase, fn in HYPERCALLS:
+        lines.append(f"H {FEAT_PSCI_0_2:x} {func:x} {bmap2:x} {fbase:x} {fn:x}")
     return "\n".join(lines) + "\n", order
 
 
@@ -124,6 +150,7 @@ class FirmwareRecording:
     probe: dict[str, Any]
     vulnerabilities: dict[str, str]
     vms: dict[str, dict[str, Any]] = field(default_factory=dict)
+    hypercalls: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def kernel_version(self) -> str:
@@ -152,7 +179,7 @@ class FirmwareRecording:
 
     def to_json(self) -> dict[str, Any]:
         return {"schema": SCHEMA, "kernel": self.kernel, "qemu": self.qemu, "probe": self.probe,
-                "vulnerabilities": self.vulnerabilities, "vms": self.vms}
+                "vulnerabilities": self.vulnerabilities, "vms": self.vms, "hypercalls": self.hypercalls}
 
 
 def save(rec: FirmwareRecording, path: Path) -> None:
@@ -169,11 +196,39 @@ def load(path: Path) -> FirmwareRecording:
     d = json.loads(raw)
     if d.get("schema") != SCHEMA:
         raise ValueError(f"{path}: not a {SCHEMA} recording (schema {d.get('schema')!r})")
-    return FirmwareRecording(d["kernel"], d["qemu"], d["probe"], d["vulnerabilities"], d["vms"])
+    return FirmwareRecording(d["kernel"], d["qemu"], d["probe"], d["vulnerabilities"], d["vms"],
+                             d.get("hypercalls", {}))
+
+
+#: include/uapi/linux/kvm.h: KVM_EXIT_HYPERCALL 3, KVM_EXIT_MMIO 6
+EXIT_REASONS = {3: "HYPERCALL", 6: "MMIO"}
+
+
+def _attempted(e: int) -> int | str | None:
+    return None if e < 0 else errno_name(e)
 
 
 def _ids() -> dict[int, str]:
     return {**{v: k for k, v in REG_IDS.items()}, ID_AA64PFR1_EL1: "ID_AA64PFR1_EL1"}
+
+
+def _hypercalls(out: ProbeOutput) -> dict[str, dict[str, Any]]:
+    """The probe's \"hc\" messages, by case name."""
+    hcs = out.of_type("hc")
+    if len(hcs) != len(HYPERCALLS):
+        raise ProbeCrash(f"the probe reported {len(hcs)} hypercall cases, expected {len(HYPERCALLS)}")
+    hypercalls: dict[str, dict[str, Any]] = {}
+    for m, (hname, func, bmap2, fbase, fn) in zip(hcs, HYPERCALLS, strict=True):
+        hypercalls[hname] = {
+            "func": f"{func:#x}", "bmap2": f"{bmap2:#x}", "filter": [f"{fbase:#x}", fn] if fn else None,
+            "bmap2_errno": _attempted(int(str(m["bmap2_errno"]))),
+            "filter_errno": _attempted(int(str(m["filter_errno"]))),
+            "exits": [{"run_errno": errno_name(int(x["run_errno"])), "reason": EXIT_REASONS.get(int(x["reason"]),
+                       int(x["reason"])), **({"data": x["data"]} if int(x["reason"]) == 6 else {}),
+                       **({"nr": x["nr"]} if int(x["reason"]) == 3 else {})}
+                      for x in m["exits"]],  # type: ignore[union-attr]
+        }
+    return hypercalls
 
 
 def record(kernel_image: Path, cpu: str, *, kernel: KernelInfo | None = None, cache_dir: Path | None = None,
@@ -193,21 +248,24 @@ def record(kernel_image: Path, cpu: str, *, kernel: KernelInfo | None = None, ca
     hello = out.first("hello") or {}
     names = _ids()
     fs = out.of_type("fs")
-    if len(fs) != len(VMS):
-        raise ProbeCrash(f"the probe reported {len(fs)} VMs, expected {len(VMS)}")
-    block_vm = {int(str(m["b"])): vm[0] for m, vm in zip(fs, VMS, strict=True)}
+    if len(fs) != len(VMS) + len(HYPERCALLS):
+        raise ProbeCrash(f"the probe reported {len(fs)} VMs, expected {len(VMS) + len(HYPERCALLS)}")
+    block_vm = {int(str(m["b"])): vm[0] for m, vm in zip(fs, VMS, strict=False)}
     vms: dict[str, dict[str, Any]] = {}
-    for m, (vm, _feat, seq, _regs) in zip(fs, VMS, strict=True):
+    for m, (vm, _feat, seq, _regs) in zip(fs, VMS, strict=False):
         vms[vm] = {"init_errno": errno_name(int(str(m["init_errno"]))), "sequence": seq,
                    "defaults": {}, "get_errno": {}, **({"setup": {}} if seq else {}),
                    "before_run": {}, "after_run": {}}
     for m in out.of_type("get"):
+        if int(str(m["b"])) not in block_vm:
+            continue  # a hypercall case's VM
         v = vms[block_vm[int(str(m["b"]))]]
         name = names.get(int(str(m["id"]), 16), str(m["id"]))
         e = int(str(m["e"]))
         v["defaults"][name] = None if e else hex(int(str(m["v"]), 16))
         if e:
             v["get_errno"][name] = errno_name(e)
+    hypercalls = _hypercalls(out)
     for m in out.of_type("run"):
         vms[block_vm[int(str(m["b"]))]]["run"] = {k: (errno_name(x) if k.endswith("errno") and isinstance(x, int)
                                                      else x) for k, x in m.items() if k not in ("n", "t", "b")}
@@ -243,4 +301,4 @@ def record(kernel_image: Path, cpu: str, *, kernel: KernelInfo | None = None, ca
         probe={"source_hash": probe_hash(), "cases": len(order),
                "boot_seconds": round(result.first_marker_seconds or 0.0, 3),
                "probe_seconds": done.get("probe_seconds"), "total_seconds": round(time.monotonic() - t0, 3)},
-        vulnerabilities=vulns, vms=vms)
+        vulnerabilities=vulns, vms=vms, hypercalls=hypercalls)

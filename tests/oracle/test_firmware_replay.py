@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from cpumodel import identity
+from cpumodel.kvm import firmware as fwmodel
 from cpumodel.oracle import firmware
-from tools.oracle.firmware_check import FIRMWARE, replay
+from tools.oracle.firmware_check import FIRMWARE, line_of, replay
 
 
 def _replay(tmp: Path, exhaustive: bool) -> None:
@@ -60,3 +61,33 @@ def test_recording_roundtrip(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not a"):
         (tmp_path / "bad.json").write_text('{"schema": "other"}')
         firmware.load(tmp_path / "bad.json")
+
+
+@pytest.mark.skipif(not FIRMWARE, reason="no firmware recordings")
+def test_target_impl_hypercalls_as_modelled() -> None:
+    """What a guest's hvc got (probe.c ``H`` cases) is what cpumodel.kvm.firmware.target_impl() says a VMM
+    must do: on lines with VENDOR_HYP_BMAP_2 the KVM_FEATURES call reports the bits the VMM wrote (x2),
+    KVM itself answers the target-implementation calls NOT_SUPPORTED even with the bits set, and only
+    the SMCCC filter's FWD_TO_USER brings them to the VMM (a KVM_EXIT_HYPERCALL), bits or not."""
+    not_supported = "0xffffffffffffffff"  # SMCCC_RET_NOT_SUPPORTED (-1) in x0
+    seen = 0
+    for path in FIRMWARE:
+        rec = firmware.load(path)
+        line = line_of(rec)
+        if line is None:
+            continue
+        seen += 1
+        hc = rec.hypercalls
+        has = "VENDOR_HYP_BMAP_2" in fwmodel.registers(line)
+        assert fwmodel.target_impl(line, {"VENDOR_HYP_BMAP_2": 3}).enabled is has
+        assert (hc["features bits"]["bmap2_errno"] == 0) is has, path.name
+        feats = [x["data"] for x in hc["features bits"]["exits"]]
+        assert feats == ["0x3", "0x3" if has else "0x0"], path.name  # x0 = VENDOR_HYP_BMAP, x2 = BMAP_2
+        assert [x["data"] for x in hc["features"]["exits"]] == ["0x3", "0x0"], path.name
+        for name in ("impl_ver bits", "impl_cpus bits"):
+            assert hc[name]["exits"][0] == {"run_errno": 0, "reason": "MMIO", "data": not_supported}, path.name
+        for name in ("impl_ver bits+filter", "impl_ver filter"):
+            if has:
+                assert hc[name]["filter_errno"] == 0
+                assert hc[name]["exits"] == [{"run_errno": 0, "reason": "HYPERCALL", "nr": "0xc6000040"}], path.name
+    assert seen
