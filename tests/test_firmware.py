@@ -143,3 +143,23 @@ def test_target_impl_through_check(write) -> None:  # type: ignore[no-untyped-de
     _code, out = run("check", p, "--format", "json", "--kernel", "7.3")
     f3 = [f for f in json.loads(out)["findings"] if f["rule"] == "F003"]
     assert len(f3) == 1 and "not reachable" in f3[0]["message"]
+
+
+def test_host_sysfs_states_decide_the_levels(write) -> None:  # type: ignore[no-untyped-def]
+    """The host kernel's sysfs text decides its workaround levels, as the recordings of QEMU's cortex-a72
+    (no firmware mitigations: spectre_v2 and spec_store_bypass "Vulnerable") showed on every line:
+    WORKAROUND_2 NOT_AVAIL (cpu_show_spec_store_bypass()) and WORKAROUND_3 NOT_AVAIL, although A72 is
+    on a BHB loop list (spectre_bhb_enable_mitigation(): no point mitigating Spectre-BHB alone)."""
+    a72 = str(PROFILES / "cortex-a72.yaml")
+    vuln = write("a72v.yaml", "name: a72v\nbase: cortex-a72\nrole: host\n"
+                              "vulnerabilities: {spectre_v2: Vulnerable, spec_store_bypass: Vulnerable}\n")
+    p = str(write("wa.yaml", "name: wa\nbase: neoverse-v1-kvm7.3\nfirmware:\n  SMCCC_ARCH_WORKAROUND_2: 3\n"
+                             "  SMCCC_ARCH_WORKAROUND_3: 1\n"))
+    for line in ("6.12", "7.3"):
+        got = fw_findings(p, "--host", str(vuln), "--kernel", line)
+        assert set(got) == {"SMCCC_ARCH_WORKAROUND_2", "SMCCC_ARCH_WORKAROUND_3"}, got
+        assert {f["errno"] for f in got.values()} == {"EINVAL"}
+        # the bare A72 profile (firmware mitigations assumed) takes the BHB level; WORKAROUND_2 stays refused
+        # there for another reason: the guest has SSBS (V1's ID_AA64PFR1_EL1.SSBS), so KVM offers no
+        # firmware call (get_kernel_wa_level(): "pretend we don't have any FW mitigation if SSBS is there")
+        assert set(fw_findings(p, "--host", a72, "--kernel", line)) == {"SMCCC_ARCH_WORKAROUND_2"}
