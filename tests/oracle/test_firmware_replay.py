@@ -5,9 +5,9 @@
 How (host profile from the ID recording + the recorded sysfs vulnerabilities, one profile per
 restore with the register under ``firmware:``, ``check_model`` F001 = the kernel's verdict and errno;
 after-run and no-PSCI_0_2 restores through ``cpumodel.kvm.firmware.check``, the function F001 calls):
-tools/oracle/firmware_check.py, which CI's live tier also runs on a fresh boot. The default tier
-leaves out the bitmaps' single bits above bit 7 (each one is one more EINVAL); ``-m exhaustive``
-judges every recorded restore.
+tools/oracle/firmware_check.py, which CI's live tier also runs on a fresh boot. Every recorded
+restore is judged; the default tier leaves the bitmaps' single bits above bit 7 (each one is one more
+EINVAL) to ``cpumodel.kvm.firmware.check``, ``-m exhaustive`` puts them through check_model too.
 """
 
 from __future__ import annotations
