@@ -15,7 +15,7 @@ the function F001 calls: the VM without the PSCI_0_2 vCPU feature, and the resto
 KVM_RUN. KVM's defaults (KVM_GET_ONE_REG) are compared with ``firmware.defaults()`` for the host.
 A profile restores one value per register, so each check_model call judges up to eight restores
 (KVM judges each register alone, and every recorded case starts from the defaults); identical
-questions across recordings are asked once. 40,640 restores: 339 check_model calls, ~2 s.
+questions across recordings are asked once (40,640 restores: a few seconds).
 """
 
 from __future__ import annotations
@@ -35,9 +35,6 @@ from cpumodel.rules.firmware import levels_on
 REPO = Path(__file__).resolve().parents[2]
 FIRMWARE = sorted((REPO / "tests" / "oracle" / "firmware").glob("*.json.gz"))
 ID_RECORDINGS = REPO / "tests" / "oracle" / "recordings"
-#: the bitmaps' values check_model judges in the default tier: all but the single bits above bit 7 (one
-#: more EINVAL each), which firmware.check (the function F001 calls) judges there
-SAMPLE_BITS = 8
 
 
 def line_of(rec: firmware.FirmwareRecording) -> str | None:
@@ -65,11 +62,6 @@ def _host(rec: firmware.FirmwareRecording, tmp: Path) -> Any:
     p = tmp / "host.yaml"
     p.write_text("\n".join(lines) + "\n")
     return Resolver([str(tmp)]).resolve_file(str(p))
-
-
-def _sampled(reg: str, value: int, exhaustive: bool) -> bool:
-    """Judged through check_model in the default tier (the rest through firmware.check, which F001 calls)."""
-    return exhaustive or "BMAP" not in reg or value < (1 << SAMPLE_BITS) or value == (1 << 64) - 1
 
 
 Answer = int | str
@@ -110,7 +102,7 @@ def _through_check_model(tmp: Path, host: Any, line: str, pfr1: int, todo: list[
             cache[_key(line, levels, reg, batch[reg])] = answer
 
 
-def replay(paths: list[Path], tmp: Path, exhaustive: bool) -> tuple[int, int, list[str]]:
+def replay(paths: list[Path], tmp: Path) -> tuple[int, int, list[str]]:
     """(judged, recorded, disagreements) over the recordings of modelled lines. Identical questions
     (same line, register and value, and for a workaround the same host level) are put to check_model once."""
     bad: list[str] = []
@@ -139,13 +131,13 @@ def replay(paths: list[Path], tmp: Path, exhaustive: bool) -> tuple[int, int, li
         # what a profile can say (PSCI_0_2, before the first run) goes through check_model
         for v in ("psci_0_2", "psci_0_2+no_ssbs"):
             todo = [(reg, x) for vmn, ph, reg, x, _ in restores
-                    if vmn == v and ph == "before_run" and _sampled(reg, x, exhaustive)]
+                    if vmn == v and ph == "before_run"]
             _through_check_model(tmp, host, line, pfr1s[v], todo, cache, levels[v])
         for vmname, phase, reg, value, errno in restores:
             ck = _key(line, levels[vmname], reg, value)
             if vmname != "none" and phase == "before_run" and ck in cache:
                 res: Answer = cache[ck]
-            else:  # after the first run, without PSCI_0_2, or a bitmap bit left to the model function
+            else:  # after the first run, or without PSCI_0_2
                 d = rec.vms[vmname]["defaults"].get(reg)
                 v = fwmodel.check(line, reg, value, levels[vmname], psci_0_2=vmname != "none",
                                   after_run=phase == "after_run", current=int(d, 16) if d else None)
@@ -163,7 +155,7 @@ def _write(tmp: Path, pfr1: int) -> Path:
 
 
 def compare(expected: firmware.FirmwareRecording, actual: firmware.FirmwareRecording) -> list[str]:
-    """What differs between two recordings of the same kernel and CPU: defaults, answers, sysfs."""
+    """What differs between two recordings of the same kernel and CPU: defaults, answers, hypercalls, sysfs."""
     diffs: list[str] = []
     if expected.vulnerabilities != actual.vulnerabilities:
         diffs.append(f"vulnerabilities: {expected.vulnerabilities} != {actual.vulnerabilities}")
@@ -172,6 +164,9 @@ def compare(expected: firmware.FirmwareRecording, actual: firmware.FirmwareRecor
         for key in ("init_errno", "defaults", "get_errno", "setup"):
             if e.get(key) != a.get(key):
                 diffs.append(f"{vm} {key}: {e.get(key)} != {a.get(key)}")
+    for name in sorted(set(expected.hypercalls) | set(actual.hypercalls)):
+        if expected.hypercalls.get(name) != actual.hypercalls.get(name):
+            diffs.append(f"hypercall {name}: {expected.hypercalls.get(name)} != {actual.hypercalls.get(name)}")
     want = {(vm, ph, reg, v): errno for vm, ph, reg, v, errno in expected.restores()}
     got = {(vm, ph, reg, v): errno for vm, ph, reg, v, errno in actual.restores()}
     for k in sorted(set(want) | set(got)):
