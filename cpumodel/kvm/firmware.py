@@ -168,7 +168,7 @@ def _check_bmap(line: str, r: dict[str, Any], rules: dict[str, str], value: int,
 
 #: What a VMM must do before a guest can learn its target implementations (Linux 6.15+: the guest's
 #: kvm_arm_target_impl_cpu_init(), drivers/firmware/smccc/kvm_guest.c, then cpu_errata_set_target_impl()),
-#: from arch/arm64/kvm/hypercalls.c of a 6.15+ tree, and recorded on 6.17.8-7.3.4 (tests/oracle/firmware/,
+#: from arch/arm64/kvm/hypercalls.c of a 6.15+ tree, and recorded on 6.16.12-7.3.4 (tests/oracle/firmware/,
 #: "hypercalls": a guest's hvc to each call with and without the bits and the filter):
 TARGET_IMPL_STEPS = (
     # kvm_smccc_call_handler(), ARM_SMCCC_VENDOR_HYP_KVM_FEATURES_FUNC_ID: "val[2] = smccc_feat->vendor_hyp_bmap_2;"
@@ -222,5 +222,5 @@ def target_impl(line: str, values: Mapping[str, int]) -> TargetImpl:
     if not values.get("VENDOR_HYP_BMAP", vh["default"]) & ff:
         return TargetImpl(False, "VENDOR_HYP_BMAP lacks FUNC_FEAT: the guest finds no KVM hypervisor services",
                           TARGET_IMPL_STEPS[1][2])
-    return TargetImpl(True, "VENDOR_HYP_BMAP_2 offers the target-implementation calls; the VMM must also "
-                      + TARGET_IMPL_STEPS[2][1], TARGET_IMPL_STEPS[2][2])
+    return TargetImpl(True, "KVM advertises the calls (VENDOR_HYP_BMAP_2) but does not answer them: the VMM "
+                      "must " + TARGET_IMPL_STEPS[2][1], TARGET_IMPL_STEPS[2][2])

@@ -9,8 +9,8 @@ KVM_SET_ONE_REG, before and after the vCPU's first KVM_RUN, in fresh VMs:
 * ``psci_0_2``: a vCPU with the KVM_ARM_VCPU_PSCI_0_2 feature (what every VMM sets);
 * ``none``: without it (PSCI 0.1);
 * ``psci_0_2+no_ssbs``: a *sequence* VM (writes kept) that first hides the guest's SSBS
-  (ID_AA64PFR1_EL1.SSBS = 0, refused before 6.7), then tries the WORKAROUND_2 values: from 6.17
-  KVM reports WORKAROUND_2 against the guest's SSBS, not the host's (get_kernel_wa_level()).
+  (ID_AA64PFR1_EL1.SSBS = 0, refused before 6.7), then tries the WORKAROUND_2 values: from 6.12 on
+  KVM judges WORKAROUND_2 against the guest's SSBS, not the host's (get_kernel_wa_level(); recorded).
 
 Then the hypercall cases (:data:`HYPERCALLS`): what a guest's ``hvc`` to the KVM_FEATURES call and to the
 target-implementation calls gets with and without the VENDOR_HYP_BMAP_2 bits and the SMCCC filter.

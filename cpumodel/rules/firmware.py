@@ -114,7 +114,7 @@ def target_impl_needs_the_vmm(model: Model, ctx: Context) -> Iterator[Finding]:
     (KVM_FEATURES), but KVM has no handler for them: unless the VMM forwards them with the SMCCC filter
     (KVM_ARM_VM_SMCCC_FILTER, KVM_SMCCC_FILTER_FWD_TO_USER, before the first KVM_RUN) and answers the
     KVM_EXIT_HYPERCALL exits, the guest gets NOT_SUPPORTED and keeps matching errata against its own
-    MIDR only (recorded on 6.17.8-7.3.4, tests/oracle/firmware/). Also said when FUNC_FEAT is cleared in
+    MIDR only (recorded on 6.16.12-7.3.4, tests/oracle/firmware/). Also said when FUNC_FEAT is cleared in
     VENDOR_HYP_BMAP, which hides every KVM service from the guest.
 
     Bad:  ``firmware: {VENDOR_HYP_BMAP_2: 0x3}`` with a VMM that does not handle the calls

@@ -18,7 +18,7 @@ import pytest
 from cpumodel import identity
 from cpumodel.kvm import firmware as fwmodel
 from cpumodel.oracle import firmware
-from tools.oracle.firmware_check import FIRMWARE, compare, line_of, replay
+from tools.oracle.firmware_check import FIRMWARE, compare, line_of, replay, tables_release
 
 
 def _replay(tmp: Path) -> None:
@@ -87,3 +87,19 @@ def test_target_impl_hypercalls_as_modelled() -> None:
                 assert hc[name]["filter_errno"] == 0
                 assert hc[name]["exits"] == [{"run_errno": 0, "reason": "HYPERCALL", "nr": "0xc6000040"}], path.name
     assert seen
+
+
+@pytest.mark.skipif(not FIRMWARE, reason="no firmware recordings")
+def test_other_releases_answer_as_their_line() -> None:
+    """A recorded release that is not the one a line's tables come from (Debian's 6.17.13, 6.19.14)
+    answers every restore and hypercall as the tables' release does on the same CPU, so the model's
+    verdicts hold for it too. Lines without tables (6.16, 7.0) are recorded, not judged."""
+    recs = {(r.kernel_version, r.cpu): r for r in map(firmware.load, FIRMWARE)}
+    compared = 0
+    for (version, cpu), rec in recs.items():
+        release = tables_release(rec.kernel_line)
+        if release is None or release == version:
+            continue
+        assert compare(recs[(release, cpu)], rec) == [], f"{version} {cpu} vs {release}"
+        compared += 1
+    assert compared >= 8

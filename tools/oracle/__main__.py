@@ -256,10 +256,12 @@ def cmd_record_all(args: argparse.Namespace) -> int:
 
 
 #: Kernels whose firmware pseudo-register restores are recorded (tests/oracle/firmware/): the
-#: release of each modelled line's rule set (cpumodel kernels), as RECORDED_KERNELS names them.
+#: release of each modelled line's tables (cpumodel/data/errata/<line>.json, judged by the model), and
+#: the other kernels of RECORDED_KERNELS (6.16 and 7.0 have no tables; 6.17.13 and 6.19.14 must answer
+#: as their line's release does).
 FIRMWARE_KERNELS: tuple[str, ...] = (
-    "6.1.0-50-arm64", "6.12.117+deb13", "6.17.8+deb13", "6.18.15+deb13", "6.19.11+deb13",
-    "7.1.13+deb13", "7.2.13+deb14", "7.3.4+deb13",
+    "6.1.0-50-arm64", "6.12.117+deb13", "6.16.12+deb13", "6.17.8+deb13", "6.17.13+deb13", "6.18.15+deb13",
+    "6.19.11+deb13", "6.19.14+deb13", "7.0.13+deb13", "7.1.13+deb13", "7.2.13+deb14", "7.3.4+deb13",
 )
 FIRMWARE_DIR = Path("tests/oracle/firmware")
 

@@ -37,14 +37,19 @@ FIRMWARE = sorted((REPO / "tests" / "oracle" / "firmware").glob("*.json.gz"))
 ID_RECORDINGS = REPO / "tests" / "oracle" / "recordings"
 
 
-def line_of(rec: firmware.FirmwareRecording) -> str | None:
-    """The modelled line the recording is of: its tables must come from that very release."""
+def tables_release(line: str) -> str | None:
+    """The Linux release the line's firmware tables come from (None: no tables for the line)."""
     try:
-        fw = fwmodel.table(rec.kernel_line)
-    except FileNotFoundError:  # a line without tables (6.16, 7.0): not judged
+        fw = fwmodel.table(line)
+    except FileNotFoundError:  # a line without tables (6.16, 7.0)
         return None
     release = re.search(r"\[Linux (\S+)\]", fw["rules"]["wa_mask"])
-    return rec.kernel_line if release and release.group(1) == rec.kernel_version else None
+    return release.group(1) if release else None
+
+
+def line_of(rec: firmware.FirmwareRecording) -> str | None:
+    """The modelled line the recording is of: its tables must come from that very release."""
+    return rec.kernel_line if tables_release(rec.kernel_line) == rec.kernel_version else None
 
 
 def _host(rec: firmware.FirmwareRecording, tmp: Path) -> Any:
