@@ -173,6 +173,7 @@ class Baseline:
     limited_by: dict[tuple[str, str], str]  # (register, field) -> host name that set the value
     conflicts: list[str]  # fields the hosts cannot share (no policy, or KVM will not change them)
     features: frozenset[str] | None = None  # vCPU features the baseline assumes (KVM baselines)
+    firmware: dict[str, int] = field(default_factory=dict)  # firmware pseudo-registers the VMM restores
 
 
 def baseline(models: list[Model], kernel: str | None = None, kvm: bool = True) -> Baseline:
@@ -380,6 +381,7 @@ def checked_baseline(models: list[Model], name: str, kernel: str | None,
         if "VENDOR_HYP_BMAP_2" in regs:
             bits = regs["VENDOR_HYP_BMAP_2"]["bits"]
             probe.firmware = {"VENDOR_HYP_BMAP_2": sum(1 << bits[n] for n in firmware.TARGET_IMPL_BITS)}
+            b.firmware = dict(probe.firmware)
     return b, check_model(probe, Options(kvm=False)), pool_findings(probe, models, kernel)
 
 

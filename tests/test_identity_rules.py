@@ -118,9 +118,10 @@ def test_baseline_pool_and_target_implementations() -> None:
     i5 = [ln for ln in text.splitlines() if "identity finding: I005" in ln]
     assert i5 and "safe list" in i5[0] and "target implementations" in i5[0]
     assert r.exit_code == 1
+    assert "\nfirmware:\n  VENDOR_HYP_BMAP_2: 0x3" in text  # the baseline profile says what the VMM restores
     # without the VMM offering the calls (VENDOR_HYP_BMAP_2 reset to 0) the guest only knows its own MIDR
     r = CliRunner().invoke(main, ["baseline", A55, N1, "--kernel", "7.3"])
-    assert "I005" not in r.output and "identity finding: I003" in r.output
+    assert "I005" not in r.output and "identity finding: I003" in r.output and "firmware:" not in r.output
     # 6.12 has no hypercall: no I005
     r = CliRunner().invoke(main, ["baseline", A55, N1, "--kernel", "6.12", "--target-impl"])
     assert "I005" not in r.output
