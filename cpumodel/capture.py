@@ -43,9 +43,13 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cpumodel import regdb
 from cpumodel.errors import CpumodelError, Location
+
+if TYPE_CHECKING:
+    from cpumodel.yamlout import Writer
 
 #: Source names, and the order ``auto`` tries them in (earlier sources win per register).
 SOURCES = ("kvm", "sysfs", "mrs")
@@ -543,6 +547,11 @@ class Captured:
     host: str = ""  # "Linux 6.12.0 aarch64" or "sysfs tree DIR"
     release: str = ""  # the running kernel's release (uname -r) when captured live
     kvm_setup: str = ""
+    #: register -> fields the source that gave it could not see (the MRS emulation hides all but the
+    #: FTR_VISIBLE fields): a profile lists them as ``unseen``, and every rule treats them as unknown
+    unseen: dict[str, list[str]] = field(default_factory=dict)
+    #: /sys/devices/system/cpu/vulnerabilities/<name> -> its text (the host facts registers cannot show)
+    vulnerabilities: dict[str, str] = field(default_factory=dict)
 
     def take(self, db: regdb.RegisterDB, src: str, values: dict[str, int], notes: dict[str, str]) -> None:
         """Record the registers of ``values`` that no earlier source gave."""
@@ -623,6 +632,8 @@ def capture(sources: list[str] | None = None, root: str = "/", cpu: int | None =
     for reg in db:
         if reg.name not in out.values:
             out.unread[reg.name] = "; ".join(reasons.get(reg.name, [])) or "no source used reads it"
+    out.unseen = mrs_unseen(out, db)
+    out.vulnerabilities = read_vulnerabilities(root, out.caveats)
     return out
 
 
@@ -672,12 +683,104 @@ def _take_kvm(out: Captured, db: regdb.RegisterDB, reasons: dict[str, list[str]]
 
 
 # --------------------------------------------------------------------------------------------
+# What registers cannot show: hidden fields, vulnerabilities
+# --------------------------------------------------------------------------------------------
+
+#: The files of /sys/devices/system/cpu/vulnerabilities/ a profile records (``profile.VULNERABILITIES``):
+#: cpu_show_spectre_v2() (arch/arm64/kernel/proton-pack.c) and cpu_show_meltdown()
+#: (arch/arm64/kernel/cpufeature.c), Documentation/ABI/testing/sysfs-devices-system-cpu.
+VULNERABILITY_FILES = ("spectre_v2", "meltdown")
+MAX_VULNERABILITY_CHARS = 200  # the kernel's texts are under 100 characters
+
+
+def _visible_mask(krules: object, name: str) -> int:
+    """The bits of ``name`` in fields its arm64_ftr_bits mark FTR_VISIBLE (0 for an untracked register:
+    the emulation reads it as 0, cpufeature.c emulate_sys_reg())."""
+    rr = krules.lookup(name)  # type: ignore[attr-defined]
+    mask = 0
+    for f in (rr.raw.get("fields") or []) if rr is not None else []:
+        if f.get("visible"):
+            mask |= ((1 << f["width"]) - 1) << f["shift"]
+    return mask
+
+
+def mrs_unseen(captured: Captured, db: regdb.RegisterDB) -> dict[str, list[str]]:
+    """register -> the fields the MRS emulation hid, for every register the ``mrs`` source gave.
+
+    The emulation shows only the FTR_VISIBLE fields of each ID register (cpu-feature-registers.rst section 4, as the
+    ``arm64_ftr_bits`` tables of the running kernel's line mark them, else the newest line's); every
+    other field reads as "not implemented" whatever the hardware has. MIDR_EL1 (the CPU the read ran
+    on) and the EL0-readable CTR_EL0/DCZID_EL0 are whole.
+    """
+    names = [n for n, src in captured.origin.items() if src == "mrs" and n != "MIDR_EL1" and n not in EL0_READABLE]
+    if not names:
+        return {}
+    from cpumodel import kvm
+
+    try:
+        krules = kvm.load_kernel(captured.release) if captured.release else None
+    except (KeyError, ValueError, CpumodelError):
+        krules = None
+    if krules is None:
+        krules = kvm.load_kernel(kvm.kernels()[-1])
+    out: dict[str, list[str]] = {}
+    for reg in db:
+        if reg.name in names:
+            visible = _visible_mask(krules, reg.name)
+            hidden = [f.name for f in reg.named_fields if f.mask & ~visible]
+            if hidden:
+                out[reg.name] = hidden
+    return out
+
+
+def read_vulnerabilities(root: str, caveats: list[str]) -> dict[str, str]:
+    """name -> text of ``<root>/sys/devices/system/cpu/vulnerabilities/<name>`` for the files a profile
+    records; a missing directory or file is left out (unknown), with a caveat saying so."""
+    try:
+        base = _sysfs_base(root) / "vulnerabilities"
+    except SourceUnavailable:
+        base = Path(root) / SYSFS_CPU_DIR / "vulnerabilities"
+    out: dict[str, str] = {}
+    for name in VULNERABILITY_FILES:
+        p = base / name
+        try:
+            text = p.read_text(encoding="utf-8", errors="replace").strip()
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise CpumodelError(f"cannot read: {e.strerror}", Location(str(p))) from None
+        if not text or len(text) > MAX_VULNERABILITY_CHARS or not text.isprintable():
+            caveats.append(f"{p} is not one line of text; {name} left unknown")
+            continue
+        out[name] = text
+    missing = [n for n in VULNERABILITY_FILES if n not in out]
+    if missing:
+        caveats.append(f"{', '.join(missing)}: not in {base}; left unknown (KVM's CSV2/CSV3 verdicts "
+                       "depend on them)")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
 # Profile YAML
 # --------------------------------------------------------------------------------------------
 
 
 def _digits(name: str, value: int) -> int:
     return 16 if name.startswith("ID_AA64") or value >> 32 else 8
+
+
+def _host_facts_yaml(w: Writer, captured: Captured) -> None:
+    """``vulnerabilities:`` and ``unseen:``: what the captured registers cannot show."""
+    if captured.vulnerabilities:
+        w.comment("Host facts the registers cannot show (/sys/devices/system/cpu/vulnerabilities):")
+        w.mapping("vulnerabilities")
+        for vname, text in captured.vulnerabilities.items():
+            w.value(vname, text, indent=2)
+    if captured.unseen:
+        w.comment("Fields the source could not see (read as 'not implemented'): unknown, not 0:")
+        w.mapping("unseen")
+        for reg, names in captured.unseen.items():
+            w.flow(reg, names, indent=2)
 
 
 def to_profile_yaml(captured: Captured, name: str) -> str:
@@ -721,6 +824,7 @@ def to_profile_yaml(captured: Captured, name: str) -> str:
     if "kvm" in captured.used:
         w.comment("The KVM values are those of a vCPU initialised without optional features:")
         w.flow("vcpu_features", [])
+    _host_facts_yaml(w, captured)
     w.mapping("registers")
     for reg, value in captured.values.items():
         w.hex(reg, value, indent=2, digits=_digits(reg, value))

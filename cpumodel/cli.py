@@ -1,5 +1,5 @@
 """Command-line interface. Each command parses its options, calls one engine function (check_paths,
-emit, ops.*, identity.for_profile, verify) and hands the result to a renderer in ``report/``.
+emit_file, ops.*, upgrade_of, identity.for_profile, verify) and hands the result to a renderer in ``report/``.
 The command group gives every command the same error form (``cpumodel: error: file:line: message``
 on stderr, exit 2), turns Python warnings into ``cpumodel: note:`` lines, and ends quietly when
 stdout is closed early (exit 141, as a process killed by SIGPIPE).
@@ -237,44 +237,21 @@ def emit(profile: str, fmt: str, output: str | None, only_changed: bool, kvm_vie
          host: tuple[str, ...], vcpu: str | None, kvm_caps: str | None, ignore: tuple[str, ...], no_kvm: bool,
          role: str | None, search: tuple[str, ...], allow_outside: bool) -> None:
     """Emit the resolved register set of a valid PROFILE (refuses an invalid one, and a host)."""
-    from cpumodel.emit import emit as do_emit
-    from cpumodel.report import render
+    from cpumodel.emit import emit_file
     from cpumodel.resolve import Resolver
 
     resolver = Resolver(list(search), allow_outside)
-    try:
-        opts = _options(ignore, kernel, None, vcpu, no_kvm, list(search), role, allow_outside, kvm_caps)
-        model = resolver.resolve_file(profile)
-        hosts = [resolver.resolve_file(h) for h in host]
-        if kvm_view and model.role == "host":
-            from cpumodel.template import kvm_view_model
+    opts = _options(ignore, kernel, None, vcpu, no_kvm, list(search), role, allow_outside, kvm_caps)
+    out = emit_file(profile, fmt, opts, resolver, hosts=host, only_changed=only_changed, kvm_view=kvm_view)
+    if out.refused:
+        from cpumodel.report import render
 
-            model = kvm_view_model(model, opts.kernel, opts.vcpu_features)
-    except CpumodelError as e:
-        _fail(e)
-    from cpumodel.template import check_for_targets
-
-    try:
-        findings = check_for_targets(model, hosts, opts, template=fmt == "firecracker" or only_changed,
-                                     resolver=resolver)
-    except CpumodelError as e:
-        _fail(e)
-    if any(f.severity == "error" for f in findings):
-        render(findings, "text", profiles=1, stream=sys.stderr)
+        render(out.refused, "text", profiles=1, stream=sys.stderr)
         click.echo(f"cpumodel: refusing to emit {profile}: the model has violations", err=True)
         sys.exit(1)
-    try:
-        import warnings
-
-        with warnings.catch_warnings(record=True) as notes:  # what a format leaves out: one line each, no traceback
-            warnings.simplefilter("always")
-            text = do_emit(model, fmt, kernel=opts.kernel, vcpu_features=opts.vcpu_features, hosts=hosts,
-                           only_changed=only_changed, resolver=resolver, ignore=list(ignore), kvm_caps=opts.kvm_caps)
-        for note in notes:
-            click.echo(f"cpumodel: note: {note.message}", err=True)
-        _deliver(text, output)
-    except CpumodelError as e:
-        _fail(e)
+    for note in out.notes:  # what a format leaves out: one line each, no traceback
+        click.echo(f"cpumodel: note: {note}", err=True)
+    _deliver(out.text, output)
 
 
 @main.command()
@@ -378,48 +355,29 @@ def diff(a: str, b: str | None, migratable: bool, kernel: str | None, to_kernel:
 
     With --to-kernel: what upgrading host A's kernel from --kernel to --to-kernel changes for guests."""
     from cpumodel import ops
-    from cpumodel.report.tables import show_diff, show_migration
+    from cpumodel.report.tables import show_diff, show_migration, show_upgrade
 
     if to_kernel is not None:
-        _kernel_upgrade(a, b, kernel, to_kernel, vcpu, fmt, search, allow_outside)
-    if b is None:
-        _fail(CpumodelError("diff needs two profiles (or --to-kernel with one host)"))
-    ma, mb = _resolve_many((a, b), search, allow_outside)
-    if migratable:
-        from cpumodel.rules.kvm_writes import kernel_rules
+        from cpumodel.upgrade import upgrade_of
 
-        kern = str(kernel_rules(kernel).kernel)
-        verdicts, ident = ops.migration(ma, mb, kernel)
-        show_migration(ma, mb, verdicts, kern, fmt, ident)
-        sys.exit(0 if all(v.ok for v in verdicts) and not any(f.severity == "error" for f in ident) else 1)
-    d = ops.diff(ma, mb)
-    show_diff(ma, mb, d, fmt)
-    sys.exit(0 if d.equal else 1)
-
-
-def _kernel_upgrade(a: str, b: str | None, kernel: str | None, to_kernel: str, vcpu: str | None, fmt: str,
-                    search: tuple[str, ...], allow_outside: bool) -> NoReturn:
-    import json
-
-    from cpumodel.rules import Context
-    from cpumodel.rules.kvm_writes import effective_features
-    from cpumodel.upgrade import kernel_upgrade, render_text
-
-    models = _resolve_many((a,) if b is None else (a, b), search, allow_outside)
-    try:
+        models = _resolve_many((a,) if b is None else (a, b), search, allow_outside)
         old = _kernel(kernel, models[0])
         if old is None:
             raise CpumodelError("--to-kernel needs the kernel upgraded from: --kernel X.Y (or a host profile "
                                 "recording kernel_release)")
-        feats, _ = effective_features(models[0], Context(vcpu_features=_vcpu(vcpu)))
-        up = kernel_upgrade(models[0], old, to_kernel, feats, models[1] if b is not None else None)
-    except CpumodelError as e:
-        _fail(e)
-    if fmt == "json":
-        sys.stdout.write(json.dumps(up.to_json(), indent=2) + "\n")
-    else:
-        sys.stdout.write(render_text(up))
-    sys.exit(0 if up.restores_ok else 1)
+        up = upgrade_of(models[0], models[1] if b is not None else None, old, to_kernel, _vcpu(vcpu))
+        show_upgrade(up, fmt)
+        sys.exit(0 if up.restores_ok else 1)
+    if b is None:
+        _fail(CpumodelError("diff needs two profiles (or --to-kernel with one host)"))
+    ma, mb = _resolve_many((a, b), search, allow_outside)
+    if migratable:
+        m = ops.migration(ma, mb, kernel)
+        show_migration(ma, mb, m.fields, m.kernel, fmt, m.findings)
+        sys.exit(0 if m.ok else 1)
+    d = ops.diff(ma, mb)
+    show_diff(ma, mb, d, fmt)
+    sys.exit(0 if d.equal else 1)
 
 
 @main.command()
@@ -532,10 +490,10 @@ _register_optional_commands()
 def defaults(host: str, kernel: str | None, vcpu: str | None, name: str | None, output: str | None,
              search: tuple[str, ...], allow_outside: bool) -> None:
     """The guest model KVM gives a new VM on HOST by default, as a profile (a base for your own)."""
-    from cpumodel.ops import guest_defaults, hidden_host_fields
+    from cpumodel.ops import guest_defaults
     from cpumodel.report.profiles import defaults_yaml
 
     (model,) = _resolve_many((host,), search, allow_outside)
-    values, notes, kern, feats = guest_defaults(model, _kernel(kernel, model), _vcpu(vcpu))
-    _deliver(defaults_yaml(model, values, notes, kern, feats, name or f"{model.name}-kvm{kern}",
-                           hidden_host_fields(model, kern)), output)
+    d = guest_defaults(model, _kernel(kernel, model), _vcpu(vcpu))
+    _deliver(defaults_yaml(model, d.values, d.notes, d.kernel, d.features, name or f"{model.name}-kvm{d.kernel}",
+                           d.hidden), output)

@@ -153,11 +153,11 @@ def _requires(fields: Fields, reqs: list[list[Any]], exact: bool = False) -> tup
     return ok, ", ".join(seen)
 
 
-Verdict = tuple[bool, str, str, bool, dict[str, Any]]
+EntryMatch = tuple[bool, str, str, bool, dict[str, Any]]  # (applies, why, source, names-this-core, range)
 
 
 def _entry(data: Mapping[str, Any], e: Mapping[str, Any], impls: list[Impl], fields: Fields,
-           revidr_from_midr: bool) -> Verdict:
+           revidr_from_midr: bool) -> EntryMatch:
     """(applies, why, source, names-this-core, deciding range) for one capability entry (or
     match_list sub-entry)."""
     if "match_list" in e:

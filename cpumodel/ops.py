@@ -77,7 +77,12 @@ def _features(m: Model) -> dict[str, bool | None]:
 
 
 @dataclass
-class Verdict:
+class FieldCheck:
+    """One row of ``diff --migratable``: can field ``field`` of ``register`` keep A's value on B?
+
+    Built from the kernel's answer to restoring A's register on B (a ``cpumodel.kvm.Verdict``, the
+    one verdict type) or, where the KVM model cannot decide, from the field's kernel policy."""
+
     register: str
     field: str
     a: int | None
@@ -94,7 +99,7 @@ def _covered(pols: list[Policy]) -> int:
     return m
 
 
-def migratable(a: Model, b: Model, kernel: str | None = None) -> list[Verdict]:
+def migratable(a: Model, b: Model, kernel: str | None = None) -> list[FieldCheck]:
     """Per-field verdicts: can a guest that runs with model A run on B (a host, or a host's model)?
 
     The destination VMM restores A's ID registers with KVM_SET_ONE_REG on B, so this asks KVM's
@@ -115,11 +120,11 @@ def migratable(a: Model, b: Model, kernel: str | None = None) -> list[Verdict]:
     feats, _ = _effective_features(a, Context())
     av = sanitise(a.values, kern, cpu=a.value_origin == "cpu")
     bv = sanitise(b.values, kern, cpu=b.value_origin == "cpu")
-    out: list[Verdict] = []
+    out: list[FieldCheck] = []
     for name in sorted(av, key=lambda n: db.registers[n].encoding):
         va, vb = av[name], bv.get(name)
         if vb is None:
-            out.append(Verdict(name, "", va, None, False, "-",
+            out.append(FieldCheck(name, "", va, None, False, "-",
                                f"B does not define {name}: the guest's value cannot be checked against it"))
             continue
         try:
@@ -129,20 +134,20 @@ def migratable(a: Model, b: Model, kernel: str | None = None) -> list[Verdict]:
         if v is not None and v.status in (kvmmodel.ACCEPTED, kvmmodel.REJECTED) and v.errno != "ENOENT":
             for f in v.fields:
                 if f.asked != f.limit or not f.ok:
-                    out.append(Verdict(name, f.field, f.asked, f.limit, bool(f.ok),
+                    out.append(FieldCheck(name, f.field, f.asked, f.limit, bool(f.ok),
                                        f"{f.policy or 'must equal KVM value'} (KVM {kern})", f.reason))
             if v.status == kvmmodel.REJECTED and not v.failing_fields:
-                out.append(Verdict(name, "", va, vb, False, f"KVM {kern}: {v.errno}", v.reason))
+                out.append(FieldCheck(name, "", va, vb, False, f"KVM {kern}: {v.errno}", v.reason))
             if v.status == kvmmodel.ACCEPTED and not v.fields:
-                out.append(Verdict(name, "", va, vb, True, f"KVM {kern}", v.reason))
+                out.append(FieldCheck(name, "", va, vb, True, f"KVM {kern}", v.reason))
             continue
         note = f" (KVM model: {v.reason})" if v is not None else ""
         out += _policy_verdicts(name, va, vb, table.get(name, []), note)
     return out
 
 
-def _policy_verdicts(name: str, va: int, vb: int, pols: list[Policy], note: str = "") -> list[Verdict]:
-    out: list[Verdict] = []
+def _policy_verdicts(name: str, va: int, vb: int, pols: list[Policy], note: str = "") -> list[FieldCheck]:
+    out: list[FieldCheck] = []
     for p in pols:
         fa, fb = p.value(va), p.value(vb)
         ok = p.allows(fa, fb)
@@ -155,15 +160,15 @@ def _policy_verdicts(name: str, va: int, vb: int, pols: list[Policy], note: str 
                     "HIGHER_OR_ZERO_SAFE": f"B must be non-zero and at most {fa}",
                     "EXACT": "the values must match"}[p.kind]
             reason = f"the guest saw {fa}, B has {fb}: {need}"
-        out.append(Verdict(name, p.field, fa, fb, ok, p.describe(), reason + note))
+        out.append(FieldCheck(name, p.field, fa, fb, ok, p.describe(), reason + note))
     if not pols:
         reg = regdb.load().registers[name]
         diff_fields = [f for f in reg.fields if f.get(va) != f.get(vb)]
         for f in diff_fields:
-            out.append(Verdict(name, f.name, f.get(va), f.get(vb), False, "no kernel policy: exact",
+            out.append(FieldCheck(name, f.name, f.get(va), f.get(vb), False, "no kernel policy: exact",
                                "the kernel has no safety policy for this register, so it must match" + note))
         if not diff_fields:
-            out.append(Verdict(name, "", va, vb, True, "exact", "same value" + note))
+            out.append(FieldCheck(name, "", va, vb, True, "exact", "same value" + note))
     return out
 
 
@@ -348,10 +353,21 @@ def hidden_host_fields(host: Model, kernel: str) -> dict[str, dict[str, int]]:
 # The engine behind the CLI's reporting commands: each returns data that report/ renders.
 
 
-def guest_defaults(host: Model, kernel: str | None,
-                   vcpu: frozenset[str] | None) -> tuple[dict[str, int], list[str], str, frozenset[str]]:
+@dataclass
+class GuestDefaults:
+    """``cpumodel defaults``: KVM's default guest view of a host."""
+
+    values: dict[str, int]
+    notes: list[str]
+    kernel: str  # the kernel line used
+    features: frozenset[str]  # the vCPU features assumed
+    hidden: dict[str, dict[str, int]]  # the raw host fields KVM rewrites (hidden_host_fields)
+
+
+def guest_defaults(host: Model, kernel: str | None, vcpu: frozenset[str] | None) -> GuestDefaults:
     """``cpumodel defaults``: KVM's default guest view of ``host`` (values, notes, the kernel
-    version used and the vCPU features: ``vcpu``, else those the host advertises)."""
+    version used, the vCPU features: ``vcpu``, else those the host advertises, and the host fields
+    KVM's view does not show)."""
     from cpumodel.rules import Context
     from cpumodel.rules.kvm_writes import kernel_rules
     from cpumodel.rules.vcpu import effective_features as _effective_features
@@ -359,7 +375,7 @@ def guest_defaults(host: Model, kernel: str | None,
     kern = str(getattr(kernel_rules(kernel), "kernel", kernel))
     feats, _ = _effective_features(host, Context(vcpu_features=vcpu))
     values, notes = kvm_defaults(host, kernel, feats)
-    return values, notes, kern, feats
+    return GuestDefaults(values, notes, kern, feats, hidden_host_fields(host, kern))
 
 
 def checked_baseline(models: list[Model], name: str, kernel: str | None,
@@ -385,15 +401,30 @@ def checked_baseline(models: list[Model], name: str, kernel: str | None,
     return b, check_model(probe, Options(kvm=False)), pool_findings(probe, models, kernel)
 
 
-def migration(a: Model, b: Model, kernel: str | None) -> tuple[list[Verdict], list]:  # type: ignore[type-arg]
+@dataclass
+class Migration:
+    """``diff --migratable A B``: the kernel whose rules judged, the per-field checks and the findings."""
+
+    kernel: str
+    fields: list[FieldCheck]
+    findings: list  # type: ignore[type-arg]  # I002-I005 and F001 Findings
+
+    @property
+    def ok(self) -> bool:
+        return all(v.ok for v in self.fields) and not any(f.severity == "error" for f in self.findings)
+
+
+def migration(a: Model, b: Model, kernel: str | None) -> Migration:
     """``cpumodel diff --migratable``: per-field verdicts, and the identity findings (I002-I005) of what
     the guest chose at boot from A's identity, judged on B, and A's firmware pseudo-registers restored
     on B (F001)."""
     from cpumodel.rules.firmware import migration_findings
     from cpumodel.rules.identity import pool_findings
+    from cpumodel.rules.kvm_writes import kernel_rules
 
+    kern = str(kernel_rules(kernel).kernel)
     ident = pool_findings(a, [b], kernel, boot=a if a.role == "host" else None)
-    return migratable(a, b, kernel), ident + migration_findings(a, b, kernel)
+    return Migration(kern, migratable(a, b, kernel), ident + migration_findings(a, b, kernel))
 
 
 def decode_spec(spec: str) -> tuple[regdb.Register, int | None]:

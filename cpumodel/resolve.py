@@ -75,10 +75,15 @@ class Model:
                 or self.loc)
 
     def field_values(self) -> dict[tuple[str, str], int]:
-        """(register, field) -> unsigned value for every named field of every specified register."""
+        """(register, field) -> unsigned value for every named field of every specified register, but
+        the ``unseen`` ones: a field the capture could not see is unknown to every rule, not 0."""
         out: dict[tuple[str, str], int] = {}
         for name, value in self.values.items():
             out.update(_decoded(name, value))
+        for name, mask in self.unseen.items():
+            for f in regdb.load().registers[name].named_fields:
+                if f.mask & mask:
+                    out.pop((name, f.name), None)
         return out
 
 

@@ -14,11 +14,14 @@ host kernels 6.3-6.10).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from cpumodel import regdb
 from cpumodel.resolve import Model
+
+if TYPE_CHECKING:
+    from cpumodel.kvm.model import Verdict
 
 
 @dataclass(frozen=True)
@@ -29,16 +32,6 @@ class FieldChange:
     new: int | None
 
 
-@dataclass(frozen=True)
-class Restore:
-    register: str
-    value: int
-    status: str         # accepted | rejected | depends_on_host | unmodelled
-    errno: str | None
-    reason: str
-    source: str
-
-
 @dataclass
 class Upgrade:
     host: str
@@ -46,7 +39,7 @@ class Upgrade:
     new: str
     features: frozenset[str]
     changes: list[FieldChange] = field(default_factory=list)
-    restores: list[Restore] = field(default_factory=list)
+    restores: list[Verdict] = field(default_factory=list)  # the new kernel's answer to each saved register
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -58,7 +51,7 @@ class Upgrade:
             "host": self.host, "from_kernel": self.old, "to_kernel": self.new, "vcpu_features": sorted(self.features),
             "default_view_changes": [{"register": c.register, "field": c.field or None, "old": c.old, "new": c.new}
                                      for c in self.changes],
-            "restore": [{"register": r.register, "value": f"{r.value:#018x}", "status": r.status, "errno": r.errno,
+            "restore": [{"register": r.reg, "value": f"{r.value:#018x}", "status": r.status, "errno": r.errno,
                          "reason": r.reason, "source": r.source} for r in self.restores],
             "restores": self.restores_ok, "notes": self.notes,
         }
@@ -105,27 +98,16 @@ def kernel_upgrade(host: Model, old: str, new: str, features: frozenset[str], gu
     state = Model(name=f"{host.name} guest saved under {ro.kernel}", path=host.path, values=saved,
                   vcpu_features=features)
     for w in writes(state, Context(kernel=new, host=host, vcpu_features=features)):
-        v = w.verdict
-        up.restores.append(Restore(w.name, w.value, v.status, v.errno, v.reason, v.source))
+        up.restores.append(replace(w.verdict, reg=w.name, value=w.value))
     return up
 
 
-def render_text(up: Upgrade) -> str:
-    lines = [f"Host {up.host}: kernel {up.old} -> {up.new}, vCPU features: {', '.join(sorted(up.features)) or 'none'}"]
-    lines.append("KVM's default guest view:" if up.changes else "KVM's default guest view: unchanged")
-    for c in up.changes:
-        if not c.field:
-            where = "only under the new kernel" if c.old is None else "gone under the new kernel"
-            lines.append(f"  {c.register}: {where}")
-        else:
-            lines.append(f"  {c.register}.{c.field}: {c.old:#x} -> {c.new:#x}")
-    bad = [r for r in up.restores if r.status != "accepted"]
-    verdict = "every register accepted" if not bad else f"{len(bad)} of {len(up.restores)} registers not accepted"
-    lines.append(f"Restoring a guest saved under {up.old} on {up.new}: {verdict}")
-    for r in bad:
-        what = r.errno or r.status.replace("_", " ")
-        lines.append(f"  {r.register}={r.value:#018x}: {what}: {r.reason}")
-        if r.source:
-            lines.append(f"      source: {r.source}")
-    lines += [f"note: {n}" for n in up.notes]
-    return "\n".join(lines) + "\n"
+def upgrade_of(host: Model, guest: Model | None, old: str, new: str, vcpu: frozenset[str] | None) -> Upgrade:
+    """``cpumodel diff HOST [GUEST] --kernel OLD --to-kernel NEW``: :func:`kernel_upgrade` for the vCPU
+    features ``vcpu`` (None: those the host advertises)."""
+    from cpumodel.rules import Context
+    from cpumodel.rules.kvm_writes import effective_features
+
+    feats, _ = effective_features(host, Context(vcpu_features=vcpu))
+    return kernel_upgrade(host, old, new, feats, guest)
+

@@ -379,3 +379,112 @@ def test_emulated_arm64_vm_capture(tmp_path: Path) -> None:
     assert data["vcpu_features"] == []
     model = resolve(str(out))
     assert len(model.values) == 48 and model.vcpu_features == frozenset()
+
+
+# ---------------------------------------------------------------------------------------------
+# What registers cannot show: unseen fields and vulnerabilities, through the CLI
+# ---------------------------------------------------------------------------------------------
+
+
+def _capture_emulated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, core: str,
+                      vulnerabilities: dict[str, str], sources: tuple[str, ...] = ("sysfs", "mrs")) -> Path:
+    """``cpumodel capture --source sysfs --source mrs`` on a fake arm64 host: ``core``'s registers as
+    Linux 7.3's EL0 MRS emulation shows them (FTR_VISIBLE fields only, the rest 0, per the kernel's
+    arm64_ftr_bits), its MIDR in a sysfs tree beside /sys/devices/system/cpu/vulnerabilities."""
+    from cpumodel import kvm
+
+    regs = yaml.safe_load((REPO / f"profiles/{core}.yaml").read_text())["registers"]
+    root = make_tree(tmp_path / "tree", {0: {"midr_el1": regs["MIDR_EL1"], "revidr_el1": 0, "aidr_el1": 0}})
+    vdir = root / "sys/devices/system/cpu/vulnerabilities"
+    vdir.mkdir()
+    for name, text in vulnerabilities.items():
+        (vdir / name).write_text(text + "\n")
+    krules = kvm.load_kernel("7.3")
+
+    def visible(name: str) -> int:
+        rr = krules.lookup(name)
+        return sum(((1 << f["width"]) - 1) << f["shift"] for f in (rr.raw.get("fields") or [] if rr else [])
+                   if f.get("visible"))
+
+    def emulated_mrs(to_read: list[regdb.Register], cpu: int | None = None) -> tuple[dict[str, int], dict[str, str]]:
+        whole = set(cap.EL0_READABLE) | {"MIDR_EL1"}
+        return {r.name: regs[r.name] if r.name in whole else regs[r.name] & visible(r.name)
+                for r in to_read if r.name in regs}, {}
+
+    monkeypatch.setattr(cap, "_is_live", lambda root: True)  # the fake tree stands for this machine's /sys
+    monkeypatch.setattr(cap, "require_arm64_linux", lambda *a: None)
+    monkeypatch.setattr(cap, "hwcap", lambda: cap.HWCAP_CPUID)
+    monkeypatch.setattr(cap, "mrs_read", emulated_mrs)
+    monkeypatch.setattr(platform, "release", lambda: "7.3.4+deb13-arm64")
+    out = tmp_path / f"{core}-captured.yaml"
+    r = CliRunner().invoke(capture_cmd, ["--sysfs-root", str(root), *(a for s in sources for a in ("--source", s)),
+                                         "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def _check(*args: str) -> tuple[int, list[dict]]:  # type: ignore[type-arg]
+    import json
+
+    from cpumodel.cli import main
+
+    r = CliRunner().invoke(main, ["check", "--format", "json", *args])
+    assert r.exit_code in (0, 1), r.output
+    return r.exit_code, json.loads(r.stdout)["findings"]
+
+
+def _without(path: Path, key: str) -> Path:
+    """The profile at ``path`` without its top-level ``key`` block."""
+    lines, skip = [], False
+    for line in path.read_text().splitlines():
+        if line and not line.startswith((" ", "#")):
+            skip = line.startswith(f"{key}:")
+        if not skip:
+            lines.append(line)
+    out = path.with_name(f"{path.stem}-no-{key}.yaml")
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def test_capture_records_what_mrs_hides_and_check_treats_it_unknown(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Linux EL0 dump hides every field not FTR_VISIBLE ('not implemented'): capture lists them as
+    unseen, and re-checking the captured profile does not judge those zeros (issue 9: a Graviton3
+    EL0 dump read TTL/SEL2 as 0)."""
+    captured = _capture_emulated(tmp_path, monkeypatch, "cortex-a72", {"spectre_v2": "Vulnerable"})
+    data = yaml.safe_load(captured.read_text())
+    assert data["vulnerabilities"] == {"spectre_v2": "Vulnerable"}
+    assert "meltdown: not in" in captured.read_text()  # the missing file is said, and left unknown
+    assert {"EL0", "EL1", "CSV2", "CSV3"} <= set(data["unseen"]["ID_AA64PFR0_EL1"])
+    assert "FP" not in data["unseen"]["ID_AA64PFR0_EL1"]  # FTR_VISIBLE: the emulation shows it
+    assert "MIDR_EL1" not in data["unseen"] and "CTR_EL0" not in data["unseen"]  # read whole
+    code, fs = _check(str(captured), "--no-kvm")
+    assert code == 0 and not fs, fs
+    code, fs = _check(str(_without(captured, "unseen")), "--no-kvm")  # the zeros taken at face value
+    assert code == 1 and ("A001", "EL0") in {(f["rule"], f["field"]) for f in fs}, fs
+
+
+def test_captured_vulnerabilities_make_host_verdicts_definite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cortex-A72 (CSV2=0): KVM's CSV2 limit depends on the host's Spectre-v2 state, which only
+    /sys/devices/system/cpu/vulnerabilities says; a capture records it, so --host captured.yaml
+    gives the kernel's verdict (K002) instead of 'depends on the host' (K003)."""
+    from cpumodel.oracle.recording import load_recording
+
+    rec = load_recording(REPO / "tests/oracle/recordings/7.3.4_cortex-a72.json.gz", cases=False)
+    db = regdb.load()
+    kvm_view = {k: v for k, v in rec.feature_sets["none"].defaults.items() if v is not None and k in db.registers}
+    monkeypatch.setattr(cap, "kvm_read", lambda regs, device="/dev/kvm": (kvm_view, {}, "a scratch VM (test)"))
+    guest = tmp_path / "csv2.yaml"  # KVM's own view of ID_AA64PFR0_EL1 on this host, with CSV2=1
+    guest.write_text(f"registers:\n  ID_AA64PFR0_EL1: {kvm_view['ID_AA64PFR0_EL1'] | 1 << 56:#x}\n")
+    for state, rules in (("Vulnerable", {"K002"}), ("Not affected", set())):
+        d = tmp_path / state.replace(" ", "-")
+        d.mkdir()
+        captured = _capture_emulated(d, monkeypatch, "cortex-a72", {"spectre_v2": state, "meltdown": "Not affected"},
+                                     ("kvm", "sysfs", "mrs"))
+        assert yaml.safe_load(captured.read_text())["vulnerabilities"]["spectre_v2"] == state
+        _, fs = _check(str(guest), "--host", str(captured), "--kernel", "7.3")
+        assert {f["rule"] for f in fs if f["rule"][0] == "K"} == rules, fs
+        assert all(f["field"] == "CSV2" for f in fs if f["rule"] == "K002"), fs
+        _, fs = _check(str(guest), "--host", str(_without(captured, "vulnerabilities")), "--kernel", "7.3")
+        k003 = [f for f in fs if f["rule"] == "K003"]
+        assert k003 and str(k003[0]["why"]).endswith("does not give: host.spectre_v2_unaffected"), fs

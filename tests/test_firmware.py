@@ -107,13 +107,16 @@ def test_line_tables(line: str) -> None:
     assert ("VENDOR_HYP_BMAP_2" in regs) == (line not in ("6.1", "6.12"))
     # WA2: ENABLED only with AVAIL; UNKNOWN maps to NOT_AVAIL
     lv = regs["SMCCC_ARCH_WORKAROUND_2"]["levels"]
-    assert not firmware.check(line, "SMCCC_ARCH_WORKAROUND_2", lv["ENABLED"] | lv["NOT_REQUIRED"], None).ok
+    assert firmware.check(line, "SMCCC_ARCH_WORKAROUND_2", lv["ENABLED"] | lv["NOT_REQUIRED"], None).errno == "EINVAL"
     levels = {"SMCCC_ARCH_WORKAROUND_1": 1, "SMCCC_ARCH_WORKAROUND_2": lv["NOT_AVAIL"], "SMCCC_ARCH_WORKAROUND_3": 1}
-    assert firmware.check(line, "SMCCC_ARCH_WORKAROUND_2", lv["UNKNOWN"], levels).ok
-    assert not firmware.check(line, "SMCCC_ARCH_WORKAROUND_2", lv["AVAIL"], levels).ok
-    assert not firmware.check(line, "SMCCC_ARCH_WORKAROUND_1", 0x10, levels).ok
-    assert not firmware.check(line, "PSCI_VERSION", 1, levels).ok  # 0.1 with the PSCI_0_2 feature
-    assert firmware.check(line, "PSCI_VERSION", 1, levels, psci_0_2=False).ok
+    assert firmware.check(line, "SMCCC_ARCH_WORKAROUND_2", lv["UNKNOWN"], levels).accepted
+    assert firmware.check(line, "SMCCC_ARCH_WORKAROUND_2", lv["AVAIL"], levels).errno == "EINVAL"
+    assert firmware.check(line, "SMCCC_ARCH_WORKAROUND_1", 0x10, levels).errno == "EINVAL"
+    assert firmware.check(line, "PSCI_VERSION", 1, levels).errno == "EINVAL"  # 0.1 with the PSCI_0_2 feature
+    assert firmware.check(line, "PSCI_VERSION", 1, levels, psci_0_2=False).accepted
+    # without the host, a workaround level is the host's call: the one verdict type says so
+    v = firmware.check(line, "SMCCC_ARCH_WORKAROUND_1", 1, None)
+    assert (v.status, v.errno, v.reg, v.value) == ("depends_on_host", None, "SMCCC_ARCH_WORKAROUND_1", 1)
 
 
 @pytest.mark.parametrize(("line", "values", "enabled", "why"), [

@@ -934,3 +934,16 @@ def test_explain_bad_value_message_is_short() -> None:
     res = cli("explain", "MIDR_EL1=" + "9" * 5000)
     assert exit_code(res) == 2
     assert len(ERROR_LINE.findall(no_traceback(res))[0]) < 600
+
+
+def test_kernel_upgrade_text_escapes_profile_names(tmp_path: Path) -> None:
+    """``diff --to-kernel`` prints the host's name: a terminal escape in it is shown, not sent."""
+    from click.testing import CliRunner
+
+    from cpumodel.cli import main
+
+    host = tmp_path / "evil.yaml"
+    host.write_text('name: "evil\\e[2Jhost"\nrole: host\nbase: neoverse-n1\n')
+    r = CliRunner().invoke(main, ["diff", str(host), "--kernel", "6.12", "--to-kernel", "7.3"])
+    assert r.exit_code in (0, 1), r.output
+    assert "\x1b" not in r.stdout and r.stdout.startswith("Host evil\\x1b[2Jhost: kernel 6.12")

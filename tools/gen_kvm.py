@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Regenerate cpumodel/data/kvm/ from Linux source trees: see :mod:`cpumodel.kvm.gen`.
 
-    python -m tools.gen_kvm                      # every modelled line (tools/kernel_lines: lines.json)
+    python -m tools.gen_kvm                      # every modelled line (cpumodel/kvm/lines.py: lines.json)
     python -m tools.gen_kvm /path/to/linux-7.3.4 # one tree
 
 The generator lives in the package (``cpumodel kernels import`` runs it on trees users bring);

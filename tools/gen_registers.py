@@ -15,7 +15,7 @@ import json
 import re
 from pathlib import Path
 
-from tools.sysreg import SrField, parse_file
+from cpumodel.kvm.sysreg import SrField, parse_file
 
 EXTRA = ("CTR_EL0", "CLIDR_EL1", "DCZID_EL0")
 HERE = Path(__file__).resolve().parent

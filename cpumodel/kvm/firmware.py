@@ -25,11 +25,13 @@ tests/oracle/firmware/ (``python -m tools.oracle record-firmware``), tests/oracl
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from cpumodel import identity
+from cpumodel.kvm.model import ACCEPTED, DEPENDS, REJECTED, Verdict
 
 PREFIX = "KVM_REG_ARM_"
 #: Short names a profile uses (``firmware: {PSCI_VERSION: 0x10001}``), in KVM's list order.
@@ -86,83 +88,82 @@ def defaults(line: str, levels: dict[str, int] | None) -> dict[str, int]:
     return out
 
 
-@dataclass
-class Verdict:
-    ok: bool
-    errno: str | None
-    why: str
-    source: str
-    depends_on_host: bool = False
+def _verdict(name: str, value: int, ok: bool, errno: str | None, why: str, source: str,
+             depends_on_host: bool = False) -> Verdict:
+    status = DEPENDS if depends_on_host else ACCEPTED if ok else REJECTED
+    return Verdict(name, value, status, errno, why, source)
 
 
 def check(line: str, name: str, value: int, levels: dict[str, int] | None, psci_0_2: bool = True,
           after_run: bool = False, current: int | None = None) -> Verdict:
-    """What KVM_SET_ONE_REG of firmware register ``name`` = ``value`` answers on this line.
+    """What KVM_SET_ONE_REG of firmware register ``name`` = ``value`` answers on this line: the kernel's
+    answer as every KVM_SET_ONE_REG verdict is (:class:`cpumodel.kvm.model.Verdict`).
 
     ``after_run``: the VM has run (``kvm_vm_has_ran_once()``); a bitmap then takes only its
     ``current`` value (default: KVM's reset value), anything else EBUSY."""
+    verdict = functools.partial(_verdict, name, value)
     regs = registers(line)
     rules = table(line)["rules"]
     if name not in regs:
-        return Verdict(False, "ENOENT", f"Linux {line} has no firmware register {PREFIX}{name}",
+        return verdict(False, "ENOENT", f"Linux {line} has no firmware register {PREFIX}{name}",
                        next(iter(regs.values()))["listed"])
     r = regs[name]
     if name == "PSCI_VERSION":
         acc = r["accepted"]
         if value == acc.get("KVM_ARM_PSCI_0_1"):
             ok = not psci_0_2
-            return Verdict(ok, None if ok else "EINVAL", "PSCI 0.1 only without the PSCI_0_2 vCPU feature",
+            return verdict(ok, None if ok else "EINVAL", "PSCI 0.1 only without the PSCI_0_2 vCPU feature",
                            r["rule_source"])
         if value in acc.values():
-            return Verdict(psci_0_2, None if psci_0_2 else "EINVAL",
+            return verdict(psci_0_2, None if psci_0_2 else "EINVAL",
                            f"PSCI {value >> 16}.{value & 0xFFFF} is accepted with the PSCI_0_2 vCPU feature",
                            r["rule_source"])
         known = ", ".join(f"{v >> 16}.{v & 0xFFFF}" for v in acc.values())
-        return Verdict(False, "EINVAL", f"PSCI version {value:#x} is not one Linux {line} accepts ({known})",
+        return verdict(False, "EINVAL", f"PSCI version {value:#x} is not one Linux {line} accepts ({known})",
                        r["rule_source"])
     if name.endswith("BMAP") or name.endswith("BMAP_2"):
-        return _check_bmap(line, r, rules, value, after_run, current)
+        return _check_bmap(line, r, rules, value, after_run, current, verdict)
     lv = r["levels"]
     if name == "SMCCC_ARCH_WORKAROUND_2":
         if value & ~(LEVEL_MASK | lv["ENABLED"]):
-            return Verdict(False, "EINVAL", "bits outside the level and ENABLED", rules["wa2_enabled_only_if_avail"])
+            return verdict(False, "EINVAL", "bits outside the level and ENABLED", rules["wa2_enabled_only_if_avail"])
         level = value & LEVEL_MASK
         if value & lv["ENABLED"] and level != lv["AVAIL"]:
-            return Verdict(False, "EINVAL", "ENABLED is only valid with AVAIL", rules["wa2_enabled_only_if_avail"])
+            return verdict(False, "EINVAL", "ENABLED is only valid with AVAIL", rules["wa2_enabled_only_if_avail"])
         if level in (lv["NOT_AVAIL"], lv["UNKNOWN"]):
             want = lv["NOT_AVAIL"]
         elif level in (lv["AVAIL"], lv["NOT_REQUIRED"]):
             want = lv["NOT_REQUIRED"]
         else:
-            return Verdict(False, "EINVAL", f"level {level} is not defined", rules["wa2_level_le_host"])
+            return verdict(False, "EINVAL", f"level {level} is not defined", rules["wa2_level_le_host"])
     else:
         if value & ~LEVEL_MASK:
-            return Verdict(False, "EINVAL", "bits above the level mask (GENMASK(3, 0))", rules["wa_mask"])
+            return verdict(False, "EINVAL", "bits above the level mask (GENMASK(3, 0))", rules["wa_mask"])
         want = value
     src = rules["wa2_level_le_host" if name == "SMCCC_ARCH_WORKAROUND_2" else "wa_level_le_host"]
     if levels is None:
-        return Verdict(True, None, "accepted only when the host kernel's own level is at least this; give --host",
+        return verdict(True, None, "accepted only when the host kernel's own level is at least this; give --host",
                        src, depends_on_host=True)
     host = levels[name]
     names = {v: k for k, v in lv.items() if k != "ENABLED"}
     if host < want:
-        return Verdict(False, "EINVAL", f"{names.get(want, want)} is above the host kernel's level "
+        return verdict(False, "EINVAL", f"{names.get(want, want)} is above the host kernel's level "
                        f"{names.get(host, host)} (get_kernel_wa_level())", src)
-    return Verdict(True, None, f"the host kernel's level is {names.get(host, host)}", src)
+    return verdict(True, None, f"the host kernel's level is {names.get(host, host)}", src)
 
 
 def _check_bmap(line: str, r: dict[str, Any], rules: dict[str, str], value: int, after_run: bool,
-                current: int | None) -> Verdict:
+                current: int | None, verdict: Callable[..., Verdict]) -> Verdict:
     """kvm_arm_set_fw_reg_bmap(): unknown bits EINVAL first, then EBUSY for a change once the VM has run."""
     bad = value & ~r["mask"]
     if bad:
-        return Verdict(False, "EINVAL", f"bits {bad:#x} are not hypercall features Linux {line} knows "
+        return verdict(False, "EINVAL", f"bits {bad:#x} are not hypercall features Linux {line} knows "
                        f"(mask {r['mask']:#x})", rules["bmap_unsupported_bit"])
     now = current if current is not None else r.get("default")
     if after_run and value != now:
-        return Verdict(False, "EBUSY", f"the VM has run: the bitmap keeps its value {now:#x}",
+        return verdict(False, "EBUSY", f"the VM has run: the bitmap keeps its value {now:#x}",
                        rules["bmap_after_run"])
-    return Verdict(True, None, "accepted before the first KVM_RUN (EBUSY after it if changed)",
+    return verdict(True, None, "accepted before the first KVM_RUN (EBUSY after it if changed)",
                    rules["bmap_after_run"])
 
 

@@ -1,7 +1,7 @@
 """The kernel lines cpumodel models, and where their source trees are (``data/kvm/overlays/lines.json``).
 
 Importable by every generator that works per kernel line (``python -m tools.gen_kvm``, and any
-other table extracted from a line's source; ``tools.kernel_lines`` re-exports it)::
+other table extracted from a line's source)::
 
     from cpumodel.kvm.lines import lines, source_tree
     for ln in lines():

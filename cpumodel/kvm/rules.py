@@ -125,10 +125,6 @@ class KernelRules:
             return self.by_encoding.get(tuple(int(x) for x in m.groups()))  # type: ignore[arg-type]
         return None
 
-    def feature_names(self) -> frozenset[str]:
-        """The vCPU-feature / VM-capability names this kernel's rules know."""
-        return frozenset(v for v in self.feature_aliases.values() if v)
-
 
 def _field_rules(entry: dict[str, Any]) -> tuple[FieldRule, ...] | None:
     if entry.get("fields") is None:

@@ -16,10 +16,6 @@ LOAD_RULE = "LOAD"
 LOAD_SUMMARY = "the profile cannot be read (YAML, structure, names or values; see the message)"
 
 
-def _where(e: CpumodelError) -> Location | None:
-    return e.location
-
-
 def _failing(findings: Sequence[Finding], strict: bool) -> list[Finding]:
     """The findings that make the exit code 1: errors, and warnings with --strict."""
     return [f for f in findings if f.severity == "error" or (strict and f.severity == "warning")]

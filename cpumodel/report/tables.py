@@ -1,5 +1,5 @@
 """Tables and documents for people and scripts: show, explain, rules, kernels, list, diff,
-migration, verify (rich tables, or JSON with ``fmt="json"``).
+migration, kernel upgrades, verify (rich tables, or JSON with ``fmt="json"``).
 
 Each function renders results the engine computed (``ops``, ``rules``, ``verify``); none reads a
 profile or runs a check. Text from profiles (names, descriptions, paths) goes into cells as
@@ -210,6 +210,31 @@ def show_migration(a: Model, b: Model, verdicts: list[Any], kernel: str, fmt: st
         line.append(" (identity findings above)")
         console.print(line)
 
+
+def show_upgrade(up: Any, fmt: str) -> None:
+    """``diff --to-kernel``: the default-view changes and the restore verdicts of a kernel upgrade
+    (``cpumodel.upgrade.Upgrade``), as text or JSON."""
+    if fmt == "json":
+        _json(up.to_json())
+        return
+    lines = [f"Host {up.host}: kernel {up.old} -> {up.new}, vCPU features: {', '.join(sorted(up.features)) or 'none'}"]
+    lines.append("KVM's default guest view:" if up.changes else "KVM's default guest view: unchanged")
+    for c in up.changes:
+        if not c.field:
+            where = "only under the new kernel" if c.old is None else "gone under the new kernel"
+            lines.append(f"  {c.register}: {where}")
+        else:
+            lines.append(f"  {c.register}.{c.field}: {c.old:#x} -> {c.new:#x}")
+    bad = [r for r in up.restores if r.status != "accepted"]
+    verdict = "every register accepted" if not bad else f"{len(bad)} of {len(up.restores)} registers not accepted"
+    lines.append(f"Restoring a guest saved under {up.old} on {up.new}: {verdict}")
+    for r in bad:
+        what = r.errno or r.status.replace("_", " ")
+        lines.append(f"  {r.reg}={r.value:#018x}: {what}: {r.reason}")
+        if r.source:
+            lines.append(f"      source: {r.source}")
+    lines += [f"note: {n}" for n in up.notes]
+    sys.stdout.write("\n".join(one_line(line) for line in lines) + "\n")  # names come from profiles
 
 def list_profiles(rows: list[dict[str, Any]], fmt: str) -> None:
     if fmt == "json":

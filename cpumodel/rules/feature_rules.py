@@ -10,7 +10,7 @@ the features that no ID field determines can satisfy it.
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
 
 from cpumodel import regdb
 from cpumodel.findings import Finding
@@ -36,6 +36,15 @@ def rules() -> dict[str, Rule]:
     out[INCOMPLETE] = Rule(INCOMPLETE, "search-incomplete", "arch", "info", INCOMPLETE_DOC.splitlines()[0], spec,
                            INCOMPLETE_DOC)
     return out
+
+
+@lru_cache(maxsize=64)
+def all_ignored(patterns: tuple[str, ...]) -> bool:
+    """Whether ``patterns`` (ignore entries) silence every rule the feature engine reports
+    (each generated constraint and ARCH-INCOMPLETE): then the engine need not run at all."""
+    from cpumodel.rules import matches
+
+    return bool(patterns) and all(matches(rid, patterns) for rid in rules())
 
 
 INCOMPLETE = "ARCH-INCOMPLETE"

@@ -12,7 +12,7 @@ from cpumodel.resolve import Model
 from cpumodel.rules import Context, rule
 
 if TYPE_CHECKING:
-    from cpumodel.kvm.firmware import Verdict
+    from cpumodel.kvm.model import Verdict
 
 HYPERCALLS = "arch/arm64/kvm/hypercalls.c kvm_arm_set_fw_reg()"
 PREFIX = "KVM_REG_ARM_"
@@ -60,10 +60,12 @@ def firmware_refused(model: Model, ctx: Context) -> Iterator[Finding]:
     Bad (on a Neoverse N1 host):  ``firmware: {SMCCC_ARCH_WORKAROUND_3: 2}``
     Good: ``firmware: {SMCCC_ARCH_WORKAROUND_3: 1}``
     """
+    from cpumodel.kvm.model import REJECTED
+
     for name, value, v in verdicts(model, ctx):
-        if not v.ok:
+        if v.status == REJECTED:
             yield Finding("F001", "error", f"firmware register {name}={value:#x} refused by KVM ({v.errno})",
-                          register=f"{PREFIX}{name}", asked=value, why=v.why, errno=v.errno,
+                          register=f"{PREFIX}{name}", asked=value, why=v.reason, errno=v.errno,
                           location=model.firmware_loc.get(name), source=v.source,
                           kernel=identity.line_or_newest(ctx.kernel))
 
@@ -76,7 +78,9 @@ def firmware_depends_on_host(model: Model, ctx: Context) -> Iterator[Finding]:
     KVM accepts a workaround level only up to the host kernel's own (its Spectre-v2, -v4 and -BHB
     states). Give the host with ``--host HOST.yaml``.
     """
-    pending = [n for n, _, v in verdicts(model, ctx) if v.depends_on_host]
+    from cpumodel.kvm.model import DEPENDS
+
+    pending = [n for n, _, v in verdicts(model, ctx) if v.status == DEPENDS]
     if pending:
         yield Finding("F002", "info", f"firmware register(s) {', '.join(pending)}: accepted only up to the host "
                       "kernel's own level; give --host", location=model.firmware_loc.get(pending[0]),
@@ -87,6 +91,7 @@ def migration_findings(a: Model, b: Model, kernel: str | None) -> list[Finding]:
     """F001 for restoring A's firmware pseudo-registers on host B: A's ``firmware:`` values, or, when A
     is a host, what KVM gives a VM there (the values a VMM saves)."""
     from cpumodel.kvm import firmware
+    from cpumodel.kvm.model import REJECTED
 
     line = identity.line_or_newest(kernel)
     values = dict(a.firmware)
@@ -96,10 +101,10 @@ def migration_findings(a: Model, b: Model, kernel: str | None) -> list[Finding]:
     out = []
     for name, value in values.items():
         v = firmware.check(line, name, value, lv)
-        if not v.ok:
+        if v.status == REJECTED:
             out.append(Finding("F001", "error", f"[restore on {b.name}] firmware register {name}={value:#x} "
                                f"refused by KVM ({v.errno})", register=f"{PREFIX}{name}", asked=value,
-                               why=v.why, errno=v.errno, location=a.firmware_loc.get(name), source=v.source,
+                               why=v.reason, errno=v.errno, location=a.firmware_loc.get(name), source=v.source,
                                kernel=line))
     return out
 

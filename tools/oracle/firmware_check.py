@@ -146,7 +146,7 @@ def replay(paths: list[Path], tmp: Path) -> tuple[int, int, list[str]]:
                 d = rec.vms[vmname]["defaults"].get(reg)
                 v = fwmodel.check(line, reg, value, levels[vmname], psci_0_2=vmname != "none",
                                   after_run=phase == "after_run", current=int(d, 16) if d else None)
-                res = 0 if v.ok else v.errno or "?"
+                res = v.errno_or_zero if v.status in ("accepted", "rejected") else v.status
             judged += 1
             if res != errno:
                 bad.append(f"{path.name} [{vmname} {phase}] {reg}={value:#x}: kernel {errno}, cpumodel {res}")
