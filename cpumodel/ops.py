@@ -179,6 +179,7 @@ class Baseline:
     limited_by: dict[tuple[str, str], str]  # (register, field) -> host name that set the value
     conflicts: list[str]  # fields the hosts cannot share (no policy, or KVM will not change them)
     features: frozenset[str] | None = None  # vCPU features the baseline assumes (KVM baselines)
+    firmware: dict[str, int] = field(default_factory=dict)  # firmware pseudo-registers the VMM restores
 
 
 def baseline(models: list[Model], kernel: str | None = None, kvm: bool = True) -> Baseline:
@@ -378,15 +379,26 @@ def guest_defaults(host: Model, kernel: str | None, vcpu: frozenset[str] | None)
     return GuestDefaults(values, notes, kern, feats, hidden_host_fields(host, kern))
 
 
-def checked_baseline(models: list[Model], name: str,
-                     kernel: str | None) -> tuple[Baseline, list, list]:  # type: ignore[type-arg]
+def checked_baseline(models: list[Model], name: str, kernel: str | None,
+                     target_impl: bool = False) -> tuple[Baseline, list, list]:  # type: ignore[type-arg]
     """``cpumodel baseline``: the baseline of ``models``, its architecture findings, and its identity
-    findings on every host (I002-I005: boot-time choices of a guest with the pool's identity)."""
+    findings on every host (I002-I005: boot-time choices of a guest with the pool's identity).
+    ``target_impl``: the VMM offers the target-implementation hypercalls (6.15+; I005 then judges what
+    the guest chooses with every host announced), as a guest's ``firmware: {VENDOR_HYP_BMAP_2: 0x3}``."""
     from cpumodel.check import Options, check_model
     from cpumodel.rules.identity import pool_findings
 
     b = baseline(models, kernel)
     probe = Model(name=name, path="<baseline>", values=dict(b.values))
+    if target_impl:
+        from cpumodel import identity
+        from cpumodel.kvm import firmware
+
+        regs = firmware.registers(identity.line_or_newest(kernel))
+        if "VENDOR_HYP_BMAP_2" in regs:
+            bits = regs["VENDOR_HYP_BMAP_2"]["bits"]
+            probe.firmware = {"VENDOR_HYP_BMAP_2": sum(1 << bits[n] for n in firmware.TARGET_IMPL_BITS)}
+            b.firmware = dict(probe.firmware)
     return b, check_model(probe, Options(kvm=False)), pool_findings(probe, models, kernel)
 
 

@@ -63,8 +63,9 @@ KVM_CAPS = ("writable_imp_id_regs",)
 #: What a profile's values are: a CPU's own registers, or KVM's view of a VM on that CPU.
 ORIGINS = ("cpu", "kvm-defaults")
 #: Host facts the ID registers cannot show: the files of /sys/devices/system/cpu/vulnerabilities/
-#: that KVM's verdicts depend on (arm64_get_spectre_v2_state(), arm64_get_meltdown_state()).
-VULNERABILITIES = ("spectre_v2", "meltdown")
+#: that KVM's verdicts depend on (arm64_get_spectre_v2_state(), arm64_get_meltdown_state(), and
+#: arm64_get_spectre_v4_state() for SMCCC_ARCH_WORKAROUND_2: cpu_show_spec_store_bypass()).
+VULNERABILITIES = ("spectre_v2", "meltdown", "spec_store_bypass")
 #: Longest name accepted for an architecture version, feature, vCPU feature or ignore entry
 #: (the longest real one is under 40), and for a base: reference (PATH_MAX on Linux).
 MAX_NAME_CHARS = 256

@@ -299,16 +299,21 @@ def safe_list_identity(model: Model, ctx: Context) -> Iterator[Finding]:
 def target_implementations(model: Model, ctx: Context) -> Iterator[Finding]:
     """Across a migration pool, what the target-implementation hypercall makes the guest choose.
 
-    Since 6.15 a guest may ask KVM (vendor hypercall ARM_SMCCC_KVM_FUNC_DISCOVER_IMPL_CPUS, offered
-    when the VMM sets KVM_REG_ARM_VENDOR_HYP_BMAP_2 and answers the call) for every implementation
-    it may run on; ``cpu_errata.c`` then matches every MIDR list against all of them: the union of
+    Since 6.15 a guest may ask (vendor hypercall ARM_SMCCC_KVM_FUNC_DISCOVER_IMPL_CPUS) for every
+    implementation it may run on, when the VMM offers it: the guest's ``firmware:`` sets
+    KVM_REG_ARM_VENDOR_HYP_BMAP_2 bits DISCOVER_IMPL_VER/_CPUS (and keeps VENDOR_HYP_BMAP's FUNC_FEAT),
+    and the VMM forwards the calls with the SMCCC filter and answers them (KVM itself answers
+    NOT_SUPPORTED: ``cpumodel.kvm.firmware.target_impl``, recorded in tests/oracle/firmware/).
+    Without the bits the guest matches only its own identity and I005 says nothing. With them,
+    ``cpu_errata.c`` matches every MIDR list against all of them: the union of
     the errata, the longest BHB loop - and, because ``is_midr_in_range_list()`` answers "any",
     a single core on a Spectre safe list makes the guest believe the whole pool is unaffected.
     On 6.17-7.1, ``is_affected_midr_range()`` also passes each implementation's MIDR where its
-    REVIDR belongs. Reported by ``cpumodel diff --migratable`` and ``cpumodel baseline`` for the
-    pool's hosts (``cpumodel errata --target-impl`` shows the decisions).
+    REVIDR belongs. Reported by ``cpumodel baseline --target-impl`` for the pool's hosts
+    (``cpumodel errata --target-impl`` shows the decisions).
 
     Bad:  a pool of Cortex-A55 and Neoverse N1 hosts announced as target implementations
+          (``firmware: {VENDOR_HYP_BMAP_2: 0x3}``, ``baseline --target-impl``)
     Good: pools whose cores share the safe-list status
     """
     return iter(())
@@ -347,6 +352,11 @@ def _target_impl_findings(guest: Model, hosts: list[Model], kernel: str | None) 
     ti = data["target_impl"]
     hs = [h for h in hosts if "MIDR_EL1" in h.values]
     if not ti.get("supported") or len(hs) < 2:
+        return []
+    from cpumodel.kvm import firmware
+
+    offered = firmware.target_impl(line, guest.firmware)
+    if not offered.enabled:  # the VMM does not offer the calls: the guest matches its own identity only
         return []
     impls = [identity.Impl(h.values["MIDR_EL1"], h.values.get("REVIDR_EL1", 0)) for h in hs]
     out: list[Finding] = []
