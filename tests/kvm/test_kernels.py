@@ -73,6 +73,59 @@ def test_index_lists_every_line_in_lines_json() -> None:
     assert [e["line"] for e in index["lines"]] == [ln.line for ln in lines()]
 
 
+def test_index_is_current_with_lines_json(tmp_path: Path) -> None:
+    """index.json is what the generator writes from the shipped rule files and lines.json (a why
+    or note changed in lines.json needs the index rewritten), with no source tree needed."""
+    import shutil
+
+    from cpumodel.kvm.gen import write_index
+
+    for f in DATA_DIR.glob("*.json.gz"):
+        shutil.copy(f, tmp_path / f.name)
+    assert write_index(tmp_path).read_text() == (DATA_DIR / "index.json").read_text(), \
+        "run: python -c 'from cpumodel.kvm.gen import write_index, DATA_DIR; write_index(DATA_DIR)'"
+
+
+RECORDINGS = REPO / "tests" / "oracle" / "recordings"
+
+
+def _neighbours(line: str) -> list[str]:
+    """The modelled lines just older and just newer than ``line``."""
+    modelled = [ln for ln in lines() if ln.modelled]
+    key = next(ln.key for ln in lines() if ln.line == line)
+    older = [ln.line for ln in modelled if ln.key < key]
+    newer = [ln.line for ln in modelled if ln.key > key]
+    return older[-1:] + newer[:1]
+
+
+@pytest.mark.parametrize("line", [ln.line for ln in lines() if not ln.modelled])
+def test_unmodelled_lines_are_not_a_neighbours_rules(line: str) -> None:
+    """What ``why`` says of each recorded but unmodelled line: every recording of its kernel reports
+    writable masks that neither neighbour line's rules give, so borrowing those rules would be wrong."""
+    from cpumodel.kvm import writable_masks
+    from cpumodel.oracle import load_recording
+    from cpumodel.oracle.sysregs import encoding_of
+
+    release = next(ln.release for ln in lines() if ln.line == line)
+    recs = sorted(RECORDINGS.glob(f"{release}_*.json.gz"))
+    if not recs:
+        pytest.skip(f"no recording of {release}")
+    for ln in _neighbours(line):
+        rules = load_kernel(ln)
+        for path in recs:
+            differ = []
+            for fs in load_recording(path, cases=False).feature_sets.values():
+                if fs.masks_errno or not fs.writable_masks:
+                    continue
+                el0 = fs.defaults.get("ID_AA64PFR0_EL1")
+                ours = writable_masks(rules, host_aarch32_el0=el0 is not None and el0 & 0xF >= 2)
+                for reg, mask in fs.writable_masks.items():
+                    r = rules.lookup(encoding_of(reg))
+                    if mask != (ours[r.name] if r is not None else 0):
+                        differ.append(reg)
+            assert differ, f"{path.name}: every recorded writable mask is what {ln}'s rules give"
+
+
 _TREES = {ln.line: source_tree(ln, SRC) for ln in lines() if ln.modelled}
 
 
