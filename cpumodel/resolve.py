@@ -311,10 +311,10 @@ def _apply_vm_facts(prof: Profile, model: Model, db: regdb.RegisterDB) -> None:
             model.host_fields[f"{name}.{fv.field}"] = fv.value
     for name, (fields, _) in prof.unseen.items():
         if name == UNSEEN_EL0:  # this file's registers were read by MRS at EL0 under Linux
-            from cpumodel import capture
+            from cpumodel import el0
 
-            krules = capture.el0_rules(prof.kernel_release or model.kernel_release)
-            hidden = capture.el0_hidden(list(prof.registers), krules)
+            krules = el0.el0_rules(prof.kernel_release or model.kernel_release)
+            hidden = el0.el0_hidden(list(prof.registers), krules)
             for rname, fnames in hidden.items():
                 reg = db.registers[rname]
                 for fname in fnames:

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from cpumodel import capture as cap
+from cpumodel import el0 as cap
 from cpumodel.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,6 +111,11 @@ def test_el0_view_is_the_kernels_rule() -> None:
     assert (pfr0 >> 16) & 0xFF == 0x11  # FP, AdvSIMD: visible
     mmfr0 = cap.el0_view("ID_AA64MMFR0_EL1", 0x0000_0000_0010_1125, krules)
     assert (mmfr0 >> 28) & 0xF == 0xF and (mmfr0 >> 24) & 0xF == 0xF and (mmfr0 >> 20) & 0xF == 0
+    from cpumodel import kvm
+    from cpumodel.rules.profile_rules import NO_GRANULE
+
+    for line in kvm.kernels():  # P003's cheap test holds on every modelled line
+        assert (cap.el0_view("ID_AA64MMFR0_EL1", 0x0010_1125, cap.el0_rules(line)) >> 20) & 0xFFF == NO_GRANULE
 
 
 @pytest.mark.parametrize("unseen", ["list", "el0-mrs"])
