@@ -22,6 +22,7 @@ from cpumodel.cli import main
 REPO = Path(__file__).resolve().parents[1]
 REAL = REPO / "tests/fixtures/real"
 DUMPS = sorted(REAL.glob("*.yaml"))
+V1_MANDATES = {"ARCH-FEAT_TLBIOS-2", "ARCH-FEAT_TLBIRANGE-2", "ARCH-FEAT_TTL-2"}
 
 
 def _check(*args: str) -> tuple[int, list[dict]]:  # type: ignore[type-arg]
@@ -49,14 +50,33 @@ def test_real_dump_checks_without_errors(path: Path) -> None:
     assert code == 0 and not _errors(fs), _errors(fs)
 
 
-@pytest.mark.parametrize("name", ["graviton3-kvm6.1", "graviton4-kvm6.1"])
-def test_kvm_view_of_a_real_host_is_its_own_host(name: str) -> None:
-    """Firecracker's KVM_GET_ONE_REG values on Graviton (Linux 6.1): written back on that host, KVM
-    accepts them all (no K/V finding) and nothing depends on the host any more."""
+@pytest.mark.parametrize("name,kernel", [("graviton3-kvm6.1", "6.1"), ("graviton4-kvm6.1", "6.1"),
+                                         ("graviton3-kvm6.18", "6.18")])
+def test_kvm_view_of_a_real_host_is_its_own_host(name: str, kernel: str) -> None:
+    """Firecracker's KVM_GET_ONE_REG values on Graviton: written back on that host, KVM accepts them
+    all (no K/V error). On 6.1 nothing depends on the host any more; 6.18's ID_AA64PFR1_EL1 limit
+    needs raw host fields KVM hides (host_registers:, which a vCPU dump cannot show): K003 names them."""
     path = str(REAL / f"{name}.yaml")
-    code, fs = _check(path, "--host", path, "--kernel", "6.1")
+    code, fs = _check(path, "--host", path, "--kernel", kernel)
     assert code == 0 and not _errors(fs), _errors(fs)
-    assert not [f for f in fs if f["rule"][0] in "KV"], fs
+    kv = [f for f in fs if f["rule"][0] in "KV"]
+    assert all(f["rule"] == "K003" and "does not give: host ID_AA64PFR1_EL1." in f["why"] for f in kv), kv
+    assert bool(kv) == (kernel == "6.18"), kv
+
+
+def test_graviton3_kvm_view_mandates_are_warnings(tmp_path: Path) -> None:
+    """Issue 9: 'a Graviton3 (Neoverse V1) dump gets 4 errors (TLBIOS/TLBIRANGE/TTL/SEL2)'. In KVM 6.18's
+    view of a real Graviton3 they are warnings naming KVM's own defaults; the same values written
+    by hand (no origin) are errors."""
+    mandates = (*V1_MANDATES, "ARCH-FEAT_SEL2-2")
+    path = REAL / "graviton3-kvm6.18.yaml"
+    _, fs = _check(str(path), "--kernel", "6.18")
+    got = {f["rule"]: f for f in fs}
+    assert all(got[r]["severity"] == "warning" and "KVM's own defaults" in got[r]["message"] for r in mandates), fs
+    hand = tmp_path / "hand-made.yaml"
+    hand.write_text(path.read_text().replace("origin: kvm-defaults\n", ""))
+    _, fs = _check(str(hand), "--kernel", "6.18", "--no-kvm")
+    assert set(mandates) <= {f["rule"] for f in _errors(fs)}, fs
 
 
 def test_apple_m1_deviations_are_warnings_naming_the_cpu(tmp_path: Path) -> None:
@@ -78,9 +98,6 @@ def test_apple_m1_deviations_are_warnings_naming_the_cpu(tmp_path: Path) -> None
 # ---------------------------------------------------------------------------------------------
 # A Linux EL0 MRS dump of a Neoverse V1 (Graviton3): the shape issue 9 names
 # ---------------------------------------------------------------------------------------------
-
-V1_MANDATES = {"ARCH-FEAT_TLBIOS-2", "ARCH-FEAT_TLBIRANGE-2", "ARCH-FEAT_TTL-2"}
-
 
 def _el0_dump(tmp_path: Path, core: str, unseen: str | None, role: str = "host") -> Path:
     """``core``'s registers as Linux 7.3's EL0 MRS emulation returns them (cpufeature.c emulate_id_reg():
