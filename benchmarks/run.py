@@ -6,6 +6,7 @@ Usage (from the repository root)::
     python3 -m venv .venv && .venv/bin/pip install -q -e '.[bench]'   # yamllint comes with the extra
     .venv/bin/python benchmarks/run.py                 # sets of 1, 100 and 1,000 profiles, 5 runs each
     .venv/bin/python benchmarks/run.py --sizes 1 100 1000 10000 --repeat 3 --profile
+    git archive OLDCOMMIT | tar -x -C /tmp/old && .venv/bin/python benchmarks/run.py --before /tmp/old --no-baseline
 
 It generates two kinds of profile sets under ``benchmarks/out/sets/``: ``N/`` (copies and
 mutations of the shipped profiles, a third of them inheriting from a copy through ``base:``, many
@@ -17,7 +18,9 @@ machine) and the peak RSS (``getrusage``). The targets are ratios to yardsticks 
 run: a one-profile check against ``python -c 'import yaml, click'``; a check of N files against
 parsing the same files with PyYAML's C loader and against yamllint; ``--jobs`` (the default: the
 idle cores) and ``-j <usable cores>``, both unpinned, against the C-loader parse. Results: a table on stdout and
-``benchmarks/out/results.json``. ``--profile`` also runs cProfile over ``check`` of the
+``benchmarks/out/results.json``. ``--before TREE`` also runs the checks with another source tree's
+cpumodel in the same rounds (its ratios to the same yardsticks are the table's "before" column);
+``--no-baseline`` leaves out ``baseline`` of N files. ``--profile`` also runs cProfile over ``check`` of the
 1,000-profile set; the import-time breakdown of ``--version`` and of a one-profile ``check``
 (``python -X importtime``) is always printed.
 """
@@ -149,14 +152,14 @@ _RUSAGE_HELPER = ("import resource, subprocess, sys, time\n"
                   "print(u.ru_maxrss, u.ru_utime + u.ru_stime, r.returncode, w)\n")
 
 
-def run_once(argv: list[str], env: dict[str, str], pin: bool = True) -> dict[str, float]:
+def run_once(argv: list[str], env: dict[str, str], pin: bool = True, cwd: Path = REPO) -> dict[str, float]:
     """Wall time (s), CPU time (s), peak RSS (MiB) and exit code of one run of a command."""
     pre = _pin() if pin else []
     if TIME and not PRECISE_CPU:
         cmd = [*pre, "/usr/bin/time", "-v", *argv]
         t0 = time.perf_counter()
         r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                           errors="replace", env=env, cwd=REPO)
+                           errors="replace", env=env, cwd=cwd)
         wall = time.perf_counter() - t0
         err = r.stderr
         m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", err)
@@ -167,18 +170,25 @@ def run_once(argv: list[str], env: dict[str, str], pin: bool = True) -> dict[str
                 "cpu": float(u.group(1)) + float(s.group(1)) if u and s else float("nan"),
                 "exit": int(c.group(1)) if c else r.returncode}
     cmd = [*pre, sys.executable, "-c", _RUSAGE_HELPER, *argv]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd)
     maxrss, cputime, code, wall = r.stdout.split()
     return {"wall": float(wall), "rss": int(maxrss) / 1024, "cpu": float(cputime), "exit": int(code)}
 
 
-def measure_rounds(commands: dict[str, tuple[list[str], bool]], repeat: int,
-                   env: dict[str, str]) -> dict[str, dict[str, Any]]:
+#: A command: (argv, pinned) or (argv, pinned, source tree): a tree runs ``python -m cpumodel`` from
+#: that tree (``--before``: an earlier version measured in the same rounds, against the same yardsticks).
+Command = tuple[Any, ...]
+
+
+def measure_rounds(commands: dict[str, Command], repeat: int, env: dict[str, str]) -> dict[str, dict[str, Any]]:
     """Run every command once per round, ``repeat`` rounds; medians per command."""
     runs: dict[str, list[dict[str, float]]] = {k: [] for k in commands}
     for _ in range(repeat):
-        for label, (argv, pin) in commands.items():
-            runs[label].append(run_once(argv, env, pin))
+        for label, (argv, pin, *tree) in commands.items():
+            if tree:
+                runs[label].append(run_once(argv, dict(env, PYTHONPATH=str(tree[0])), pin, cwd=tree[0]))
+            else:
+                runs[label].append(run_once(argv, env, pin))
     out = {}
     for label, rs in runs.items():
         out[label] = {"wall_s": statistics.median(r["wall"] for r in rs), "wall_min_s": min(r["wall"] for r in rs),
@@ -260,6 +270,8 @@ def targets(res: dict[str, dict[str, Any]], n: int) -> list[dict[str, Any]]:
         if num in res and den in res:
             r = ratio(res[num], res[den])
             t.append({"target": what, "ratio": r, "limit": limit, "ok": r["wall"] <= limit})
+            if f"{num} (before)" in res:
+                t[-1]["before"] = ratio(res[f"{num} (before)"], res[den])
 
     add("one profile within 1.3x `python -c 'import yaml, click'`", "check 1 profile", "import yaml, click", 1.3)
     add(f"{n:,} profiles within 1.5x of parsing them with PyYAML's C loader", f"check {n:,}", f"C loader {n:,}", 1.5)
@@ -273,15 +285,17 @@ def targets(res: dict[str, dict[str, Any]], n: int) -> list[dict[str, Any]]:
             mib = res[label]["peak_rss_mib"]
             t.append({"target": f"peak memory of `{label}` <= 40 MiB", "mib": round(mib, 1), "limit": 40,
                       "ok": mib <= 40})
+            if f"{label} (before)" in res:
+                t[-1]["before_mib"] = round(res[f"{label} (before)"]["peak_rss_mib"], 1)
     return t
 
 
-def commands_for(n: int, paths: list[Path], hosts: list[Path],
-                 yamllint: str | None) -> dict[str, tuple[list[str], bool]]:
+def commands_for(n: int, paths: list[Path], hosts: list[Path], yamllint: str | None,
+                 baseline: bool = True, before: Path | None = None) -> dict[str, Command]:
     py = sys.executable
     cpumodel = [py, "-m", "cpumodel"]
     files, hfiles = [str(p) for p in paths], [str(p) for p in hosts]
-    c: dict[str, tuple[list[str], bool]] = {
+    c: dict[str, Command] = {
         f"C loader {n:,}": ([py, "-c", C_PARSE, *files], True),
         f"check {n:,}": ([*cpumodel, "check", "-q", *files], True),
         f"check --no-kvm {n:,}": ([*cpumodel, "check", "-q", "--no-kvm", *files], True),
@@ -290,7 +304,10 @@ def commands_for(n: int, paths: list[Path], hosts: list[Path],
         f"C loader hosts {n:,}": ([py, "-c", C_PARSE, *hfiles], True),
         f"check hosts {n:,}": ([*cpumodel, "check", "-q", *hfiles], True),
     }
-    if n > 1:
+    if before is not None:
+        c[f"check {n:,} (before)"] = ([*cpumodel, "check", "-q", *files], True, before)
+        c[f"check hosts {n:,} (before)"] = ([*cpumodel, "check", "-q", *hfiles], True, before)
+    if n > 1 and baseline:
         c[f"baseline {n:,}"] = ([*cpumodel, "baseline", *files], True)
     if yamllint:
         c[f"yamllint {n:,}"] = ([yamllint, "-f", "parsable", *files], True)
@@ -302,13 +319,19 @@ def main() -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=[1, 100, 1000])
     ap.add_argument("--repeat", type=int, default=5, help="rounds (medians are reported)")
     ap.add_argument("--profile", action="store_true", help="cProfile 'check' over the 1,000-profile set")
+    ap.add_argument("--no-baseline", action="store_true", help="leave out `cpumodel baseline` of N files (slow)")
+    ap.add_argument("--before", type=Path, metavar="TREE",
+                    help="also measure the checks with the cpumodel of this source tree (e.g. `git archive` of an "
+                         "earlier commit, unpacked), in the same rounds: before/after against the same yardsticks")
     args = ap.parse_args()
+    before = args.before.resolve() if args.before else None
 
     OUT.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1")
     # An installed package has its bytecode compiled (pip does it); a checkout run with
     # PYTHONDONTWRITEBYTECODE=1 would recompile every module on every start. Compile once.
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "cpumodel")], check=True)
+    for tree in (REPO, *([before] if before else [])):
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree / "cpumodel")], check=True)
     py = sys.executable
     cpumodel = [py, "-m", "cpumodel"]
     yamllint = shutil.which("yamllint") or shutil.which("yamllint", path=str(Path(sys.executable).parent))
@@ -322,13 +345,16 @@ def main() -> int:
         "check 1 guest profile": ([*cpumodel, "check", "profiles/firecracker-v1n1.yaml"], True),
         "emit 1 profile": ([*cpumodel, "emit", "--format", "yaml", "profiles/neoverse-n1.yaml"], True),
     }
+    if before is not None:
+        fixed["check 1 profile (before)"] = ([*cpumodel, "check", str(REPO / "profiles/neoverse-n1.yaml")], True,
+                                             before)
     res = measure_rounds(fixed, max(args.repeat, 5), env)
     results["rounds"]["fixed"] = res
     for label, r in res.items():
         print(f"{label:34s} {fmt_cell(r)}  cpu {r['cpu_s']:.3f} s", flush=True)
     results["targets"]["start-up"] = targets(res, 1)[:1]
     for n in args.sizes:
-        cmds = commands_for(n, make_set(n), make_host_set(n), yamllint)
+        cmds = commands_for(n, make_set(n), make_host_set(n), yamllint, not args.no_baseline, before)
         res = measure_rounds(cmds, args.repeat if n <= 1000 else 1, env)
         results["rounds"][str(n)] = res
         for label, r in res.items():
@@ -341,14 +367,19 @@ def main() -> int:
                                                             env)
     results["load_after"] = os.getloadavg()
     print(f"\nload average before {results['load_before']}, after {results['load_after']}")
-    print("\n| target | ratio (wall, median) | ratio (CPU time, median) | met |\n|---|---|---|---|")
+    print("\n| target | before (wall / CPU) | ratio (wall, median) | ratio (CPU time, median) | met |\n"
+          "|---|---|---|---|---|")
     for group in results["targets"].values():
         for t in group:
             if "ratio" in t:
-                print(f"| {t['target']} | {t['ratio']['wall']:.2f}x | {t['ratio']['cpu']:.2f}x | "
-                      f"{'yes' if t['ok'] else 'no'} |")
+                b = t.get("before")
+                was = f"{b['wall']:.2f}x / {b['cpu']:.2f}x" if b else ""
+                print(f"| {t['target']} | {was} | "
+                      f"{t['ratio']['wall']:.2f}x | {t['ratio']['cpu']:.2f}x | {'yes' if t['ok'] else 'no'} |")
             else:
-                print(f"| {t['target']} | {t['mib']} MiB | | {'yes' if t['ok'] else 'no'} |")
+                b = t.get("before_mib")
+                print(f"| {t['target']} | {f'{b} MiB' if b else ''} | {t['mib']} MiB | | "
+                      f"{'yes' if t['ok'] else 'no'} |")
     sizes = [str(n) for n in args.sizes]
     if len(sizes) > 1:
         lo, hi = results["rounds"][sizes[0]], results["rounds"][sizes[-1]]

@@ -686,9 +686,9 @@ def _take_kvm(out: Captured, db: regdb.RegisterDB, reasons: dict[str, list[str]]
 # --------------------------------------------------------------------------------------------
 
 #: The files of /sys/devices/system/cpu/vulnerabilities/ a profile records (``profile.VULNERABILITIES``):
-#: cpu_show_spectre_v2() (arch/arm64/kernel/proton-pack.c) and cpu_show_meltdown()
-#: (arch/arm64/kernel/cpufeature.c), Documentation/ABI/testing/sysfs-devices-system-cpu.
-VULNERABILITY_FILES = ("spectre_v2", "meltdown")
+#: cpu_show_spectre_v2(), cpu_show_spec_store_bypass() (arch/arm64/kernel/proton-pack.c) and
+#: cpu_show_meltdown() (arch/arm64/kernel/cpufeature.c), Documentation/ABI/testing/sysfs-devices-system-cpu.
+VULNERABILITY_FILES = ("spectre_v2", "meltdown", "spec_store_bypass")
 MAX_VULNERABILITY_CHARS = 200  # the kernel's texts are under 100 characters
 
 
@@ -726,10 +726,10 @@ def read_vulnerabilities(root: str, caveats: list[str]) -> dict[str, str]:
             caveats.append(f"{p} is not one line of text; {name} left unknown")
             continue
         out[name] = text
-    missing = [n for n in VULNERABILITY_FILES if n not in out]
-    if missing:
-        caveats.append(f"{', '.join(missing)}: not in {base}; left unknown (KVM's CSV2/CSV3 verdicts "
-                       "depend on them)")
+    for name in VULNERABILITY_FILES:
+        if name not in out:
+            caveats.append(f"{name}: not in {base}; left unknown (KVM's CSV2/CSV3 verdicts and its firmware "
+                           "workaround levels depend on it)")
     return out
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from cpumodel.errors import CpumodelError
 from cpumodel.findings import Finding
 from cpumodel.resolve import Model, Resolver
-from cpumodel.rules import Context, hand_rules, matches, run
+from cpumodel.rules import Context, Rule, hand_rules, matches, run
 
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 
@@ -29,12 +30,15 @@ def check_model(model: Model, opts: Options | None = None) -> list[Finding]:
     vcpu = opts.vcpu_features if opts.vcpu_features is not None else model.vcpu_features
     kvm = opts.kvm and (opts.role or model.role) == "guest"
     ctx = Context(kernel=opts.kernel, host=opts.host, vcpu_features=vcpu, kvm_caps=opts.kvm_caps, kvm=kvm)
-    rules = [r for r in hand_rules().values() if kvm or r.kind in ("arch", "profile")]
-    findings = list(run(rules, model, ctx))
+    patterns = [p for p, _ in model.ignore] + list(opts.ignore)
+    # An ignored rule is not run (each rule function reports only its own ID): its findings would be
+    # dropped anyway. The feature engine (every ARCH-*/EXTRA-* rule at once, most of a check's time)
+    # runs unless every one of its rules is ignored (``--ignore 'ARCH-*' --ignore 'EXTRA-*'``).
+    findings = list(run(_selected(kvm, tuple(patterns), len(hand_rules())), model, ctx))
     from cpumodel.rules import feature_rules
 
-    findings += feature_rules.check(model, ctx)
-    patterns = [p for p, _ in model.ignore] + list(opts.ignore)
+    if not feature_rules.all_ignored(tuple(patterns)):
+        findings += feature_rules.check(model, ctx)
     out = [f for f in findings if not matches(f.rule, patterns)]
     if model.facts:
         inherited(model, out)
@@ -45,6 +49,15 @@ def check_model(model: Model, opts: Options | None = None) -> list[Finding]:
     return out
 
 
+@lru_cache(maxsize=64)
+def _selected(kvm: bool, patterns: tuple[str, ...], count: int) -> tuple[Rule, ...]:
+    """The hand rules a check runs: all (architecture and profile rules only without ``kvm``) but the
+    ignored ones. Memoised (``count``, the number of rules registered, keys it too): profiles checked
+    together mostly share their ignore list."""
+    return tuple(r for r in hand_rules().values()
+                 if (kvm or r.kind in ("arch", "profile")) and not matches(r.id, patterns))
+
+
 def inherited(model: Model, findings: list[Finding]) -> None:
     """Architecture errors whose values all come unchanged from a profile of facts become warnings
     naming it: a real CPU (``role: host``: the silicon deviates from an Arm mandate) or KVM's own
@@ -53,6 +66,7 @@ def inherited(model: Model, findings: list[Finding]) -> None:
     import os
 
     kinds = hand_rules()
+    real: dict[str, str] = {}  # file -> its real path, for this model's findings
     for f in findings:
         arch = f.rule.startswith("ARCH-") or getattr(kinds.get(f.rule), "kind", "") == "arch"
         if f.severity != "error" or not arch:
@@ -62,7 +76,12 @@ def inherited(model: Model, findings: list[Finding]) -> None:
         files = set()
         for reg, fld in fields:
             loc = model.where(reg, fld)
-            files.add(os.path.realpath(loc.file) if loc and loc.file else "")
+            if loc and loc.file:
+                if loc.file not in real:
+                    real[loc.file] = os.path.realpath(loc.file)
+                files.add(real[loc.file])
+            else:
+                files.add("")
         if files and all(p in model.facts for p in files):
             origin = sorted(files)[0]
             f.severity = "warning"

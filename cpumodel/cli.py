@@ -385,15 +385,18 @@ def diff(a: str, b: str | None, migratable: bool, kernel: str | None, to_kernel:
 @click.option("-o", "--output", metavar="FILE", help="Write the baseline profile to FILE (atomically; '-': stdout).")
 @click.option("--name", default="baseline", show_default=True, help="Name of the baseline profile.")
 @click.option("--kernel", metavar="X.Y", help="Kernel whose field policies apply (default: newest modelled).")
+@click.option("--target-impl", "target_impl", is_flag=True,
+              help="The VMM offers the target-implementation hypercalls (6.15+: VENDOR_HYP_BMAP_2 bits set, "
+                   "calls forwarded and answered): judge what the guest chooses with every host announced (I005).")
 @_search_options
-def baseline(hosts: tuple[str, ...], output: str | None, name: str, kernel: str | None,
+def baseline(hosts: tuple[str, ...], output: str | None, name: str, kernel: str | None, target_impl: bool,
              search: tuple[str, ...], allow_outside: bool) -> None:
     """The richest model safe on every given host (a migration pool's CPU model), as a profile."""
     from cpumodel.ops import checked_baseline
     from cpumodel.report.profiles import baseline_yaml
 
     models = _resolve_many(hosts, search, allow_outside)
-    b, arch, ident = checked_baseline(models, name, kernel)
+    b, arch, ident = checked_baseline(models, name, kernel, target_impl)
     _deliver(baseline_yaml(b, models, name, arch, ident), output)
     findings = arch + [f for f in ident if f.severity != "info"]
     if findings:

@@ -103,21 +103,22 @@ def migratable(a: Model, b: Model, kernel: str | None = None) -> list[FieldCheck
     """Per-field verdicts: can a guest that runs with model A run on B (a host, or a host's model)?
 
     The destination VMM restores A's ID registers with KVM_SET_ONE_REG on B, so this asks KVM's
-    own question (cpumodel.kvm.check_write with B as the host, as its kernel sanitises it, and A's
-    vCPU features). Registers the KVM model cannot decide fall back to the kernel's field
+    own question through the path ``cpumodel check --host B`` takes (rules.kvm_writes.host_view:
+    B as its kernel sanitises it, its unseen fields and sysfs facts, or KVM's defaults on it; A's
+    vCPU features and KVM capabilities). Registers the KVM model cannot decide fall back to the kernel's field
     policies (arm64_ftr_safe_value); registers without either must match exactly.
     """
     from cpumodel import kvm as kvmmodel
     from cpumodel.policy import sanitise
     from cpumodel.rules import Context
-    from cpumodel.rules.kvm_writes import kernel_rules
-    from cpumodel.rules.vcpu import effective_features as _effective_features
+    from cpumodel.rules.kvm_writes import host_view, kernel_rules, vm_features
 
     db = regdb.load()
     rules = kernel_rules(kernel)
     kern = str(rules.kernel)
     table = policies(kern)
-    feats, _ = _effective_features(a, Context())
+    feats, _ = vm_features(a, Context())
+    view = host_view(b, rules, feats)
     av = sanitise(a.values, kern, cpu=a.value_origin == "cpu")
     bv = sanitise(b.values, kern, cpu=b.value_origin == "cpu")
     out: list[FieldCheck] = []
@@ -128,7 +129,7 @@ def migratable(a: Model, b: Model, kernel: str | None = None) -> list[FieldCheck
                                f"B does not define {name}: the guest's value cannot be checked against it"))
             continue
         try:
-            v = kvmmodel.check_write(rules, name, va, bv, feats)
+            v = view.check(db.registers[name].encoding, va)
         except KeyError:
             v = None
         if v is not None and v.status in (kvmmodel.ACCEPTED, kvmmodel.REJECTED) and v.errno != "ENOENT":
@@ -178,6 +179,7 @@ class Baseline:
     limited_by: dict[tuple[str, str], str]  # (register, field) -> host name that set the value
     conflicts: list[str]  # fields the hosts cannot share (no policy, or KVM will not change them)
     features: frozenset[str] | None = None  # vCPU features the baseline assumes (KVM baselines)
+    firmware: dict[str, int] = field(default_factory=dict)  # firmware pseudo-registers the VMM restores
 
 
 def baseline(models: list[Model], kernel: str | None = None, kvm: bool = True) -> Baseline:
@@ -377,15 +379,26 @@ def guest_defaults(host: Model, kernel: str | None, vcpu: frozenset[str] | None)
     return GuestDefaults(values, notes, kern, feats, hidden_host_fields(host, kern))
 
 
-def checked_baseline(models: list[Model], name: str,
-                     kernel: str | None) -> tuple[Baseline, list, list]:  # type: ignore[type-arg]
+def checked_baseline(models: list[Model], name: str, kernel: str | None,
+                     target_impl: bool = False) -> tuple[Baseline, list, list]:  # type: ignore[type-arg]
     """``cpumodel baseline``: the baseline of ``models``, its architecture findings, and its identity
-    findings on every host (I002-I005: boot-time choices of a guest with the pool's identity)."""
+    findings on every host (I002-I005: boot-time choices of a guest with the pool's identity).
+    ``target_impl``: the VMM offers the target-implementation hypercalls (6.15+; I005 then judges what
+    the guest chooses with every host announced), as a guest's ``firmware: {VENDOR_HYP_BMAP_2: 0x3}``."""
     from cpumodel.check import Options, check_model
     from cpumodel.rules.identity import pool_findings
 
     b = baseline(models, kernel)
     probe = Model(name=name, path="<baseline>", values=dict(b.values))
+    if target_impl:
+        from cpumodel import identity
+        from cpumodel.kvm import firmware
+
+        regs = firmware.registers(identity.line_or_newest(kernel))
+        if "VENDOR_HYP_BMAP_2" in regs:
+            bits = regs["VENDOR_HYP_BMAP_2"]["bits"]
+            probe.firmware = {"VENDOR_HYP_BMAP_2": sum(1 << bits[n] for n in firmware.TARGET_IMPL_BITS)}
+            b.firmware = dict(probe.firmware)
     return b, check_model(probe, Options(kvm=False)), pool_findings(probe, models, kernel)
 
 

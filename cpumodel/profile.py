@@ -68,8 +68,9 @@ ORIGINS = ("cpu", "kvm-defaults")
 #: the emulation hides (all but the FTR_VISIBLE ones of the kernel line's arm64_ftr_bits) is unseen.
 UNSEEN_EL0 = "el0-mrs"
 #: Host facts the ID registers cannot show: the files of /sys/devices/system/cpu/vulnerabilities/
-#: that KVM's verdicts depend on (arm64_get_spectre_v2_state(), arm64_get_meltdown_state()).
-VULNERABILITIES = ("spectre_v2", "meltdown")
+#: that KVM's verdicts depend on (arm64_get_spectre_v2_state(), arm64_get_meltdown_state(), and
+#: arm64_get_spectre_v4_state() for SMCCC_ARCH_WORKAROUND_2: cpu_show_spec_store_bypass()).
+VULNERABILITIES = ("spectre_v2", "meltdown", "spec_store_bypass")
 #: Longest name accepted for an architecture version, feature, vCPU feature or ignore entry
 #: (the longest real one is under 40), and for a base: reference (PATH_MAX on Linux).
 MAX_NAME_CHARS = 256

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from cpumodel.errors import CpumodelError, suggest
 
@@ -30,6 +31,25 @@ def onereg_id(op0: int, op1: int, crn: int, crm: int, op2: int) -> int:
             | (op0 << 14) | (op1 << 11) | (crn << 7) | (crm << 3) | op2)
 
 
+class _cached:
+    """A property computed once per object and kept in its ``__dict__`` (which a frozen dataclass
+    still has), without ``functools.cached_property``'s lock: 3.11 takes one on every first access,
+    which cost a one-profile check more than the values themselves."""
+
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+        self.name = fn.__name__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, cls: type | None = None) -> Any:
+        if obj is None:
+            return self
+        value = obj.__dict__[self.name] = self.fn(obj)
+        return value
+
+
 @dataclass(frozen=True)
 class Field:
     register: str
@@ -40,11 +60,12 @@ class Field:
     order: str = "none"  # enums: "unsigned" | "signed" | "none"
     values: dict[int, str] = field(default_factory=dict, hash=False, compare=False)
 
-    @property
+    # cached: asked for per value read
+    @_cached
     def width(self) -> int:
         return self.msb - self.lsb + 1
 
-    @property
+    @_cached
     def mask(self) -> int:
         return ((1 << self.width) - 1) << self.lsb
 
@@ -94,11 +115,11 @@ class Register:
         op0, op1, crn, crm, op2 = self.encoding
         return f"S{op0}_{op1}_C{crn}_C{crm}_{op2}"
 
-    @property
+    @_cached
     def named_fields(self) -> tuple[Field, ...]:
         return tuple(f for f in self.fields if f.kind in ("enum", "field"))
 
-    @property
+    @_cached
     def res0_mask(self) -> int:
         m = 0
         for f in self.fields:
@@ -106,7 +127,7 @@ class Register:
                 m |= f.mask
         return m
 
-    @property
+    @_cached
     def res1_mask(self) -> int:
         m = 0
         for f in self.fields:
@@ -125,12 +146,11 @@ class Register:
         return self._by_name().get(name.lower())
 
     def _by_name(self) -> dict[str, Field]:
-        return _field_index(self)
+        return self._field_index
 
-
-@cache
-def _field_index(reg: Register) -> dict[str, Field]:
-    return {f.name.lower(): f for f in reg.named_fields}
+    @_cached
+    def _field_index(self) -> dict[str, Field]:
+        return {f.name.lower(): f for f in self.named_fields}
 
 
 class RegisterDB:

@@ -68,6 +68,11 @@ class Model:
     # Files whose values are facts, not choices: a real CPU (role: host) or KVM's own defaults
     # (origin: kvm-defaults). path -> what it is; findings on values set there are inherited.
     facts: dict[str, str] = field(default_factory=dict)
+    # field_values() of the values and unseen masks it was computed from (rules ask for it many
+    # times per model)
+    _fields_memo: tuple[tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]],
+                        dict[tuple[str, str], int]] | None = field(
+        default=None, init=False, repr=False, compare=False)
 
     def where(self, register: str, fieldname: str = "") -> Location | None:
         """The location that set a register field (or the register), best effort."""
@@ -76,15 +81,20 @@ class Model:
 
     def field_values(self) -> dict[tuple[str, str], int]:
         """(register, field) -> unsigned value for every named field of every specified register, but
-        the ``unseen`` ones: a field the capture could not see is unknown to every rule, not 0."""
-        out: dict[tuple[str, str], int] = {}
-        for name, value in self.values.items():
-            out.update(_decoded(name, value))
-        for name, mask in self.unseen.items():
-            for f in regdb.load().registers[name].named_fields:
-                if f.mask & mask:
-                    out.pop((name, f.name), None)
-        return out
+        the ``unseen`` ones: a field the capture could not see is unknown to every rule, not 0 (a new
+        dict each time: callers may change it)."""
+        key = (tuple(self.values.items()), tuple(self.unseen.items()))
+        memo = self._fields_memo
+        if memo is None or memo[0] != key:
+            out: dict[tuple[str, str], int] = {}
+            for name, value in key[0]:
+                out.update(_decoded(name, value))
+            for name, mask in key[1]:
+                for f in regdb.load().registers[name].named_fields:
+                    if f.mask & mask:
+                        out.pop((name, f.name), None)
+            memo = self._fields_memo = (key, out)
+        return dict(memo[1])
 
 
 #: (register, value) -> its named fields' values. Rules decode the same registers many times per
@@ -132,12 +142,28 @@ class Resolver:
         self._cache: dict[str, Model] = {}
         self._roots = [_real(d) for d in self.paths]
         self._names: dict[Path, dict[str, list[Path]]] = {}  # directory -> profile name: -> files
+        self._real_dirs: dict[str, str] = {}  # directory as written -> its real path (see _realpath)
+
+    def _realpath(self, path: str) -> str:
+        """``os.path.realpath(path)``, each directory's real path looked up once per run: the real
+        path of ``DIR/NAME`` is that of ``DIR`` joined with ``NAME`` unless ``NAME`` is a symbolic link
+        (then resolved in full), ``.``, ``..`` or empty (then ``os.path.realpath`` does it all)."""
+        head, tail = os.path.split(path)
+        if tail in ("", ".", ".."):
+            return os.path.realpath(path)
+        real = self._real_dirs.get(head)
+        if real is None:
+            if len(self._real_dirs) >= 4096:
+                self._real_dirs.clear()
+            real = self._real_dirs[head] = os.path.realpath(head or os.curdir)
+        full = os.path.join(real, tail)
+        return os.path.realpath(full) if os.path.islink(full) else full
 
     def _inside(self, real: Path, top: Path) -> bool:
         return any(real.is_relative_to(r) for r in [top, *self._roots] if r is not None)
 
     def find_base(self, ref: str, profile: Profile, where: Location, top: str | None = None) -> str:
-        here = Path(profile.path).resolve().parent
+        here = Path(self._realpath(profile.path)).parent
         top_dir = _real(Path(top).parent) if top else here
         looks_like_path = "/" in ref or ref.endswith((".yaml", ".yml"))
         if looks_like_path:
@@ -182,7 +208,7 @@ class Resolver:
         return self._resolve(path, [])
 
     def _resolve(self, path: str, stack: list[str]) -> Model:
-        key = os.path.realpath(path)
+        key = self._realpath(path)
         if key in self._cache:
             return self._cache[key]
         prof = load_profile(path, referenced=bool(stack))
@@ -192,7 +218,7 @@ class Resolver:
         return model
 
     def resolve_profile(self, prof: Profile, stack: list[str] | None = None) -> Model:
-        stack = stack or [os.path.realpath(prof.path)]
+        stack = stack or [self._realpath(prof.path)]
         db = regdb.load()
         model = Model(name=prof.name, path=prof.path, loc=prof.loc, description=prof.description, role=prof.role,
                       kernel_release=prof.kernel_release)
@@ -200,7 +226,7 @@ class Resolver:
             self._inherit(prof, model, stack)
         model.value_origin = prof.origin[0] if prof.origin else ("cpu" if prof.role == "host" else None)
         if model.value_origin is not None:
-            model.facts[os.path.realpath(prof.path)] = _what(model)
+            model.facts[self._realpath(prof.path)] = _what(model)
         if prof.arch:
             _apply_arch(prof, model, db)
         _apply_registers(prof, model, db)
@@ -215,7 +241,7 @@ class Resolver:
         assert prof.base is not None
         ref, where = prof.base
         base_path = self.find_base(ref, prof, where, top=stack[0])
-        real = os.path.realpath(base_path)
+        real = self._realpath(base_path)
         if real in stack:
             cycle = " -> ".join(Path(p).name for p in [*stack[stack.index(real):], real])
             raise CpumodelError(f"base cycle: {cycle}", where)
@@ -274,12 +300,15 @@ def _apply_arch(prof: Profile, model: Model, db: regdb.RegisterDB) -> None:
 
 def _apply_registers(prof: Profile, model: Model, db: regdb.RegisterDB) -> None:
     """``registers:``: a raw value replaces the register (and its origins); fields are put one by one."""
+    inherited: dict[str, list[tuple[str, str]]] = {}  # register -> its origins set before this profile's
+    for key in model.origin:
+        inherited.setdefault(key[0], []).append(key)
     for name, spec in prof.registers.items():
         reg = db.registers[name]
         if spec.raw is not None:
             model.values[name] = spec.raw
             model.unseen.pop(name, None)
-            for key in [k for k in model.origin if k[0] == name]:
+            for key in inherited.get(name, ()):  # a register appears once in registers: (duplicates are refused)
                 del model.origin[key]
             model.origin[(name, "")] = spec.loc
         else:

@@ -1,8 +1,11 @@
 """Safe YAML reading with source positions.
 
 Profiles are composed into PyYAML *nodes* (never constructed into Python objects by
-PyYAML, so no tag can build anything) from the C parser's events when available. Scalars
-are converted by this module under strict, documented rules (see ``parse_int``).
+PyYAML, so no tag can build anything): by libyaml's C composer when a text's indicators bound
+its nesting and size and the tree it builds holds nothing a profile may not (``_compose_fast``),
+else from the C parser's events by this module's composer, which reports what is wrong, at
+its line. Both build the same tree. Scalars are converted by this module under strict,
+documented rules (see ``parse_int``).
 
 Limits (each refused with one message naming the file and, where known, the line):
 ``MAX_BYTES`` per file, ``MAX_DEPTH`` nesting levels, ``MAX_NODES`` nodes, ``MAX_INT_CHARS``
@@ -14,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+from typing import ClassVar
 
 import yaml
 from yaml.events import (
@@ -121,6 +125,10 @@ def compose(text: str, path: str) -> Node | None:
             if stripped.startswith("\t"):
                 raise CpumodelError("tab character used for indentation (YAML allows spaces only)",
                                     Location(path, n, len(line) - len(stripped) + 1))
+    if _C_COMPOSER:
+        fast = _compose_fast(text)
+        if fast is not _DECLINED:
+            return fast
     loader = _Loader(text)
     try:
         return _compose_events(loader, path)
@@ -137,6 +145,119 @@ def compose(text: str, path: str) -> Node | None:
         raise CpumodelError(f"YAML error: {' '.join(str(e).split())}", Location(path)) from None
     finally:
         loader.dispose()
+
+
+#: Whether libyaml's composer (PyYAML's C extension) is there for ``_compose_fast``.
+_C_COMPOSER = _Loader.__module__ == "yaml.cyaml"
+#: ``_compose_fast``'s answer when it leaves a text to ``_compose_events``.
+_DECLINED: object = object()
+#: Most indicators (``[ { - : ? ,``) a text may hold for ``_compose_fast``. Every nesting level
+#: needs one, and each adds at most two nodes: this bounds the recursion of libyaml's composer far
+#: below what it survives, and its nodes (at most 2 * 4,000 + 1) below ``MAX_NODES``, so a hostile
+#: file is stopped by the event composer's budget before it costs time.
+_FAST_MAX_INDICATORS = 4000
+
+
+class _FastLoader(_Loader):  # type: ignore[misc,valid-type]
+    """libyaml's composer with PyYAML's tag resolution (``BaseResolver.resolve``, which libyaml
+    calls once per node) answered from a memo for plain scalars: a profile repeats its values.
+    ``odd_tag`` says an implicit tag no profile may hold was resolved (a timestamp, ``=``)."""
+
+    _plain: ClassVar[dict[str, str]] = {}  # plain scalar -> its (standard) tag, for short ones (bounded)
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.odd_tag = False
+
+    def resolve(self, kind: type, value: str, implicit: tuple[bool, bool]) -> str:
+        if kind is ScalarNode:
+            if not implicit[0]:
+                return STR_TAG  # BaseResolver's DEFAULT_SCALAR_TAG: there are no path resolvers
+            tag = self._plain.get(value)
+            if tag is None:
+                tag = super().resolve(kind, value, implicit)
+                if tag not in STD_TAGS:
+                    self.odd_tag = True
+                elif len(value) <= 64:
+                    if len(self._plain) >= 4096:
+                        self._plain.clear()
+                    self._plain[value] = tag
+            return tag
+        return super().resolve(kind, value, implicit)  # the standard map or seq tag
+
+    def descend_resolver(self, current_node: object, current_index: object) -> None:
+        pass  # no path resolvers (as BaseResolver, without its check per node)
+
+    def ascend_resolver(self) -> None:
+        pass
+
+
+# Every node but the root is preceded by an indicator of its own, and each indicator brings at most
+# two (a key and its value): a text _compose_fast takes cannot exceed the node budget.
+assert 2 * _FAST_MAX_INDICATORS + 1 < MAX_NODES
+
+
+def _compose_fast(text: str) -> Node | object | None:
+    """The document composed by libyaml's C composer, checked as ``_Composer`` checks it, or
+    ``_DECLINED`` (then ``_compose_events`` composes it and reports what is wrong, where).
+
+    Taken only for a text whose nesting and node count are bounded by its few indicators; the
+    tree is then the one ``_compose_events`` builds (same nodes, tags, styles and marks;
+    tests/test_loader.py compares them). Any error, a non-standard tag (implicit, or explicit:
+    only a text with ``!`` can hold one), a merge key, a duplicate key, nesting deeper than
+    ``MAX_DEPTH`` or a collection reached twice (an alias of a mapping or list: possibly
+    enclosing itself) declines: the event composer gives the one message for it, or shares the
+    collection as it does.
+    """
+    if (text.count(":") + text.count("-") + text.count("[") + text.count("{") + text.count("?")
+            + text.count(",")) > _FAST_MAX_INDICATORS:
+        return _DECLINED
+    loader = _FastLoader(text)
+    try:
+        root = loader.get_single_node()
+    except Exception:
+        return _DECLINED
+    finally:
+        loader.dispose()
+    if loader.odd_tag or (root is not None and not _acceptable(root, "!" in text)):
+        return _DECLINED
+    return root
+
+
+def _acceptable(root: Node, tagged: bool) -> bool:
+    """Whether a composed tree holds only what ``_Composer`` accepts (see ``_compose_fast``);
+    ``tagged``: the text may hold explicit tags, so every node's tag is checked."""
+    todo: list[tuple[Node, int]] = [(root, 1)]
+    pop, push, std, scalar, mapping = todo.pop, todo.append, STD_TAGS, ScalarNode, MappingNode
+    collections: set[int] = set()
+    while todo:
+        node, depth = pop()
+        if tagged and node.tag not in std:
+            return False
+        cls = type(node)
+        if cls is scalar:
+            continue
+        if depth >= MAX_DEPTH or id(node) in collections:
+            return False
+        collections.add(id(node))
+        if cls is mapping:
+            seen = set()
+            for k, v in node.value:
+                if k.tag == MERGE_TAG:
+                    return False
+                if type(k) is scalar:
+                    if k.value in seen or (tagged and k.tag not in std):
+                        return False
+                    seen.add(k.value)
+                else:
+                    push((k, depth + 1))
+                if tagged or type(v) is not scalar:
+                    push((v, depth + 1))
+        else:
+            for v in node.value:
+                if tagged or type(v) is not scalar:
+                    push((v, depth + 1))
+    return True
 
 
 def _reader_error(e: ReaderError, text: str, path: str) -> CpumodelError:
@@ -319,10 +440,21 @@ def parse_int(text: str) -> int | None:
     (``_1``, ``1_``, ``1__0``), digits outside the base (``0b2``, ``0o8``), non-ASCII digits,
     and spellings longer than ``MAX_INT_CHARS`` (see ``int_too_long``).
     """
+    hit = _INTS.get(text)
+    if hit is not None:
+        return hit
     t = text.strip()
     if len(t) > MAX_INT_CHARS or not _INT_RE.fullmatch(t):
         return None
-    return int(t.replace("_", ""), 0)
+    value = int(t.replace("_", ""), 0)
+    if len(_INTS) >= 8192:
+        _INTS.clear()
+    _INTS[text] = value
+    return value
+
+
+#: parse_int's answers for accepted spellings (profiles of one fleet repeat their values); bounded.
+_INTS: dict[str, int] = {}
 
 
 def int_too_long(text: str) -> bool:

@@ -1,6 +1,7 @@
 """Firmware pseudo-registers through the CLI (`check`, `emit --format kvm`, `diff --migratable`), against
 the kernel's own kvm_arm_set_fw_reg() tables of each line (quote-checked by tools/gen_errata.py; the
-cited lines are read from the trees when present). Not yet recorded from a real kernel by the oracle."""
+cited lines are read from the trees when present). The real kernels' answers are replayed in
+tests/oracle/test_firmware_replay.py."""
 
 from __future__ import annotations
 
@@ -116,3 +117,52 @@ def test_line_tables(line: str) -> None:
     # without the host, a workaround level is the host's call: the one verdict type says so
     v = firmware.check(line, "SMCCC_ARCH_WORKAROUND_1", 1, None)
     assert (v.status, v.errno, v.reg, v.value) == ("depends_on_host", None, "SMCCC_ARCH_WORKAROUND_1", 1)
+
+
+@pytest.mark.parametrize(("line", "values", "enabled", "why"), [
+    ("6.12", {"VENDOR_HYP_BMAP_2": 3}, False, "no KVM_REG_ARM_VENDOR_HYP_BMAP_2"),
+    ("7.3", {}, False, "lacks DISCOVER_IMPL"),  # reset value 0
+    ("7.3", {"VENDOR_HYP_BMAP_2": 1}, False, "lacks DISCOVER_IMPL"),  # the guest needs both calls
+    ("7.3", {"VENDOR_HYP_BMAP_2": 3, "VENDOR_HYP_BMAP": 2}, False, "FUNC_FEAT"),
+    ("6.17", {"VENDOR_HYP_BMAP_2": 3}, True, "KVM_SMCCC_FILTER_FWD_TO_USER"),
+    ("7.3", {"VENDOR_HYP_BMAP_2": 3, "VENDOR_HYP_BMAP": 3}, True, "KVM_EXIT_HYPERCALL"),
+])
+def test_target_impl_offered(line: str, values: dict[str, int], enabled: bool, why: str) -> None:
+    ti = firmware.target_impl(line, values)
+    assert ti.enabled is enabled and why in ti.why, ti
+
+
+def test_target_impl_through_check(write) -> None:  # type: ignore[no-untyped-def]
+    """F001 ENOENT for the bitmap on a line without it (the kernel's answer, recorded on 6.12.117); F003
+    says what the VMM must still do where the line has it."""
+    p = str(write("ti.yaml", "name: ti\nbase: neoverse-v1-kvm7.3\nfirmware:\n  VENDOR_HYP_BMAP_2: 0x3\n"))
+    got = fw_findings(p, "--kernel", "6.12")
+    assert got["VENDOR_HYP_BMAP_2"]["errno"] == "ENOENT"
+    _code, out = run("check", p, "--format", "json", "--kernel", "7.3")
+    f3 = [f for f in json.loads(out)["findings"] if f["rule"] == "F003"]
+    assert len(f3) == 1 and "offered" in f3[0]["message"] and "KVM_ARM_VM_SMCCC_FILTER" in f3[0]["message"]
+    p = str(write("ti2.yaml", "name: ti2\nbase: neoverse-v1-kvm7.3\nfirmware:\n  VENDOR_HYP_BMAP_2: 0x3\n"
+                              "  VENDOR_HYP_BMAP: 0x2\n"))
+    _code, out = run("check", p, "--format", "json", "--kernel", "7.3")
+    f3 = [f for f in json.loads(out)["findings"] if f["rule"] == "F003"]
+    assert len(f3) == 1 and "not reachable" in f3[0]["message"]
+
+
+def test_host_sysfs_states_decide_the_levels(write) -> None:  # type: ignore[no-untyped-def]
+    """The host kernel's sysfs text decides its workaround levels, as the recordings of QEMU's cortex-a72
+    (no firmware mitigations: spectre_v2 and spec_store_bypass "Vulnerable") showed on every line:
+    WORKAROUND_2 NOT_AVAIL (cpu_show_spec_store_bypass()) and WORKAROUND_3 NOT_AVAIL, although A72 is
+    on a BHB loop list (spectre_bhb_enable_mitigation(): no point mitigating Spectre-BHB alone)."""
+    a72 = str(PROFILES / "cortex-a72.yaml")
+    vuln = write("a72v.yaml", "name: a72v\nbase: cortex-a72\nrole: host\n"
+                              "vulnerabilities: {spectre_v2: Vulnerable, spec_store_bypass: Vulnerable}\n")
+    p = str(write("wa.yaml", "name: wa\nbase: neoverse-v1-kvm7.3\nfirmware:\n  SMCCC_ARCH_WORKAROUND_2: 3\n"
+                             "  SMCCC_ARCH_WORKAROUND_3: 1\n"))
+    for line in ("6.12", "7.3"):
+        got = fw_findings(p, "--host", str(vuln), "--kernel", line)
+        assert set(got) == {"SMCCC_ARCH_WORKAROUND_2", "SMCCC_ARCH_WORKAROUND_3"}, got
+        assert {f["errno"] for f in got.values()} == {"EINVAL"}
+        # the bare A72 profile (firmware mitigations assumed) takes the BHB level; WORKAROUND_2 stays refused
+        # there for another reason: the guest has SSBS (V1's ID_AA64PFR1_EL1.SSBS), so KVM offers no
+        # firmware call (get_kernel_wa_level(): "pretend we don't have any FW mitigation if SSBS is there")
+        assert set(fw_findings(p, "--host", a72, "--kernel", line)) == {"SMCCC_ARCH_WORKAROUND_2"}

@@ -111,15 +111,19 @@ def test_baseline_pool_and_target_implementations() -> None:
     so a guest booted on the A55 keeps no BHB mitigation when it moves to the N1; and with the
     target-implementation hypercall (7.3) the A55 on the safe list makes the guest believe the whole pool
     is unaffected (is_midr_in_range_list() answers 'any')."""
-    r = CliRunner().invoke(main, ["baseline", A55, N1, "--kernel", "7.3"])
+    r = CliRunner().invoke(main, ["baseline", A55, N1, "--kernel", "7.3", "--target-impl"])
     text = r.output
     assert "identity finding: I003: [booted on cortex-a55, runs on neoverse-n1]" in text
     assert "[booted on neoverse-n1, runs on cortex-a55] Spectre-BHB" not in text
     i5 = [ln for ln in text.splitlines() if "identity finding: I005" in ln]
     assert i5 and "safe list" in i5[0] and "target implementations" in i5[0]
     assert r.exit_code == 1
+    assert "\nfirmware:\n  VENDOR_HYP_BMAP_2: 0x3" in text  # the baseline profile says what the VMM restores
+    # without the VMM offering the calls (VENDOR_HYP_BMAP_2 reset to 0) the guest only knows its own MIDR
+    r = CliRunner().invoke(main, ["baseline", A55, N1, "--kernel", "7.3"])
+    assert "I005" not in r.output and "identity finding: I003" in r.output and "firmware:" not in r.output
     # 6.12 has no hypercall: no I005
-    r = CliRunner().invoke(main, ["baseline", A55, N1, "--kernel", "6.12"])
+    r = CliRunner().invoke(main, ["baseline", A55, N1, "--kernel", "6.12", "--target-impl"])
     assert "I005" not in r.output
 
 

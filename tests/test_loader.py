@@ -146,3 +146,130 @@ def test_long_chain_is_refused(write) -> None:  # type: ignore[no-untyped-def]
 ])
 def test_integer_spellings(text: str, value: int | None) -> None:
     assert parse_int(text) == value
+
+
+# -- the C composer's fast path (yamlsrc._compose_fast) builds the event composer's tree ---------
+
+def _tree(node):  # type: ignore[no-untyped-def]
+    """Everything a node carries that cpumodel reads or reports: type, tag, style, marks, value."""
+    if node is None:
+        return None
+    marks = tuple((m.name, m.index, m.line, m.column) for m in (node.start_mark, node.end_mark))
+    head = (type(node).__name__, node.tag, getattr(node, "style", None), getattr(node, "flow_style", None), marks)
+    if isinstance(node.value, str):
+        return (*head, node.value)
+    return (*head, tuple((_tree(x[0]), _tree(x[1])) if isinstance(x, tuple) else _tree(x) for x in node.value))
+
+
+def _events_tree(text: str):  # type: ignore[no-untyped-def]
+    from cpumodel import yamlsrc
+
+    loader = yamlsrc._Loader(text)
+    try:
+        return _tree(yamlsrc._compose_events(loader, "p.yaml"))
+    finally:
+        loader.dispose()
+
+
+_FAST_CASES = [
+    "",
+    "# only a comment\n",
+    "---\n",
+    "name: x\nregisters:\n  MIDR_EL1: 0x410fd0c1\n  ID_AA64PFR0_EL1: {SVE: IMP, FP: -1}\n",
+    "a: &x [1, 2]\nb: 3\n",  # an anchor without an alias
+    "a: &x 1\nb: *x\n",  # an alias of a scalar: shared, as the event composer shares it
+    "k: 'quoted'\nl: \"double\"\nm: |\n  block\nn: >\n  folded\no: ~\np: yes\nq: 1.5\nr: null\n",
+    "? complex\n: value\nlist:\n- - nested\n  - more\n- {a: [b, {c: d}]}\n",
+    "x: !!str 12\ny: !!int '7'\nz: ! plain\n",
+    "a: 1  # a comment with ! and & and *\nb: 'text with ! in it'\n",
+]
+
+
+@pytest.mark.parametrize("text", _FAST_CASES)
+def test_fast_path_builds_the_event_composers_tree(text: str) -> None:
+    from cpumodel import yamlsrc
+
+    fast = yamlsrc._compose_fast(text)
+    assert fast is not yamlsrc._DECLINED
+    assert _tree(fast) == _events_tree(text)
+
+
+def test_fast_path_on_shipped_profiles() -> None:
+    from pathlib import Path
+
+    from cpumodel import yamlsrc
+    from cpumodel.resolve import SHIPPED
+
+    for p in sorted(Path(SHIPPED).glob("*.yaml")):
+        text = yamlsrc.read_text(str(p))
+        fast = yamlsrc._compose_fast(text)
+        assert fast is not yamlsrc._DECLINED, p
+        assert _tree(fast) == _events_tree(text), p
+
+
+@pytest.mark.parametrize("text", [
+    "a: 1\na: 2\n",  # duplicate key
+    "<<: {a: 1}\n",  # merge key
+    "a: !!python/object:os.system x\n",  # a tag no profile may hold
+    "a: 2024-01-01\n",  # an implicit timestamp
+    "a: =\n",  # YAML 1.1's value key, another implicit tag
+    "a: [1, !!binary aGk=]\n",  # an explicit tag below the top level
+    "a: &x [1, *x]\n",  # an alias enclosing itself
+    "a: &x [1]\nb: *x\n",  # an alias of a list: left to the event composer
+    "a: *nowhere\n",  # undefined alias
+    "a: &x 1\nb: &x 2\n",  # duplicate anchor
+    "a: 1\n---\nb: 2\n",  # two documents
+    "a: [1, 2\n",  # a syntax error
+    "[" * 40 + "]" * 40,  # deeper than MAX_DEPTH
+    "[" * 5000 + "]" * 5000,  # more indicators than the fast path takes
+    "ignore: [" + "a," * 5000 + "a]\n",
+])
+def test_fast_path_declines_what_the_event_composer_refuses_or_shares(text: str) -> None:
+    from cpumodel import yamlsrc
+
+    assert yamlsrc._compose_fast(text) is yamlsrc._DECLINED
+
+
+def _composed(text: str):  # type: ignore[no-untyped-def]
+    from cpumodel import yamlsrc
+
+    try:
+        return "ok", _tree(yamlsrc.compose(text, "p.yaml"))
+    except CpumodelError as e:
+        return "error", str(e), e.location
+
+
+def test_fast_path_and_event_composer_agree_on_mutated_profiles(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Seeded mutations of the shipped profiles (indicators, anchors, aliases, tags, merge keys, tabs,
+    cuts and splices): compose() gives the same tree, or the same message at the same place, with
+    the C composer's fast path as without it. (Run once with 12,000 cases: no difference.)"""
+    import random
+    from pathlib import Path
+
+    from cpumodel import yamlsrc
+    from cpumodel.resolve import SHIPPED
+
+    seeds = [p.read_text(encoding="utf-8") for p in sorted(Path(SHIPPED).glob("*.yaml"))]
+    pieces = [*":-[]{}?,&*!#|>'\"\n  abc0x1_<=~%@`", "<<", "!!str ", "&a ", "*a", "- ", ": ", "\n  ", "---\n",
+              "2024-01-01", "\t"]
+    rng = random.Random(14)
+    taken = 0
+    for _ in range(300):
+        text = rng.choice(seeds)
+        for _ in range(rng.randint(1, 8)):
+            pos = rng.randrange(len(text) + 1)
+            op = rng.random()
+            if op < 0.5:
+                text = text[:pos] + rng.choice(pieces) + text[pos:]
+            elif op < 0.8:
+                text = text[:pos] + text[pos + rng.randint(1, 5):]
+            else:
+                at = rng.randrange(len(text) + 1)
+                text = text[:pos] + text[at:at + rng.randint(1, 40)] + text[pos:]
+        taken += yamlsrc._compose_fast(text) is not yamlsrc._DECLINED
+        fast = _composed(text)
+        monkeypatch.setattr(yamlsrc, "_C_COMPOSER", False)
+        events = _composed(text)
+        monkeypatch.setattr(yamlsrc, "_C_COMPOSER", True)
+        assert fast == events, text
+    assert taken > 50  # the fast path is really exercised

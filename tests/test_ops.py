@@ -105,3 +105,28 @@ def test_baseline_says_who_limited() -> None:
     b = baseline([core("neoverse-n1"), core("cortex-a57")], kvm=False)
     assert b.limited_by[("ID_AA64ISAR0_EL1", next(f for r, f in b.limited_by if f.upper() == "ATOMIC"))] \
         == "cortex-a57"
+
+
+@pytest.mark.parametrize("state, blocked", [("Vulnerable", True), ("Not affected", False)])
+def test_migratable_asks_check_host_question(tmp_path, state: str, blocked: bool) -> None:
+    """`diff --migratable A B` prepares B as `check --host B` does (rules.kvm_writes.host_view): B's sysfs
+    Spectre-v2/Meltdown state decides whether KVM accepts A's CSV2/CSV3=1 on a Cortex-A72 (the kernel
+    sets them for a VM on a host that is not affected: sys_regs.c sanitise_id_aa64pfr0_el1)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from cpumodel.cli import main
+
+    (tmp_path / "b.yaml").write_text(
+        f"name: b\nbase: cortex-a72\nrole: host\n"
+        f"vulnerabilities: {{spectre_v2: '{state}', meltdown: '{state}'}}\n")
+    (tmp_path / "a.yaml").write_text(
+        "name: a\nbase: cortex-a72\nregisters:\n  ID_AA64PFR0_EL1: {CSV2: 1, CSV3: 1}\n")
+    r = CliRunner().invoke(main, ["diff", str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml"),
+                                  "--migratable", "--kernel", "7.3", "--format", "json"])
+    assert r.exit_code in (0, 1), r.output
+    out = json.loads(r.output)
+    rows = out["fields"] if isinstance(out, dict) and "fields" in out else out
+    csv = {row["field"] for row in rows if row["register"] == "ID_AA64PFR0_EL1" and not row["ok"]}
+    assert (csv == {"CSV2", "CSV3"}) is blocked, rows

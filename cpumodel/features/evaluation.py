@@ -25,6 +25,7 @@ from cpumodel.features.program import Program
 from cpumodel.features.types import FeatureError, FieldKey, State, Tri
 
 _SEARCH_BUDGET = 20000  # DPLL nodes per group before giving up (then nothing is reported)
+_STEP_CACHE_MAX = 1 << 15  # propagation steps memoised (a few thousand cover a fleet's models; cleared when full)
 
 
 class Budget(Exception):
@@ -160,6 +161,7 @@ class Evaluation(Program):
         queued = set(queue)
         later: deque[int] = deque()
         in_later: set[int] = set()
+        b, d, local, memo = st.b, st.d, self._local, self._step_cache
         while queue or later:
             if queue:
                 c = queue.popleft()
@@ -171,18 +173,27 @@ class Evaluation(Program):
                 full = True
             if c not in active:
                 continue
-            r = self._evals[c](st.b, st.d)
-            if r is None:
-                wake, dead, defer = self._narrow(c, st, full, record, watch_f, watch_d)
-                if not dead:
-                    if defer and c not in in_later:
-                        later.append(c)
-                        in_later.add(c)
-                    for w in wake:
-                        if w in active and w not in queued:
-                            queue.append(w)
-                            queued.add(w)
-                    continue
+            getf, getd = local[c] or self._getters(c)
+            key = (c, full, getf(b), getd(d))
+            step = memo.get(key)
+            if step is None:
+                step = self._step(c, st, full, record, watch_f, watch_d)
+                if len(memo) >= _STEP_CACHE_MAX:
+                    memo.clear()
+                memo[key] = step[:5]
+                wake = step[5]
+            elif step[0] is None:
+                wake = self._replay(c, st, step, record, watch_f, watch_d)
+            r, dead, defer = step[0], step[1], step[2]
+            if r is None and not dead:
+                if defer and c not in in_later:
+                    later.append(c)
+                    in_later.add(c)
+                for w in wake:
+                    if w in active and w not in queued:
+                        queue.append(w)
+                        queued.add(w)
+                continue
             active.discard(c)
             if r is not True:  # false, or no value of an unknown satisfies it
                 if violated is None:
@@ -190,19 +201,55 @@ class Evaluation(Program):
                 violated.append(c)
         return sorted(active)
 
-    def _watches(self, st: State, active: set[int]) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
-        """The active constraints reading each unknown feature and each field not yet narrowed to one region."""
+    def _step(self, c: int, st: State, full: bool, record: bool, watch_f: dict[int, list[int]],
+              watch_d: dict[int, list[int]]) -> tuple[Any, ...]:
+        """One propagation step on ``c``: (value, dead, deferred, features forced as (index, value),
+        fields narrowed as (index, regions), constraints to wake). All but the last depend only on
+        ``full`` and the values of ``c``'s own variables, so ``_propagate`` memoises them and
+        ``_replay`` redoes the changes on another model where those values are the same."""
         b, d = st.b, st.d
-        watch_f: dict[int, list[int]] = {}
-        watch_d: dict[int, list[int]] = {}
-        for c in sorted(active):
-            for v in self._cfeats[c]:
-                if b[v] is None:
-                    watch_f.setdefault(v, []).append(c)
-            for k in self._cfields[c]:
-                if d[k] & (d[k] - 1):
-                    watch_d.setdefault(k, []).append(c)
-        return watch_f, watch_d
+        r = self._evals[c](b, d)
+        if r is not None:
+            return r, False, False, (), (), []
+        fs, ks = self._cfeats[c], self._cfields[c]
+        before_b, before_d = [b[v] for v in fs], [d[k] for k in ks]
+        wake, dead, defer = self._narrow(c, st, full, record, watch_f, watch_d)
+        forced = tuple((v, b[v]) for v, old in zip(fs, before_b, strict=True) if b[v] is not old)
+        narrowed = tuple((k, d[k]) for k, old in zip(ks, before_d, strict=True) if d[k] != old)
+        return None, dead, defer, forced, narrowed, wake
+
+    @staticmethod
+    def _replay(c: int, st: State, step: tuple[Any, ...], record: bool, watch_f: dict[int, list[int]],
+                watch_d: dict[int, list[int]]) -> list[int]:
+        """Apply a memoised step's forcings and narrowings (as ``_narrow`` made them); the constraints to wake."""
+        wake: list[int] = []
+        b, d = st.b, st.d
+        for v, val in step[3]:
+            b[v] = val
+            if record:
+                st.reason[v] = c
+            wake.extend(watch_f.get(v, ()))
+        for k, keep in step[4]:
+            d[k] = keep
+            wake.extend(watch_d.get(k, ()))
+        return wake
+
+    def _watches(self, st: State, active: set[int]) -> tuple[dict[int, Any], dict[int, Any]]:
+        """The constraints to wake when a feature is forced or a field narrowed: every constraint
+        reading it, in order (built once). ``_propagate`` wakes only those still active; a feature is
+        forced, and a field narrowed, only while unknown, so these are exactly the active
+        constraints that read an unknown feature or a field not yet narrowed to one region."""
+        if self._readers is None:
+            readers_f: dict[int, list[int]] = {}
+            readers_d: dict[int, list[int]] = {}
+            for c in range(len(self._cfeats)):
+                for v in self._cfeats[c]:
+                    readers_f.setdefault(v, []).append(c)
+                for k in self._cfields[c]:
+                    readers_d.setdefault(k, []).append(c)
+            self._readers = ({v: tuple(cs) for v, cs in readers_f.items()},
+                             {k: tuple(cs) for k, cs in readers_d.items()})
+        return self._readers
 
     def _narrow(self, c: int, st: State, full: bool, record: bool, watch_f: dict[int, list[int]],
                 watch_d: dict[int, list[int]]) -> tuple[list[int], bool, bool]:

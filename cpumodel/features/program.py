@@ -18,6 +18,7 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Iterable
+from operator import itemgetter
 from typing import Any
 
 from cpumodel.features.types import Constraint, Def, Eval, Expr, FeatureError, FieldKey, Tri
@@ -32,6 +33,10 @@ SHIPPED = ("spec_version", "source", "unmapped", "_names", "_versions", "_fkeys"
 def tuples(x: Any) -> Any:
     """JSON lists as tuples (expressions are immutable and become constants in generated code)."""
     return tuple(tuples(y) for y in x) if isinstance(x, list) else x
+
+
+def _nothing(_: object) -> tuple[()]:
+    return ()
 
 
 def _norm(name: str) -> str:
@@ -263,7 +268,18 @@ class Program:
 
     def _init_runtime(self) -> None:
         self._sat_cache: dict[tuple[Any, ...], bool] = {}
+        # propagation's memo: (constraint, full, its variables' values) -> what one step does (evaluation.py)
+        self._step_cache: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        # each constraint's variables, read at once: (features getter, fields getter) over (b, d),
+        # made at the constraint's first propagation step (_getters)
+        self._local: list[tuple[Any, Any] | None] = [None] * len(self._cfeats)
         self._by_rule: dict[int, list[tuple[int, Def]]] | None = None
+        self._readers: tuple[dict[int, Any], dict[int, Any]] | None = None  # see Evaluation._watches
+
+    def _getters(self, c: int) -> tuple[Any, Any]:
+        fs, ks = self._cfeats[c], self._cfields[c]
+        g = self._local[c] = (itemgetter(*fs) if fs else _nothing, itemgetter(*ks) if ks else _nothing)
+        return g
 
     # -- expressions ------------------------------------------------------------------------
     def _collect(self, e: Expr, fs: list[int], ks: list[int]) -> None:

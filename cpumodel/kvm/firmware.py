@@ -12,15 +12,22 @@ kernel line (tables in ``cpumodel/data/errata/<X.Y>.json``, key ``firmware``, ge
   unaffected host cannot be restored on an affected one;
 * WORKAROUND_2: ENABLED only with AVAIL; NOT_AVAIL/UNKNOWN count as NOT_AVAIL, AVAIL/NOT_REQUIRED
   as NOT_REQUIRED; above the host's level EINVAL;
-* the bitmaps: a bit the line does not know EINVAL; a changed value after the first KVM_RUN EBUSY;
+* the bitmaps: a bit the line does not know EINVAL (checked first); a changed value after the first
+  KVM_RUN EBUSY;
 * a register the line does not list: ENOENT.
 
 The host's levels come from its Spectre states (``cpumodel.identity``).
+
+The target-implementation hypercalls (6.15+, :func:`target_impl`) depend on what the VMM restores here.
+Every rule above and the target-implementation facts are checked against the real kernels' answers:
+tests/oracle/firmware/ (``python -m tools.oracle record-firmware``), tests/oracle/test_firmware_replay.py.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from cpumodel import identity
@@ -87,9 +94,13 @@ def _verdict(name: str, value: int, ok: bool, errno: str | None, why: str, sourc
     return Verdict(name, value, status, errno, why, source)
 
 
-def check(line: str, name: str, value: int, levels: dict[str, int] | None, psci_0_2: bool = True) -> Verdict:
+def check(line: str, name: str, value: int, levels: dict[str, int] | None, psci_0_2: bool = True,
+          after_run: bool = False, current: int | None = None) -> Verdict:
     """What KVM_SET_ONE_REG of firmware register ``name`` = ``value`` answers on this line: the kernel's
-    answer as every KVM_SET_ONE_REG verdict is (:class:`cpumodel.kvm.model.Verdict`)."""
+    answer as every KVM_SET_ONE_REG verdict is (:class:`cpumodel.kvm.model.Verdict`).
+
+    ``after_run``: the VM has run (``kvm_vm_has_ran_once()``); a bitmap then takes only its
+    ``current`` value (default: KVM's reset value), anything else EBUSY."""
     verdict = functools.partial(_verdict, name, value)
     regs = registers(line)
     rules = table(line)["rules"]
@@ -111,12 +122,7 @@ def check(line: str, name: str, value: int, levels: dict[str, int] | None, psci_
         return verdict(False, "EINVAL", f"PSCI version {value:#x} is not one Linux {line} accepts ({known})",
                        r["rule_source"])
     if name.endswith("BMAP") or name.endswith("BMAP_2"):
-        bad = value & ~r["mask"]
-        if bad:
-            return verdict(False, "EINVAL", f"bits {bad:#x} are not hypercall features Linux {line} knows "
-                           f"(mask {r['mask']:#x})", rules["bmap_unsupported_bit"])
-        return verdict(True, None, "accepted before the first KVM_RUN (EBUSY after it if changed)",
-                       rules["bmap_after_run"])
+        return _check_bmap(line, r, rules, value, after_run, current, verdict)
     lv = r["levels"]
     if name == "SMCCC_ARCH_WORKAROUND_2":
         if value & ~(LEVEL_MASK | lv["ENABLED"]):
@@ -144,3 +150,78 @@ def check(line: str, name: str, value: int, levels: dict[str, int] | None, psci_
         return verdict(False, "EINVAL", f"{names.get(want, want)} is above the host kernel's level "
                        f"{names.get(host, host)} (get_kernel_wa_level())", src)
     return verdict(True, None, f"the host kernel's level is {names.get(host, host)}", src)
+
+
+def _check_bmap(line: str, r: dict[str, Any], rules: dict[str, str], value: int, after_run: bool,
+                current: int | None, verdict: Callable[..., Verdict]) -> Verdict:
+    """kvm_arm_set_fw_reg_bmap(): unknown bits EINVAL first, then EBUSY for a change once the VM has run."""
+    bad = value & ~r["mask"]
+    if bad:
+        return verdict(False, "EINVAL", f"bits {bad:#x} are not hypercall features Linux {line} knows "
+                       f"(mask {r['mask']:#x})", rules["bmap_unsupported_bit"])
+    now = current if current is not None else r.get("default")
+    if after_run and value != now:
+        return verdict(False, "EBUSY", f"the VM has run: the bitmap keeps its value {now:#x}",
+                       rules["bmap_after_run"])
+    return verdict(True, None, "accepted before the first KVM_RUN (EBUSY after it if changed)",
+                   rules["bmap_after_run"])
+
+
+#: What a VMM must do before a guest can learn its target implementations (Linux 6.15+: the guest's
+#: kvm_arm_target_impl_cpu_init(), drivers/firmware/smccc/kvm_guest.c, then cpu_errata_set_target_impl()),
+#: from arch/arm64/kvm/hypercalls.c of a 6.15+ tree, and recorded on 6.16.12-7.3.4 (tests/oracle/firmware/,
+#: "hypercalls": a guest's hvc to each call with and without the bits and the filter):
+TARGET_IMPL_STEPS = (
+    # kvm_smccc_call_handler(), ARM_SMCCC_VENDOR_HYP_KVM_FEATURES_FUNC_ID: "val[2] = smccc_feat->vendor_hyp_bmap_2;"
+    # - the guest's kvm_arm_hyp_service_available(ARM_SMCCC_KVM_FUNC_DISCOVER_IMPL_VER/_CPUS) reads these bits
+    # (recorded: x2 = the VENDOR_HYP_BMAP_2 written, 0x3 or 0x0)
+    ("bits", "set KVM_REG_ARM_VENDOR_HYP_BMAP_2 bits DISCOVER_IMPL_VER and DISCOVER_IMPL_CPUS (reset value 0) "
+             "before the first KVM_RUN (EBUSY after)",
+     "arch/arm64/kvm/hypercalls.c kvm_smccc_call_handler() ARM_SMCCC_VENDOR_HYP_KVM_FEATURES_FUNC_ID: "
+     "val[2] = smccc_feat->vendor_hyp_bmap_2"),
+    # kvm_smccc_test_fw_bmap(): ARM_SMCCC_VENDOR_HYP_KVM_FEATURES_FUNC_ID / CALL_UID are gated by
+    # KVM_REG_ARM_VENDOR_HYP_BIT_FUNC_FEAT; without them the guest's kvm_init_hyp_services() finds no KVM
+    ("func_feat", "keep KVM_REG_ARM_VENDOR_HYP_BMAP bit FUNC_FEAT (CALL_UID and KVM_FEATURES are gated by it)",
+     "arch/arm64/kvm/hypercalls.c kvm_smccc_test_fw_bmap() KVM_REG_ARM_VENDOR_HYP_BIT_FUNC_FEAT"),
+    # kvm_smccc_test_fw_bmap() has no case for the DISCOVER_IMPL calls, so kvm_smccc_get_action() denies them
+    # (SMCCC_RET_NOT_SUPPORTED) unless the SMCCC filter forwards them: KVM does not answer them itself
+    # (recorded: -1 with the bits set and no filter; KVM_EXIT_HYPERCALL with the filter, bits or not)
+    ("forward", "forward ARM_SMCCC_VENDOR_HYP_KVM_DISCOVER_IMPL_VER/_CPUS_FUNC_ID (0xc6000040-0xc6000041) to "
+                "userspace with KVM_ARM_VM_SMCCC_FILTER action KVM_SMCCC_FILTER_FWD_TO_USER before the first "
+                "KVM_RUN, and answer the KVM_EXIT_HYPERCALL exits (version 1.0; each MIDR/REVIDR/AIDR)",
+     "arch/arm64/kvm/hypercalls.c kvm_smccc_get_action(), kvm_smccc_test_fw_bmap() (no DISCOVER_IMPL case), "
+     "kvm_smccc_set_filter(); Documentation/virt/kvm/arm/hypercalls.rst"),
+)
+TARGET_IMPL_BITS = ("KVM_REG_ARM_VENDOR_HYP_BIT_DISCOVER_IMPL_VER", "KVM_REG_ARM_VENDOR_HYP_BIT_DISCOVER_IMPL_CPUS")
+
+
+@dataclass
+class TargetImpl:
+    """Whether a guest with these firmware pseudo-registers can learn its target implementations."""
+
+    enabled: bool
+    why: str
+    source: str
+
+
+def target_impl(line: str, values: Mapping[str, int]) -> TargetImpl:
+    """Does the VMM whose restored firmware registers are ``values`` (a profile's ``firmware:``; unset ones
+    keep KVM's reset value) offer the target-implementation hypercalls on ``line``? The SMCCC filter and
+    the answers are not registers: a VMM that sets the bits is taken to forward and answer the calls."""
+    regs = registers(line)
+    if "VENDOR_HYP_BMAP_2" not in regs:
+        return TargetImpl(False, f"Linux {line} has no KVM_REG_ARM_VENDOR_HYP_BMAP_2 (6.15+)",
+                          regs["VENDOR_HYP_BMAP"]["listed"])
+    b2 = regs["VENDOR_HYP_BMAP_2"]
+    need = sum(1 << b2["bits"][b] for b in TARGET_IMPL_BITS)
+    have = values.get("VENDOR_HYP_BMAP_2", b2["default"])
+    if have & need != need:
+        return TargetImpl(False, f"VENDOR_HYP_BMAP_2={have:#x} lacks DISCOVER_IMPL_VER/_CPUS ({need:#x}; reset "
+                          f"value {b2['default']:#x}): KVM_FEATURES does not offer the calls", TARGET_IMPL_STEPS[0][2])
+    vh = regs["VENDOR_HYP_BMAP"]
+    ff = 1 << vh["bits"]["KVM_REG_ARM_VENDOR_HYP_BIT_FUNC_FEAT"]
+    if not values.get("VENDOR_HYP_BMAP", vh["default"]) & ff:
+        return TargetImpl(False, "VENDOR_HYP_BMAP lacks FUNC_FEAT: the guest finds no KVM hypervisor services",
+                          TARGET_IMPL_STEPS[1][2])
+    return TargetImpl(True, "KVM advertises the calls (VENDOR_HYP_BMAP_2) but does not answer them: the VMM "
+                      "must " + TARGET_IMPL_STEPS[2][1], TARGET_IMPL_STEPS[2][2])

@@ -484,10 +484,21 @@ def _check_features(ctx: _Ctx, reg: RegisterRules, val: int,
     return None, out, "within KVM's limit"
 
 
+#: _checked_fields' answers: (id of the register's rules, value, limit, host value) -> (those rules, the
+#: verdicts, their mask). The KVM model re-runs a write's path once per host fact it forks on, and
+#: profiles share register values; the verdicts are immutable values. Bounded, cleared when full.
+_CHECKED: dict[tuple[int, int, Partial, Partial], tuple[RegisterRules, list[FieldVerdict], int]] = {}
+
+
 def _checked_fields(ctx: _Ctx, reg: RegisterRules, val: int, limit: Partial) -> tuple[list[FieldVerdict], int]:
     """The verdict of each field arm64_check_features() checks (its ftr_bits policy against the
-    limit), and the mask of those fields."""
+    limit), and the mask of those fields (a new list: callers extend it)."""
     assert reg.fields is not None
+    host = ctx.host_reg(reg.name)
+    key = (id(reg), val, limit, host)
+    hit = _CHECKED.get(key)
+    if hit is not None and hit[0] is reg:
+        return list(hit[1]), hit[2]
     out: list[FieldVerdict] = []
     mask = 0
     for f in reg.fields:
@@ -496,7 +507,7 @@ def _checked_fields(ctx: _Ctx, reg: RegisterRules, val: int, limit: Partial) -> 
         mask |= f.mask
         asked = (val >> f.shift) & ((1 << f.width) - 1)
         lim = limit.field(f.shift, f.width)
-        hv = ctx.host_reg(reg.name).field(f.shift, f.width)
+        hv = host.field(f.shift, f.width)
         if lim is not None:
             ok: bool | None = field_allowed(f.policy, f.signed, f.width, asked, lim, f.safe_val)
         else:
@@ -508,12 +519,30 @@ def _checked_fields(ctx: _Ctx, reg: RegisterRules, val: int, limit: Partial) -> 
         else:
             reason = f"{f.name}={asked}: depends on KVM's limit for the field, which depends on the host"
         out.append(FieldVerdict(f.name, f.shift, f.width, asked, hv, lim, f.policy, ok, reason, f.source))
+    if len(_CHECKED) >= 2048:
+        _CHECKED.clear()
+    _CHECKED[key] = (reg, list(out), mask)
     return out, mask
+
+
+_UNCHECKED: dict[tuple[int, int, Partial, int, str], tuple[RegisterRules, list[FieldVerdict]]] = {}  # as _CHECKED
 
 
 def _unchecked_bits(reg: RegisterRules, val: int, limit: Partial, rest: int, src: str) -> list[FieldVerdict]:
     """The bits ``rest`` no checked field covers: they must equal the limit (by layout field, then
-    any unnamed bits)."""
+    any unnamed bits). Memoised as ``_checked_fields`` is (a new list each time)."""
+    key = (id(reg), val, limit, rest, src)
+    hit = _UNCHECKED.get(key)
+    if hit is not None and hit[0] is reg:
+        return list(hit[1])
+    out = _unchecked_bits_of(reg, val, limit, rest, src)
+    if len(_UNCHECKED) >= 2048:
+        _UNCHECKED.clear()
+    _UNCHECKED[key] = (reg, list(out))
+    return out
+
+
+def _unchecked_bits_of(reg: RegisterRules, val: int, limit: Partial, rest: int, src: str) -> list[FieldVerdict]:
     out: list[FieldVerdict] = []
     diff_known = (val ^ limit.value) & rest & limit.known
     unknown = rest & ~limit.known

@@ -15,7 +15,10 @@
  *                               QEMU does, before the defaults are read;
  *                               bit5 writable_imp_id = not a vCPU feature either:
  *                               KVM_ENABLE_CAP(KVM_CAP_ARM_WRITABLE_IMP_ID_REGS) on
- *                               the VM before KVM_CREATE_VCPU, Linux >= 6.15)
+ *                               the VM before KVM_CREATE_VCPU, Linux >= 6.15;
+ *                               bit6 psci_0_2 = the KVM_ARM_VCPU_PSCI_0_2 vCPU
+ *                               feature, as every VMM sets it: the firmware
+ *                               pseudo-register blocks use it, see below)
  *   S <featmask-hex>            like B, but a *sequence* block: accepted writes are
  *                               kept (not restored), so each case sees the state the
  *                               earlier ones left (a migration: one CPU's registers
@@ -30,6 +33,23 @@
  *   X                           run the vCPU once (until its first exit); the
  *                               cases after it are "after_run" cases
  *   E                           end of block (drift check, close the VM)
+ *   V                           report the host kernel's Spectre states
+ *                               (/sys/devices/system/cpu/vulnerabilities/*):
+ *                               one "vuln" message per file
+ *   H <feat> <func> <bmap2> <fbase> <fn>
+ *                               a hypercall: new VM + vCPU (features as B), set
+ *                               KVM_REG_ARM_VENDOR_HYP_BMAP_2 = bmap2, if fn > 0 install
+ *                               the SMCCC filter [fbase, fbase+fn) -> FWD_TO_USER
+ *                               (KVM_ARM_VM_SMCCC_FILTER), then run guest code
+ *                               "hvc #0; str x0,[x1]; str x2,[x1]" with x0 = func:
+ *                               one "hc" message with each step's errno and up to
+ *                               two exits (MMIO: the stored x0 then x2; or
+ *                               KVM_EXIT_HYPERCALL with the function id)
+ * G and W also take the ids of KVM's firmware pseudo-registers
+ * (Documentation/virt/kvm/arm/fw-pseudo-registers.rst, 0x6030000000140000...):
+ * their defaults are read and restores written exactly like ID registers (an
+ * accepted change is written back at once); cpumodel/oracle/firmware.py makes
+ * such case files.
  * Every W/M/R line is one case (one handler function per case kind, see
  * case_kinds[]: a new kind is a new letter and a new function); cases are numbered from 0 in file order across
  * all blocks (the cases of a block whose KVM_ARM_VCPU_INIT fails are skipped
@@ -119,6 +139,9 @@ struct oracle_reg_mask_range {
 #define FEAT_EL1_32BIT 8u
 #define FEAT_VGIC 16u
 #define FEAT_IMP_ID 32u
+#define FEAT_PSCI_0_2 64u
+/* arch/arm64/include/uapi/asm/kvm.h: #define KVM_ARM_VCPU_PSCI_0_2 2 */
+#define ORACLE_ARM_VCPU_PSCI_0_2 2
 /* include/uapi/linux/kvm.h: #define KVM_CAP_ARM_WRITABLE_IMP_ID_REGS 239 */
 #define ORACLE_CAP_ARM_WRITABLE_IMP_ID_REGS 239
 /* Linux < 6.7 (e.g. 6.1) has neither KVM_ARM_GET_REG_WRITABLE_MASKS nor
@@ -414,6 +437,8 @@ static void start_block(unsigned feat, int seq)
 					    (1u << KVM_ARM_VCPU_PTRAUTH_GENERIC);
 		if (feat & FEAT_EL1_32BIT)
 			init.features[0] |= 1u << KVM_ARM_VCPU_EL1_32BIT;
+		if (feat & FEAT_PSCI_0_2)
+			init.features[0] |= 1u << ORACLE_ARM_VCPU_PSCI_0_2;
 		init_err = xioctl(vcpu_fd, KVM_ARM_VCPU_INIT, &init);
 	}
 	if (init_err == 0 && (feat & FEAT_SVE)) {
@@ -629,6 +654,127 @@ static void run_once(void)
 	drift_check("after_run");
 }
 
+/* V: the host kernel's Spectre states as its sysfs reports them (what decides
+ * get_kernel_wa_level(), arch/arm64/kvm/hypercalls.c) */
+static void report_vulnerabilities(void)
+{
+	static const char *const names[] = {"meltdown", "spec_store_bypass", "spectre_v1", "spectre_v2",
+					    "spectre_bhb"};
+	mkdir("/sys", 0755);
+	mount("sysfs", "/sys", "sysfs", 0, NULL);
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		char path[128], buf[512];
+		snprintf(path, sizeof(path), "/sys/devices/system/cpu/vulnerabilities/%s", names[i]);
+		int fd = open(path, O_RDONLY);
+		if (fd < 0)
+			continue;
+		ssize_t n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n < 0)
+			continue;
+		buf[n] = 0;
+		while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+			buf[--n] = 0;
+		begin("vuln");
+		put(",\"name\":");
+		put_str(names[i]);
+		put(",\"text\":");
+		put_str(buf);
+		end();
+	}
+}
+
+/* include/uapi/linux/kvm.h (6.4+): KVM_EXIT_HYPERCALL 3 (run->hypercall.nr);
+ * arch/arm64/include/uapi/asm/kvm.h: KVM_ARM_VM_SMCCC_CTRL 0, KVM_ARM_VM_SMCCC_FILTER 0,
+ * struct kvm_smccc_filter { __u32 base; __u32 nr_functions; __u8 action; __u8 pad[15]; },
+ * enum kvm_smccc_filter_action { KVM_SMCCC_FILTER_HANDLE = 0, KVM_SMCCC_FILTER_DENY,
+ * KVM_SMCCC_FILTER_FWD_TO_USER }; KVM_REG_ARM_VENDOR_HYP_BMAP_2 KVM_REG_ARM_FW_FEAT_BMAP_REG(3) */
+struct oracle_smccc_filter {
+	uint32_t base;
+	uint32_t nr_functions;
+	uint8_t action;
+	uint8_t pad[15];
+};
+#define ORACLE_SMCCC_FILTER_FWD_TO_USER 2
+#define ORACLE_VM_SMCCC_CTRL 0
+#define ORACLE_VM_SMCCC_FILTER 0
+#define ORACLE_EXIT_HYPERCALL 3
+#define ORACLE_VENDOR_HYP_BMAP_2 0x6030000000160003ULL
+
+static void hypercall_case(char *p)
+{
+	unsigned feat = (unsigned)strtoul(p, &p, 16);
+	uint64_t func = strtoull(p, &p, 16);
+	uint64_t bmap2 = strtoull(p, &p, 16);
+	uint32_t fbase = (uint32_t)strtoul(p, &p, 16);
+	uint32_t fn = (uint32_t)strtoul(p, &p, 16);
+	start_block(feat, 1);
+	int bmap_err = -1, filter_err = -1, mem_err = -1;
+	int reasons[3] = {-1, -1, -1}, run_errs[3] = {-1, -1, -1};
+	unsigned long long data[3] = {0, 0, 0}, nrs[3] = {0, 0, 0};
+	if (block_ok) {
+		bmap_err = set_reg(vcpu_fd, ORACLE_VENDOR_HYP_BMAP_2, bmap2);
+		if (fn) {
+			struct oracle_smccc_filter f;
+			memset(&f, 0, sizeof(f));
+			f.base = fbase;
+			f.nr_functions = fn;
+			f.action = ORACLE_SMCCC_FILTER_FWD_TO_USER;
+			struct kvm_device_attr a = {.group = ORACLE_VM_SMCCC_CTRL, .attr = ORACLE_VM_SMCCC_FILTER,
+						    .addr = (uint64_t)(uintptr_t)&f};
+			filter_err = xioctl(vm_fd, KVM_SET_DEVICE_ATTR, &a);
+		}
+		guest_mem = mmap(NULL, GUEST_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (guest_mem == MAP_FAILED)
+			fatal("mmap guest memory", errno);
+		uint32_t *code = guest_mem;
+		code[0] = 0xd4000002; /* A64: hvc #0          */
+		code[1] = 0xf9000020; /* A64: str x0, [x1]    */
+		code[2] = 0xf9000022; /* A64: str x2, [x1]    */
+		code[3] = 0x14000000; /* A64: b .             */
+		struct kvm_userspace_memory_region region = {
+			.slot = 0, .flags = 0, .guest_phys_addr = GUEST_BASE, .memory_size = GUEST_SIZE,
+			.userspace_addr = (uint64_t)(uintptr_t)guest_mem};
+		mem_err = xioctl(vm_fd, KVM_SET_USER_MEMORY_REGION, &region);
+		set_reg(vcpu_fd, ORACLE_CORE_REG(offsetof(struct kvm_regs, regs.pc)), GUEST_BASE);
+		set_reg(vcpu_fd, ORACLE_CORE_REG(offsetof(struct kvm_regs, regs.regs[0])), func);
+		set_reg(vcpu_fd, ORACLE_CORE_REG(offsetof(struct kvm_regs, regs.regs[1])), MMIO_ADDR);
+		struct kvm_run *run = mmap(NULL, (size_t)mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu_fd, 0);
+		if (run == MAP_FAILED)
+			fatal("mmap kvm_run", errno);
+		for (int i = 0; i < 2; i++) { /* the two stores, or the hypercall exit */
+			in_run = 1;
+			alarm(10);
+			run_errs[i] = ioctl(vcpu_fd, KVM_RUN, 0) < 0 ? errno : 0;
+			alarm(0);
+			in_run = 0;
+			alarm(watchdog_seconds);
+			reasons[i] = (int)run->exit_reason;
+			if (run_errs[i] == 0 && run->exit_reason == KVM_EXIT_MMIO) {
+				uint64_t v = 0;
+				memcpy(&v, run->mmio.data, sizeof(v));
+				data[i] = (unsigned long long)v;
+			} else if (run_errs[i] == 0 && run->exit_reason == ORACLE_EXIT_HYPERCALL) {
+				nrs[i] = (unsigned long long)run->hypercall.nr;
+				break;
+			} else {
+				break;
+			}
+		}
+		munmap(run, (size_t)mmap_size);
+		ran = 1;
+	}
+	begin("hc");
+	put(",\"b\":%u,\"func\":\"0x%llx\",\"bmap2_errno\":%d,\"filter_errno\":%d,\"memslot_errno\":%d,\"exits\":[",
+	    block_no, (unsigned long long)func, bmap_err, filter_err, mem_err);
+	for (int i = 0; i < 3 && reasons[i] >= 0; i++)
+		put("%s{\"run_errno\":%d,\"reason\":%d,\"data\":\"0x%llx\",\"nr\":\"0x%llx\"}", i ? "," : "",
+		    run_errs[i], reasons[i], data[i], nrs[i]);
+	put("]");
+	end();
+	close_block();
+}
+
 static void dump_dmesg(void)
 {
 	int len = klogctl(10 /* SYSLOG_ACTION_SIZE_BUFFER */, NULL, 0);
@@ -759,6 +905,12 @@ int main(void)
 			break;
 		case 'X':
 			run_once();
+			break;
+		case 'V':
+			report_vulnerabilities();
+			break;
+		case 'H':
+			hypercall_case(p);
 			break;
 		case 'E':
 			flush_batch();

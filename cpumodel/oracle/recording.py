@@ -303,8 +303,9 @@ class Recording:
         }
 
     @classmethod
-    def from_json(cls, d: object, cases: bool = True) -> Recording:
-        """``cases=False``: everything but the cases (``.cases`` stays empty; much faster)."""
+    def from_json(cls, d: object, cases: bool = True, sequences_only: bool = False) -> Recording:
+        """``cases=False``: everything but the cases (``.cases`` stays empty; much faster);
+        ``sequences_only``: of the cases, only those of sequences (migrations)."""
         if not isinstance(d, dict) or d.get("schema") not in SCHEMAS:
             got = d.get("schema") if isinstance(d, dict) else type(d).__name__
             raise OracleError(f"not an oracle recording (schema {got!r}, want {SCHEMA!r})")
@@ -323,9 +324,12 @@ class Recording:
             if not cases:
                 pass
             elif d["schema"] == SCHEMA_V1:
-                rec.cases = [CaseResult.from_json(c) for c in d["cases"]]
+                rec.cases = [CaseResult.from_json(c) for c in d["cases"] if not sequences_only or c.get("seq")]
             else:
-                rec.cases = _decode_groups(rec, d["errno_codes"], d["groups"])
+                groups = d["groups"]
+                if sequences_only:
+                    groups = [g for g in groups if g.get("seq") is not None]
+                rec.cases = _decode_groups(rec, d["errno_codes"], groups)
             return rec
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise OracleError(f"malformed oracle recording: {e!r}") from None
@@ -474,8 +478,9 @@ def save_recording(recording: Recording, path: Path) -> None:
     tmp.replace(path)
 
 
-def load_recording(path: Path | str, cases: bool = True) -> Recording:
-    """Load a ``.json.gz`` (or plain ``.json``) recording; ``cases=False`` leaves out the cases."""
+def load_recording(path: Path | str, cases: bool = True, sequences_only: bool = False) -> Recording:
+    """Load a ``.json.gz`` (or plain ``.json``) recording; ``cases=False`` leaves out the cases,
+    ``sequences_only`` all but those of sequences (migrations)."""
     p = Path(path)
     try:
         raw = p.read_bytes()
@@ -487,7 +492,7 @@ def load_recording(path: Path | str, cases: bool = True) -> Recording:
         data = json.loads(raw)
     except json.JSONDecodeError as e:
         raise OracleError(f"{p}: not JSON: {e.msg}") from None
-    return Recording.from_json(data, cases)
+    return Recording.from_json(data, cases, sequences_only)
 
 
 def _case_key(c: CaseResult) -> tuple[object, ...]:

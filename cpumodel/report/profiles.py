@@ -32,6 +32,11 @@ def baseline_yaml(b: Baseline, models: list[Model], name: str = "baseline", find
     for reg_name, v in b.values.items():
         lim = [(f, who) for (r, f), who in b.limited_by.items() if r == reg_name]
         w.hex(reg_name, v, "; ".join(f"{f} limited by {who}" for f, who in lim) or None, indent=2)
+    if b.firmware:  # baseline --target-impl: the VMM offers the target-implementation hypercalls
+        w.mapping("firmware")
+        for reg_name, v in b.firmware.items():
+            w.hex(reg_name, v, "target-implementation hypercalls offered (6.15+); the VMM forwards and answers them",
+                  indent=2, digits=1)
     for f in findings:
         w.comment(f"architecture finding: {f.rule}: {f.message}")
     for f in identity:

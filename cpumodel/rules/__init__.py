@@ -63,6 +63,19 @@ def rule(id: str, name: str, *, kind: str, severity: str, source: str) -> Callab
     return deco
 
 
+class LazyModule:
+    """A module imported at its first attribute use: every rule module is imported to register its
+    rules, but a check of a host CPU runs no identity rule and needs none of their engines."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        import importlib
+
+        return getattr(importlib.import_module(self._name), attr)
+
+
 def _load_builtin() -> None:
     # Importing the modules registers their rules.
     from cpumodel.rules import arch, firmware, identity, kvm_writes, profile_rules, vcpu  # noqa: F401

@@ -10,7 +10,8 @@ the features that no ID field determines can satisfy it.
 
 from __future__ import annotations
 
-from functools import cache
+from collections.abc import Callable
+from functools import cache, lru_cache
 
 from cpumodel import regdb
 from cpumodel.findings import Finding
@@ -38,6 +39,15 @@ def rules() -> dict[str, Rule]:
     return out
 
 
+@lru_cache(maxsize=64)
+def all_ignored(patterns: tuple[str, ...]) -> bool:
+    """Whether ``patterns`` (ignore entries) silence every rule the feature engine reports
+    (each generated constraint and ARCH-INCOMPLETE): then the engine need not run at all."""
+    from cpumodel.rules import matches
+
+    return bool(patterns) and all(matches(rid, patterns) for rid in rules())
+
+
 INCOMPLETE = "ARCH-INCOMPLETE"
 INCOMPLETE_DOC = """\
 The feature engine gave up on some constraints of this model: they were neither proved nor refuted.
@@ -49,26 +59,54 @@ more fields (or ``arch:``) to let propagation decide."""
 
 
 _MEMO: dict[tuple[object, ...], tuple[list, int]] = {}  # type: ignore[type-arg]
+_MEMO_MAX = 512  # distinct models' verdicts kept (a few KB each); cleared when full
 _KEYS: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}  # one copy of each field-name tuple
 
 
-def _violations(fm, fields: dict[tuple[str, str], int], arch: str | None) -> tuple[list, int]:  # type: ignore[no-untyped-def,type-arg]
+_READ_MASKS: dict[str, int] = {}  # register -> the bits of its named fields that the constraints read
+
+
+def _read_mask(reg: str) -> int:
+    """The bits of ``reg``'s named fields that the constraints read (``fm.relevant``'s fields)."""
+    m = _READ_MASKS.get(reg)
+    if m is None:
+        from cpumodel.features import FeatureModel
+
+        fields = regdb.load().registers[reg].named_fields
+        read = FeatureModel.load().relevant({(reg, f.name): 0 for f in fields})
+        m = _READ_MASKS[reg] = sum(f.mask for f in fields if (reg, f.name) in read)
+    return m
+
+
+def _model_key(model: Model) -> tuple[object, ...]:
+    """The memo key of a model whose every field is known: (arch, its registers' bits that the
+    constraints read). Equal keys mean equal ``fm.relevant(model.field_values())``: the fields of a
+    register are decoded from its value alone."""
+    return (model.arch, tuple(sorted((r, v & m) for r, v in model.values.items() if (m := _read_mask(r)))))
+
+
+def _violations(fm, fields: Callable[[], dict[tuple[str, str], int]],  # type: ignore[no-untyped-def]
+                arch: str | None, key: tuple[object, ...] | None = None) -> tuple[list, int]:  # type: ignore[type-arg]
     """fm.check and how many searches it abandoned (the engine's ``incomplete_searches``),
     memoised per distinct model: CI lints many profiles that share a base or differ only in
-    fields no constraint reads (MIDR_EL1, REVIDR_EL1, ...). The key is (arch, field names,
-    values) of the fields the constraints read, with one shared copy of each name tuple."""
-    fields = fm.relevant(fields)
-    names = tuple(sorted(fields))
-    names = _KEYS.setdefault(names, names)
-    if len(_KEYS) > 256:
-        _KEYS.clear()
-    key = (arch, names, tuple(fields[n] for n in names))
+    fields no constraint reads (MIDR_EL1, REVIDR_EL1, ...). The key is ``key`` (``_model_key``)
+    or else (arch, field names, values) of the fields the constraints read, with one shared copy
+    of each name tuple. ``fields``: the model's known fields, asked for only when needed."""
+    relevant = None
+    if key is None:
+        relevant = fm.relevant(fields())
+        names = tuple(sorted(relevant))
+        names = _KEYS.setdefault(names, names)
+        if len(_KEYS) > 256:
+            _KEYS.clear()
+        key = (arch, names, tuple(relevant[n] for n in names))
     hit = _MEMO.get(key)
     if hit is None:
-        if len(_MEMO) > 1024:
+        if len(_MEMO) >= _MEMO_MAX:
             _MEMO.clear()
         before = fm.incomplete_searches  # the engine's count of searches abandoned at its budget
-        found = fm.check(fields, assert_true=[arch] if arch else [])
+        found = fm.check(relevant if relevant is not None else fm.relevant(fields()),
+                         assert_true=[arch] if arch else [])
         hit = _MEMO[key] = (found, fm.incomplete_searches - before)
     return hit
 
@@ -78,12 +116,19 @@ def check(model: Model, ctx: Context) -> list[Finding]:
 
     fm = FeatureModel.load()
     out = []
-    fields = model.field_values()
-    if model.unseen:  # fields a capture could not see are unknown, not 0
-        db = regdb.load()
-        fields = {(r, f): v for (r, f), v in fields.items()
-                  if not (r in model.unseen and db.registers[r].field(f).mask & model.unseen[r])}
-    violations, incomplete = _violations(fm, fields, model.arch)
+    known: list[dict[tuple[str, str], int]] = []  # the model's known fields, once asked for
+
+    def fields() -> dict[tuple[str, str], int]:
+        if not known:
+            fv = model.field_values()
+            if model.unseen:  # fields a capture could not see are unknown, not 0
+                db = regdb.load()
+                fv = {(r, f): v for (r, f), v in fv.items()
+                      if not (r in model.unseen and db.registers[r].field(f).mask & model.unseen[r])}
+            known.append(fv)
+        return known[0]
+
+    violations, incomplete = _violations(fm, fields, model.arch, None if model.unseen else _model_key(model))
     if incomplete:
         out.append(Finding(INCOMPLETE, "info", f"{incomplete} group(s) of Arm constraints were neither proved nor "
                            "refuted within the feature engine's search budget", location=model.loc,
@@ -95,7 +140,7 @@ def check(model: Model, ctx: Context) -> list[Finding]:
         if v.owner == model.arch or (model.arch and v.text.startswith(model.arch)):
             loc = model.arch_loc or loc
         out.append(Finding(v.id, "error", v.message, register=reg, field=field,
-                           asked=fields.get((reg, field)) if reg and field else None,
+                           asked=fields().get((reg, field)) if reg and field else None,
                            why=f"Arm constraint: {v.text}", location=loc,
                            source=f"{SOURCE} ({fm.spec_version})",
                            extra={"fields": [f"{r}.{f}" for r, f in v.fields]}))

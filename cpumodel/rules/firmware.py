@@ -6,10 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from cpumodel import identity
 from cpumodel.findings import Finding
 from cpumodel.resolve import Model
-from cpumodel.rules import Context, rule
+from cpumodel.rules import Context, LazyModule, rule
+
+if TYPE_CHECKING:
+    from cpumodel import identity
+else:
+    identity = LazyModule("cpumodel.identity")  # the errata engine: only guests' identity rules use it
 
 if TYPE_CHECKING:
     from cpumodel.kvm.model import Verdict
@@ -107,3 +111,34 @@ def migration_findings(a: Model, b: Model, kernel: str | None) -> list[Finding]:
                                why=v.reason, errno=v.errno, location=a.firmware_loc.get(name), source=v.source,
                                kernel=line))
     return out
+
+
+@rule("F003", "target-impl-needs-the-vmm", kind="kvm", severity="info",
+      source="Linux arch/arm64/kvm/hypercalls.c kvm_smccc_get_action(), kvm_smccc_test_fw_bmap(); "
+             "Documentation/virt/kvm/arm/hypercalls.rst ARM_SMCCC_VENDOR_HYP_KVM_DISCOVER_IMPL_VER/CPUS_FUNC_ID")
+def target_impl_needs_the_vmm(model: Model, ctx: Context) -> Iterator[Finding]:
+    """The profile offers the target-implementation hypercalls (6.15+); KVM does not answer them.
+
+    Setting KVM_REG_ARM_VENDOR_HYP_BMAP_2 bits DISCOVER_IMPL_VER/_CPUS makes KVM advertise the calls
+    (KVM_FEATURES), but KVM has no handler for them: unless the VMM forwards them with the SMCCC filter
+    (KVM_ARM_VM_SMCCC_FILTER, KVM_SMCCC_FILTER_FWD_TO_USER, before the first KVM_RUN) and answers the
+    KVM_EXIT_HYPERCALL exits, the guest gets NOT_SUPPORTED and keeps matching errata against its own
+    MIDR only (recorded on 6.16.12-7.3.4, tests/oracle/firmware/). Also said when FUNC_FEAT is cleared in
+    VENDOR_HYP_BMAP, which hides every KVM service from the guest.
+
+    Bad:  ``firmware: {VENDOR_HYP_BMAP_2: 0x3}`` with a VMM that does not handle the calls
+    Good: the same with the VMM forwarding and answering them (QEMU's target-implementation series does)
+    """
+    from cpumodel.kvm import firmware
+
+    if "VENDOR_HYP_BMAP_2" not in model.firmware:
+        return
+    line = identity.line_or_newest(ctx.kernel)
+    if "VENDOR_HYP_BMAP_2" not in firmware.registers(line):
+        return  # F001 says ENOENT
+    ti = firmware.target_impl(line, model.firmware)
+    if ti.enabled or model.firmware["VENDOR_HYP_BMAP_2"]:
+        yield Finding("F003", "info", ("target-implementation hypercalls offered: " if ti.enabled else
+                                       "target-implementation hypercalls not reachable: ") + ti.why,
+                      register=f"{PREFIX}VENDOR_HYP_BMAP_2", location=model.firmware_loc.get("VENDOR_HYP_BMAP_2"),
+                      source=ti.source, kernel=line)

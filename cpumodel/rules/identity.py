@@ -13,12 +13,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from functools import cache, lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cpumodel import identity
 from cpumodel.findings import Finding
 from cpumodel.resolve import SHIPPED, Model
-from cpumodel.rules import Context, rule
+from cpumodel.rules import Context, LazyModule, rule
+
+if TYPE_CHECKING:
+    from cpumodel import identity
+else:
+    identity = LazyModule("cpumodel.identity")  # the errata engine: only guests' identity rules use it
 
 ERRATA = "arch/arm64/kernel/cpu_errata.c"
 PROTON = "arch/arm64/kernel/proton-pack.c"
@@ -114,6 +118,35 @@ def midr_contradicts_features(model: Model, ctx: Context) -> Iterator[Finding]:
         return
     line = identity.line_or_newest(ctx.kernel)
     core = identity.core_label(line, midr)
+    hidden, raised, fields_src = _differences(model, ref, ctx.kernel)
+    if not hidden and not raised:
+        return
+    msg = f"MIDR_EL1 {midr:#x} names {core} ({ref.name}), but the model "
+    msg += f"hides {_headline(hidden)}" if hidden else f"raises {_headline(raised)} beyond that core"
+    why = []
+    if hidden:
+        why.append("hidden: " + "; ".join(hidden) + ". Software keyed on the MIDR will use them anyway")
+    if raised:
+        why.append("raised beyond the named core: " + "; ".join(raised))
+    yield Finding("I001", "warning", msg, register="MIDR_EL1", asked=midr, why=". ".join(why),
+                  allowed=f"the features of {ref.name}, or a MIDR naming a core with these features",
+                  location=model.where("MIDR_EL1"),
+                  source=f"{_core_source(line, midr)}; profiles/{Path(ref.path).name}; {fields_src[0]}")
+
+
+#: _differences' answers: (reference profile, kernel, the model's values of the registers compared) ->
+#: (hidden, raised, sources). A fleet's guests share a core and most values; bounded, cleared when full.
+_DIFFERENCES: dict[tuple[object, ...], tuple[list[str], list[str], list[str]]] = {}
+
+
+def _differences(model: Model, ref: Model, kernel: str | None) -> tuple[list[str], list[str], list[str]]:
+    """The visible fields in which ``model`` hides (below) or raises (above) the reference core's
+    values, as texts, and the source of each field compared that differs."""
+    visible = visible_fields(kernel)
+    key = (ref.path, ref.name, kernel, tuple(model.values.get(reg) for reg in visible))
+    hit = _DIFFERENCES.get(key)
+    if hit is not None:
+        return list(hit[0]), list(hit[1]), list(hit[2])
     hidden: list[str] = []
     raised: list[str] = []
     fields_src: list[str] = []
@@ -121,7 +154,7 @@ def midr_contradicts_features(model: Model, ctx: Context) -> Iterator[Finding]:
     from cpumodel import regdb
 
     db = regdb.load()
-    for reg, flds in visible_fields(ctx.kernel).items():
+    for reg, flds in visible.items():
         if reg not in model.values or reg not in ref.values or reg not in db:
             continue
         for name, src in flds:
@@ -136,19 +169,10 @@ def midr_contradicts_features(model: Model, ctx: Context) -> Iterator[Finding]:
             text = f"{label}: {reg}.{name}={g:#x}, {ref.name} has {c:#x}"
             (hidden if gs < cs else raised).append(text)
             fields_src.append(src)
-    if not hidden and not raised:
-        return
-    msg = f"MIDR_EL1 {midr:#x} names {core} ({ref.name}), but the model "
-    msg += f"hides {_headline(hidden)}" if hidden else f"raises {_headline(raised)} beyond that core"
-    why = []
-    if hidden:
-        why.append("hidden: " + "; ".join(hidden) + ". Software keyed on the MIDR will use them anyway")
-    if raised:
-        why.append("raised beyond the named core: " + "; ".join(raised))
-    yield Finding("I001", "warning", msg, register="MIDR_EL1", asked=midr, why=". ".join(why),
-                  allowed=f"the features of {ref.name}, or a MIDR naming a core with these features",
-                  location=model.where("MIDR_EL1"),
-                  source=f"{_core_source(line, midr)}; profiles/{Path(ref.path).name}; {fields_src[0]}")
+    if len(_DIFFERENCES) >= 1024:
+        _DIFFERENCES.clear()
+    _DIFFERENCES[key] = (list(hidden), list(raised), list(fields_src))
+    return hidden, raised, fields_src
 
 
 def _headline(items: list[str], n: int = 8) -> str:
@@ -275,16 +299,21 @@ def safe_list_identity(model: Model, ctx: Context) -> Iterator[Finding]:
 def target_implementations(model: Model, ctx: Context) -> Iterator[Finding]:
     """Across a migration pool, what the target-implementation hypercall makes the guest choose.
 
-    Since 6.15 a guest may ask KVM (vendor hypercall ARM_SMCCC_KVM_FUNC_DISCOVER_IMPL_CPUS, offered
-    when the VMM sets KVM_REG_ARM_VENDOR_HYP_BMAP_2 and answers the call) for every implementation
-    it may run on; ``cpu_errata.c`` then matches every MIDR list against all of them: the union of
+    Since 6.15 a guest may ask (vendor hypercall ARM_SMCCC_KVM_FUNC_DISCOVER_IMPL_CPUS) for every
+    implementation it may run on, when the VMM offers it: the guest's ``firmware:`` sets
+    KVM_REG_ARM_VENDOR_HYP_BMAP_2 bits DISCOVER_IMPL_VER/_CPUS (and keeps VENDOR_HYP_BMAP's FUNC_FEAT),
+    and the VMM forwards the calls with the SMCCC filter and answers them (KVM itself answers
+    NOT_SUPPORTED: ``cpumodel.kvm.firmware.target_impl``, recorded in tests/oracle/firmware/).
+    Without the bits the guest matches only its own identity and I005 says nothing. With them,
+    ``cpu_errata.c`` matches every MIDR list against all of them: the union of
     the errata, the longest BHB loop - and, because ``is_midr_in_range_list()`` answers "any",
     a single core on a Spectre safe list makes the guest believe the whole pool is unaffected.
     On 6.17-7.1, ``is_affected_midr_range()`` also passes each implementation's MIDR where its
-    REVIDR belongs. Reported by ``cpumodel diff --migratable`` and ``cpumodel baseline`` for the
-    pool's hosts (``cpumodel errata --target-impl`` shows the decisions).
+    REVIDR belongs. Reported by ``cpumodel baseline --target-impl`` for the pool's hosts
+    (``cpumodel errata --target-impl`` shows the decisions).
 
     Bad:  a pool of Cortex-A55 and Neoverse N1 hosts announced as target implementations
+          (``firmware: {VENDOR_HYP_BMAP_2: 0x3}``, ``baseline --target-impl``)
     Good: pools whose cores share the safe-list status
     """
     return iter(())
@@ -323,6 +352,11 @@ def _target_impl_findings(guest: Model, hosts: list[Model], kernel: str | None) 
     ti = data["target_impl"]
     hs = [h for h in hosts if "MIDR_EL1" in h.values]
     if not ti.get("supported") or len(hs) < 2:
+        return []
+    from cpumodel.kvm import firmware
+
+    offered = firmware.target_impl(line, guest.firmware)
+    if not offered.enabled:  # the VMM does not offer the calls: the guest matches its own identity only
         return []
     impls = [identity.Impl(h.values["MIDR_EL1"], h.values.get("REVIDR_EL1", 0)) for h in hs]
     out: list[Finding] = []

@@ -494,6 +494,7 @@ def test_recording_v2_compacts_and_reads_every_case_kind(tmp_path: Path) -> None
     assert load_recording(path).cases == rec.cases
     light = load_recording(path, cases=False)
     assert light.cases == [] and light.feature_sets["none"].defaults == rec.feature_sets["none"].defaults
+    assert load_recording(path, sequences_only=True).cases == [c for c in rec.cases if c.seq is not None]
 
 
 def test_recording_v1_still_loads(tmp_path: Path) -> None:

@@ -8,6 +8,8 @@
                                   [--migrate-from REC ...] -o OUT.json.gz [--compare REC]
     python -m tools.oracle record-all [--kernels 6.1,7.2,...] [--cpus max,...] [--dir DIR] [--missing]
     python -m tools.oracle compare EXPECTED.json.gz ACTUAL.json.gz
+    python -m tools.oracle record-firmware [--kernels 6.12.117+deb13,...] [--cpus max] [--dir DIR | -o OUT]
+    python -m tools.oracle firmware-check REC.json.gz [--compare COMMITTED.json.gz]
 
 Exit codes: 0 fine, 1 recordings differ, 2 error (message on stderr).
 """
@@ -253,6 +255,66 @@ def cmd_record_all(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+#: Kernels whose firmware pseudo-register restores are recorded (tests/oracle/firmware/): the
+#: release of each modelled line's tables (cpumodel/data/errata/<line>.json, judged by the model), and
+#: the other kernels of RECORDED_KERNELS (6.16 and 7.0 have no tables; 6.17.13 and 6.19.14 must answer
+#: as their line's release does).
+FIRMWARE_KERNELS: tuple[str, ...] = (
+    "6.1.0-50-arm64", "6.12.117+deb13", "6.16.12+deb13", "6.17.8+deb13", "6.17.13+deb13", "6.18.15+deb13",
+    "6.19.11+deb13", "6.19.14+deb13", "7.0.13+deb13", "7.1.13+deb13", "7.2.13+deb14", "7.3.4+deb13",
+)
+FIRMWARE_DIR = Path("tests/oracle/firmware")
+
+
+def cmd_record_firmware(args: argparse.Namespace) -> int:
+    """Record the firmware pseudo-register restores (cpumodel/oracle/firmware.py) of kernels x CPUs."""
+    from cpumodel.oracle import firmware
+
+    cache = args.cache_dir or default_cache_dir()
+    kernels = [k.strip() for k in args.kernels.split(",")] if args.kernels else list(FIRMWARE_KERNELS)
+    failures = 0
+    for spec in kernels:
+        kernel = get_kernel(spec, cache)
+        for cpu in [c.strip() for c in args.cpus.split(",")]:
+            try:
+                rec = firmware.record(kernel.image, cpu, kernel=kernel, cache_dir=cache)
+            except OracleError as e:
+                print(f"[{spec} {cpu}] FAILED: {e}", file=sys.stderr)
+                failures += 1
+                continue
+            path = Path(args.dir) / f"{rec.kernel_version}_{cpu}.json.gz"
+            if args.output:
+                path = Path(args.output)
+            firmware.save(rec, path)
+            n = len(rec.restores())
+            print(f"[{rec.kernel_version} {cpu}] {n} firmware restores, boot {rec.probe['boot_seconds']} s"
+                  f" -> {path}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def cmd_firmware_check(args: argparse.Namespace) -> int:
+    """A firmware recording judged by cpumodel's model (check_model F001), and compared with another."""
+    import tempfile
+
+    from cpumodel.oracle import firmware
+    from tools.oracle import firmware_check
+
+    rec = firmware.load(Path(args.recording))
+    if firmware_check.line_of(rec) is None:
+        print(f"{args.recording}: Linux {rec.kernel_version} is not the release of a modelled line", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="cpumodel-fwcheck-") as tmp:
+        judged, total, bad = firmware_check.replay([Path(args.recording)], Path(tmp))
+    for line in bad:
+        print("  " + line, file=sys.stderr)
+    print(f"firmware-check: {judged - len(bad)} of {total} recorded restores as the model says"
+          f" (Linux {rec.kernel_version}, -cpu {rec.cpu})", file=sys.stderr)
+    status = 1 if bad else 0
+    if args.compare:
+        status = max(status, _report(firmware_check.compare(firmware.load(Path(args.compare)), rec), args.compare))
+    return status
+
+
 def cmd_image(args: argparse.Namespace) -> int:
     """Print the path of a kernel's unpacked Image (downloading it first if needed)."""
     print(get_kernel(args.kernel, args.cache_dir).image)
@@ -336,6 +398,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--dir", default=str(RECORDINGS_DIR), help="where the recordings are (default %(default)s)")
     s.add_argument("--missing", action="store_true", help="only record kernel/CPU pairs that have no file yet")
     s.set_defaults(func=cmd_record_all)
+
+    s = sub.add_parser("record-firmware", help="record firmware pseudo-register restores (kernels x CPUs)")
+    s.add_argument("--kernels", help=f"comma-separated kernel specs (default: {','.join(FIRMWARE_KERNELS)})")
+    s.add_argument("--cpus", default="max", help="comma-separated QEMU CPUs (default %(default)s)")
+    s.add_argument("--dir", default=str(FIRMWARE_DIR), help="where the recordings go (default %(default)s)")
+    s.add_argument("-o", "--output", help="write this one file instead (one kernel, one CPU)")
+    s.set_defaults(func=cmd_record_firmware)
+
+    s = sub.add_parser("firmware-check", help="judge a firmware recording with cpumodel's model (F001)")
+    s.add_argument("recording")
+    s.add_argument("--compare", help="also compare with this recording of the same kernel and CPU")
+    s.set_defaults(func=cmd_firmware_check)
 
     s = sub.add_parser("image", help="print the path of a Debian kernel's unpacked Image (fetching it)")
     s.add_argument("--kernel", required=True)

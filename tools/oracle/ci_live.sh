@@ -6,7 +6,8 @@
 #   bash tools/oracle/ci_live.sh                 # defaults below
 #   ORACLE_KERNEL=7.3.4+deb13 ORACLE_CPU=max ORACLE_CASES=500 bash tools/oracle/ci_live.sh
 #
-# Then runs `cpumodel capture` on the same booted kernel and compares it with the probe's reading.
+# Then records the firmware pseudo-register restores on the same kernel and judges them with the
+# model, and runs `cpumodel capture` on the same booted kernel and compares it with the probe's reading.
 # Needs root (apt-get install) and the Debian mirror; takes ~2-5 minutes, capped at 20.
 set -euo pipefail
 
@@ -31,6 +32,18 @@ timeout $((1200 - ($(date +%s) - start))) "$PY" -m tools.oracle record \
     --cases-from-recording "$REF" --sample "$CASES" \
     --timeout 300 -o "$OUT" --compare "$REF"
 echo "ci_live: oracle OK ($KERNEL, -cpu $CPU, $CASES cases, $(($(date +%s) - start)) s) -> $OUT"
+
+# Firmware pseudo-registers (cpumodel/oracle/firmware.py): the same kernel's answers to PSCI_VERSION,
+# SMCCC_ARCH_WORKAROUND_1/2/3 and hypercall-bitmap restores, before and after the first run, judged
+# by cpumodel's model (check_model F001, as `cpumodel check` runs it, with this boot's sysfs
+# vulnerabilities as the host's) and compared with the committed recording. CI_LIVE_FIRMWARE=0 skips it.
+if [ "${CI_LIVE_FIRMWARE:-1}" != 0 ]; then
+    FW_REF="tests/oracle/firmware/${KERNEL%%+*}_${CPU}.json.gz"
+    FW_OUT="$(dirname "$OUT")/live_firmware_${KERNEL%%+*}_${CPU}.json.gz"
+    timeout 300 "$PY" -m tools.oracle record-firmware --kernels "$KERNEL" --cpus "$CPU" -o "$FW_OUT"
+    "$PY" -m tools.oracle firmware-check "$FW_OUT" --compare "$FW_REF"
+    echo "ci_live: firmware OK ($(($(date +%s) - start)) s) -> $FW_OUT"
+fi
 
 # `cpumodel capture`'s real paths (kvm, sysfs, MRS emulation) on the same kernel and QEMU CPU, in an
 # arm64 Python booted as /init (tools/capture_arm64_check.sh --vm), compared with what the probe read
