@@ -13,7 +13,9 @@ Three sources, each with what the kernel hides or changes (checked against the L
     (Documentation/arch/arm64/cpu-feature-registers.rst sections 3 and 4).  Only Op0=3, Op1=0, CRn=0,
     CRm=0 and 2..7 are emulated; an ID register reads as the system-wide safe value of the fields
     section 4 lists as visible, IMPLEMENTATION DEFINED fields read 0 and every other field reads as
-    "feature not implemented".  MIDR_EL1 is the value of the CPU the read ran on; REVIDR_EL1 reads 0.
+    its safe value, "feature not implemented" for most (cpufeature.c emulate_id_reg(): user_val |
+    (sys_val & user_mask)); capture lists those fields as ``unseen``.  MIDR_EL1 is the value of the
+    CPU the read ran on; REVIDR_EL1 reads 0.
     The AArch32 registers with CRm=1, CLIDR_EL1 and AIDR_EL1 are not emulated (MRS would raise SIGILL,
     so capture does not try).  CTR_EL0 and DCZID_EL0 are readable at EL0 and read directly.
 ``kvm``
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import errno
 import fcntl
 import json
@@ -46,6 +49,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cpumodel import regdb
+from cpumodel.el0 import (  # noqa: F401 (re-exported: the EL0 emulation is part of what capture reads)
+    EL0_READABLE,
+    el0_emulated,
+    el0_hidden,
+    el0_rules,
+    el0_view,
+    mrs_emulated,
+)
 from cpumodel.errors import CpumodelError, Location
 
 if TYPE_CHECKING:
@@ -289,17 +300,6 @@ def select_cpu(cpus: dict[int, dict[str, int]], cpu: int | None) -> dict[str, in
 
 AT_HWCAP = 16  # include/uapi/linux/auxvec.h
 HWCAP_CPUID = 1 << 11  # arch/arm64/include/uapi/asm/hwcap.h
-#: Registers EL0 may read itself: CTR_EL0 (Linux sets SCTLR_EL1.UCT, or traps and emulates it with
-#: the system-wide safe value on mismatched systems) and DCZID_EL0 (always EL0-readable).
-EL0_READABLE = ("CTR_EL0", "DCZID_EL0")
-
-
-def mrs_emulated(enc: tuple[int, int, int, int, int]) -> bool:
-    """Whether Linux emulates MRS of this encoding at EL0 (arch/arm64/kernel/cpufeature.c is_emulated)."""
-    op0, op1, crn, crm, _ = enc
-    return op0 == 3 and op1 == 0 and crn == 0 and (crm == 0 or 2 <= crm <= 7)
-
-
 def mrs_plan(db: regdb.RegisterDB | None = None) -> tuple[list[regdb.Register], dict[str, str]]:
     """(registers the mrs source reads, {register: why it does not read it})."""
     db = db or regdb.load()
@@ -508,12 +508,11 @@ ABOUT = {
               "unmodified, identification registers only."),
     "mrs": (f"mrs: Linux's EL0 emulation of MRS, advertised by HWCAP_CPUID ({DOC_MRS} sections 3 and 4). "
             "An ID register reads as the system-wide safe value of the fields section 4 lists as visible; "
-            "IMPLEMENTATION DEFINED fields read 0 and all other fields read as 'not implemented', so the "
-            "hardware and a KVM guest may have features these values do not show. MIDR_EL1 is the CPU the "
-            "read ran on. CTR_EL0 and DCZID_EL0 are read directly at EL0. Not emulated: the CRm=1 AArch32 "
-            "registers, CLIDR_EL1, AIDR_EL1; REVIDR_EL1 reads 0. With fields hidden as 'not implemented', these "
-            "values are not a consistent CPU model: 'cpumodel check' reports the architecture rules the "
-            "hidden fields break."),
+            "IMPLEMENTATION DEFINED fields read 0 and all other fields read as their safe value ('not "
+            "implemented' for most; cpufeature.c emulate_id_reg()), so the hardware and a KVM guest may have "
+            "features these values do not show. MIDR_EL1 is the CPU the read ran on. CTR_EL0 and DCZID_EL0 are "
+            "read directly at EL0. Not emulated: the CRm=1 AArch32 registers, CLIDR_EL1, AIDR_EL1; REVIDR_EL1 "
+            "reads 0. The hidden fields are listed under 'unseen:', which 'cpumodel check' treats as unknown."),
     "kvm": ("kvm: KVM_GET_ONE_REG defaults of a new VM and vCPU with no optional vCPU features: the host's "
             "system-wide safe ID values limited to what KVM supports and to the vCPU features "
             f"({DOC_KVM} 'The ID Registers'; arch/arm64/kvm/sys_regs.c); the closest capture of what a KVM "
@@ -693,44 +692,18 @@ VULNERABILITY_FILES = ("spectre_v2", "meltdown", "spec_store_bypass")
 MAX_VULNERABILITY_CHARS = 200  # the kernel's texts are under 100 characters
 
 
-def _visible_mask(krules: object, name: str) -> int:
-    """The bits of ``name`` in fields its arm64_ftr_bits mark FTR_VISIBLE (0 for an untracked register:
-    the emulation reads it as 0, cpufeature.c emulate_sys_reg())."""
-    rr = krules.lookup(name)  # type: ignore[attr-defined]
-    mask = 0
-    for f in (rr.raw.get("fields") or []) if rr is not None else []:
-        if f.get("visible"):
-            mask |= ((1 << f["width"]) - 1) << f["shift"]
-    return mask
-
-
 def mrs_unseen(captured: Captured, db: regdb.RegisterDB) -> dict[str, list[str]]:
     """register -> the fields the MRS emulation hid, for every register the ``mrs`` source gave.
 
     The emulation shows only the FTR_VISIBLE fields of each ID register (cpu-feature-registers.rst section 4, as the
     ``arm64_ftr_bits`` tables of the running kernel's line mark them, else the newest line's); every
-    other field reads as "not implemented" whatever the hardware has. MIDR_EL1 (the CPU the read ran
-    on) and the EL0-readable CTR_EL0/DCZID_EL0 are whole.
+    other field reads as its safe value ("not implemented" for most), whatever the hardware has.
+    MIDR_EL1 (the CPU the read ran on) and the EL0-readable CTR_EL0/DCZID_EL0 are whole.
     """
     names = [n for n, src in captured.origin.items() if src == "mrs" and n != "MIDR_EL1" and n not in EL0_READABLE]
     if not names:
         return {}
-    from cpumodel import kvm
-
-    try:
-        krules = kvm.load_kernel(captured.release) if captured.release else None
-    except (KeyError, ValueError, CpumodelError):
-        krules = None
-    if krules is None:
-        krules = kvm.load_kernel(kvm.kernels()[-1])
-    out: dict[str, list[str]] = {}
-    for reg in db:
-        if reg.name in names:
-            visible = _visible_mask(krules, reg.name)
-            hidden = [f.name for f in reg.named_fields if f.mask & ~visible]
-            if hidden:
-                out[reg.name] = hidden
-    return out
+    return el0_hidden(names, el0_rules(captured.release))
 
 
 def read_vulnerabilities(root: str, caveats: list[str]) -> dict[str, str]:
@@ -783,6 +756,33 @@ def _host_facts_yaml(w: Writer, captured: Captured) -> None:
             w.flow(reg, names, indent=2)
 
 
+def capture_role(captured: Captured) -> tuple[str, str]:
+    """(``role``, ``origin``) of a capture, by what its ID registers are.
+
+    With the ``kvm`` source they are KVM's view of a VM on this host (sys_regs.c
+    kvm_read_sanitised_id_reg; earlier sources win per register, so the few registers another
+    source may add are EL0-readable ones KVM does not sanitise): ``role: guest``,
+    ``origin: kvm-defaults``, as ``cpumodel defaults`` writes. Without it they are the CPU's own
+    registers as its kernel shows them (sysfs: raw; MRS: the system-wide safe values, hidden
+    fields listed as ``unseen``): ``role: host``, ``origin: cpu``.
+    """
+    if "kvm" in captured.used:
+        return "guest", "kvm-defaults"
+    return "host", "cpu"
+
+
+def _kvm_view_only(w: Writer, captured: Captured) -> Captured:
+    """``captured`` without the registers KVM did not give. KVM's view holds what KVM gives a VM; a
+    register KVM has no one-reg for (DCZID_EL0, or one the running kernel does not know) is no part
+    of it, as in 'cpumodel defaults', and a VMM could not write it: said in a comment, not listed."""
+    kept = {r: v for r, v in captured.values.items() if captured.origin[r] == "kvm"}
+    for reg, value in captured.values.items():
+        if reg not in kept:
+            w.wrapped(f"{reg} = {value:#x} ({captured.origin[reg]}: {captured.notes[reg]}) left out: not "
+                      "a KVM vCPU register (KVM_GET_ONE_REG gave none)")
+    return dataclasses.replace(captured, values=kept, unseen={r: f for r, f in captured.unseen.items() if r in kept})
+
+
 def to_profile_yaml(captured: Captured, name: str) -> str:
     """A cpumodel profile of the captured values, saying in ``source``, ``sources`` and comments
     which source each value came from and what that source hides."""
@@ -809,6 +809,15 @@ def to_profile_yaml(captured: Captured, name: str) -> str:
     midr = captured.values.get("MIDR_EL1")
     what = f"{describe_midr(midr)}, " if midr is not None else ""
     w.value("name", name)
+    role, origin = capture_role(captured)
+    if origin == "kvm-defaults":
+        w.comment("KVM's view of a new VM on this host (KVM_GET_ONE_REG), as 'cpumodel defaults' writes it:")
+        w.comment("a model a VMM can write back, and a --host whose values already are KVM's.")
+    else:
+        w.comment("This CPU as its kernel shows it (sysfs / EL0 MRS emulation): a real CPU, architecture rules")
+        w.comment("only; a --host whose values KVM sanitises as it does the CPU's own.")
+    w.word("role", role)
+    w.word("origin", origin)
     w.value("description", f"Captured from this machine ({what}{captured.host})")
     sanitised = {
         "kvm": "kvm (KVM_GET_ONE_REG defaults of a new vCPU with no optional features: sanitised to what "
@@ -824,12 +833,15 @@ def to_profile_yaml(captured: Captured, name: str) -> str:
     if "kvm" in captured.used:
         w.comment("The KVM values are those of a vCPU initialised without optional features:")
         w.flow("vcpu_features", [])
+    if origin == "kvm-defaults":
+        captured = _kvm_view_only(w, captured)
+    kept = captured.values
     _host_facts_yaml(w, captured)
     w.mapping("registers")
-    for reg, value in captured.values.items():
+    for reg, value in kept.items():
         w.hex(reg, value, indent=2, digits=_digits(reg, value))
     w.mapping("sources")
-    for reg in captured.values:
+    for reg in kept:
         w.value(reg, f"{captured.origin[reg]}: {captured.notes[reg]}", indent=2)
     return w.text()
 

@@ -37,7 +37,9 @@ def capture(output: str | None, name: str | None, sources: tuple[str, ...], sysf
     """Capture this arm64 Linux machine's ID registers as a profile.
 
     The profile's comments and 'sources' say which source gave each value and what that source
-    hides (the MRS emulation and KVM sanitise ID registers).
+    hides (the MRS emulation and KVM sanitise ID registers). It says what it is: the CPU as its
+    kernel shows it (sysfs, mrs: role: host, origin: cpu; the fields MRS hid under 'unseen:') or,
+    with kvm, KVM's view of a new VM on this host (role: guest, origin: kvm-defaults).
     """
     from cpumodel import capture as engine
 

@@ -23,7 +23,9 @@ Profile format (JSON Schema: ``data/profile.schema.json``)::
                                     # /sys/devices/system/cpu/vulnerabilities/* reports them
     host_registers:                 # origin: kvm-defaults: raw host fields KVM hides from its view
       ID_AA64PFR0_EL1: {MPAM: 0}
-    unseen: {ID_AA64MMFR2_EL1: [TTL]}  # fields the capture could not see (unknown, not 0)
+    unseen: {ID_AA64MMFR2_EL1: [TTL]}  # fields the capture could not see (unknown, not 0); or
+                                    # unseen: el0-mrs (read by MRS at EL0 under Linux: every field the
+                                    # kernel's emulation hides, per kernel_release's line, else the newest)
     firmware: {PSCI_VERSION: 0x10001, SMCCC_ARCH_WORKAROUND_3: 1}  # KVM firmware pseudo-registers
                                     # (fw-pseudo-registers.rst) the VMM restores, by name
     ignore: [A001, ARCH-FEAT_SVE-*]  # optional: rule IDs or patterns to silence
@@ -62,6 +64,9 @@ VCPU_FEATURES = ("pmu", "sve", "ptrauth", "el1_32bit")
 KVM_CAPS = ("writable_imp_id_regs",)
 #: What a profile's values are: a CPU's own registers, or KVM's view of a VM on that CPU.
 ORIGINS = ("cpu", "kvm-defaults")
+#: ``unseen: el0-mrs``: the registers were read with MRS at EL0 under Linux (HWCAP_CPUID), so every field
+#: the emulation hides (all but the FTR_VISIBLE ones of the kernel line's arm64_ftr_bits) is unseen.
+UNSEEN_EL0 = "el0-mrs"
 #: Host facts the ID registers cannot show: the files of /sys/devices/system/cpu/vulnerabilities/
 #: that KVM's verdicts depend on (arm64_get_spectre_v2_state(), arm64_get_meltdown_state(), and
 #: arm64_get_spectre_v4_state() for SMCCC_ARCH_WORKAROUND_2: cpu_show_spec_store_bypass()).
@@ -275,8 +280,11 @@ def _vulnerabilities(node: Node, path: str) -> dict[str, tuple[str, Location]]:
 
 
 def _unseen(node: Node, path: str, db: regdb.RegisterDB) -> dict[str, tuple[list[str], Location]]:
+    if isinstance(node, ScalarNode) and node.tag == STR_TAG and node.value.strip().lower() == UNSEEN_EL0:
+        return {UNSEEN_EL0: ([], loc(path, node))}  # resolved against the kernel's tables (resolve.py)
     if not isinstance(node, MappingNode):
-        raise CpumodelError(f"unseen: expected a mapping of registers to lists of fields, got {describe(node)}",
+        raise CpumodelError(f"unseen: expected a mapping of registers to lists of fields, or {UNSEEN_EL0} "
+                            f"(every field Linux's EL0 MRS emulation hides), got {describe(node)}",
                             loc(path, node))
     out: dict[str, tuple[list[str], Location]] = {}
     for k, v in node.value:

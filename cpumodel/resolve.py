@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cpumodel import regdb
 from cpumodel.errors import CpumodelError, Location
-from cpumodel.profile import Profile
+from cpumodel.profile import UNSEEN_EL0, Profile
 from cpumodel.profile import load as load_profile
 from cpumodel.yamlsrc import shown
 
@@ -339,10 +339,27 @@ def _apply_vm_facts(prof: Profile, model: Model, db: regdb.RegisterDB) -> None:
         for fv in spec.fields.values():
             model.host_fields[f"{name}.{fv.field}"] = fv.value
     for name, (fields, _) in prof.unseen.items():
+        if name == UNSEEN_EL0:  # this file's registers were read by MRS at EL0 under Linux
+            from cpumodel import el0
+
+            krules = el0.el0_rules(prof.kernel_release or model.kernel_release)
+            hidden = el0.el0_hidden(list(prof.registers), krules)
+            for rname, fnames in hidden.items():
+                reg = db.registers[rname]
+                for fname in fnames:
+                    if (rname, fname) not in _set_by_field(prof, rname):
+                        model.unseen[rname] = model.unseen.get(rname, 0) | reg.field(fname).mask
+            continue
         reg = db.registers[name]
         for fname in fields:
             model.unseen[name] = model.unseen.get(name, 0) | reg.field(fname).mask
     model.unseen = {k: v for k, v in model.unseen.items() if v}
+
+
+def _set_by_field(prof: Profile, name: str) -> set[tuple[str, str]]:
+    """(register, field) pairs the profile sets field by field (not seen by a dump: written)."""
+    spec = prof.registers.get(name)
+    return {(name, f) for f in spec.fields} if spec is not None and spec.raw is None else set()
 
 
 def _what(model: Model) -> str:

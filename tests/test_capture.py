@@ -297,9 +297,12 @@ def test_yaml_says_what_mrs_and_kvm_sanitise(tmp_path: Path) -> None:
     data, model = _round_trip(tmp_path, c, "n1-host")
     assert "only user-visible fields" in data["source"] and "sanitised to what KVM exposes" in data["source"]
     assert data["vcpu_features"] == []
+    assert (data["role"], data["origin"]) == ("guest", "kvm-defaults")
     assert model.vcpu_features == frozenset()  # type: ignore[attr-defined]
-    assert model.values == {k: n1[k] for k in c.values}  # type: ignore[attr-defined]
-    assert data["sources"]["MIDR_EL1"].startswith("kvm:") and data["sources"]["DCZID_EL0"].startswith("mrs:")
+    # KVM's view: DCZID_EL0 (read by MRS; KVM has no one-reg for it) is said, not listed
+    assert model.values == {k: n1[k] for k in c.values if k != "DCZID_EL0"}  # type: ignore[attr-defined]
+    assert data["sources"]["MIDR_EL1"].startswith("kvm:") and "DCZID_EL0" not in data["sources"]
+    assert "DCZID_EL0 = 0x4 (mrs: " in text and "not a KVM vCPU register" in text
     assert "ID_AA64PFR0_EL1: 0x1100000010111112" in text and "MIDR_EL1: 0x414fd0c1" in text
 
 
@@ -375,10 +378,10 @@ def test_emulated_arm64_vm_capture(tmp_path: Path) -> None:
                  "== ['mrs'] cpu=1: captured 37 registers (mrs: 37)"):
         assert line in r.stderr
     data = yaml.safe_load(out.read_text())
-    assert data["sources"]["ID_AA64PFR0_EL1"].startswith("kvm:") and data["sources"]["DCZID_EL0"].startswith("mrs:")
-    assert data["vcpu_features"] == []
+    assert data["sources"]["ID_AA64PFR0_EL1"].startswith("kvm:") and "DCZID_EL0" not in data["sources"]
+    assert data["vcpu_features"] == [] and data["origin"] == "kvm-defaults"
     model = resolve(str(out))
-    assert len(model.values) == 48 and model.vcpu_features == frozenset()
+    assert len(model.values) == 47 and model.vcpu_features == frozenset()  # DCZID_EL0 (mrs) said, not listed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -389,8 +392,9 @@ def test_emulated_arm64_vm_capture(tmp_path: Path) -> None:
 def _capture_emulated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, core: str,
                       vulnerabilities: dict[str, str], sources: tuple[str, ...] = ("sysfs", "mrs")) -> Path:
     """``cpumodel capture --source sysfs --source mrs`` on a fake arm64 host: ``core``'s registers as
-    Linux 7.3's EL0 MRS emulation shows them (FTR_VISIBLE fields only, the rest 0, per the kernel's
-    arm64_ftr_bits), its MIDR in a sysfs tree beside /sys/devices/system/cpu/vulnerabilities."""
+    Linux 7.3's EL0 MRS emulation shows them (FTR_VISIBLE fields as they are, the rest at their safe
+    values, per the kernel's arm64_ftr_bits), its MIDR in a sysfs tree beside
+    /sys/devices/system/cpu/vulnerabilities."""
     from cpumodel import kvm
 
     regs = yaml.safe_load((REPO / f"profiles/{core}.yaml").read_text())["registers"]
@@ -401,14 +405,10 @@ def _capture_emulated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, core: str
         (vdir / name).write_text(text + "\n")
     krules = kvm.load_kernel("7.3")
 
-    def visible(name: str) -> int:
-        rr = krules.lookup(name)
-        return sum(((1 << f["width"]) - 1) << f["shift"] for f in (rr.raw.get("fields") or [] if rr else [])
-                   if f.get("visible"))
-
     def emulated_mrs(to_read: list[regdb.Register], cpu: int | None = None) -> tuple[dict[str, int], dict[str, str]]:
+        # cpufeature.c emulate_id_reg(): user_val | (sys_val & user_mask), hidden fields at their safe_val
         whole = set(cap.EL0_READABLE) | {"MIDR_EL1"}
-        return {r.name: regs[r.name] if r.name in whole else regs[r.name] & visible(r.name)
+        return {r.name: regs[r.name] if r.name in whole else cap.el0_view(r.name, regs[r.name], krules)
                 for r in to_read if r.name in regs}, {}
 
     monkeypatch.setattr(cap, "_is_live", lambda root: True)  # the fake tree stands for this machine's /sys
@@ -458,33 +458,102 @@ def test_capture_records_what_mrs_hides_and_check_treats_it_unknown(tmp_path: Pa
     assert {"EL0", "EL1", "CSV2", "CSV3"} <= set(data["unseen"]["ID_AA64PFR0_EL1"])
     assert "FP" not in data["unseen"]["ID_AA64PFR0_EL1"]  # FTR_VISIBLE: the emulation shows it
     assert "MIDR_EL1" not in data["unseen"] and "CTR_EL0" not in data["unseen"]  # read whole
-    code, fs = _check(str(captured), "--no-kvm")
+    assert (data["role"], data["origin"]) == ("host", "cpu")  # the CPU as its kernel shows it
+    code, fs = _check(str(captured))
     assert code == 0 and not fs, fs
-    code, fs = _check(str(_without(captured, "unseen")), "--no-kvm")  # the zeros taken at face value
-    assert code == 1 and ("A001", "EL0") in {(f["rule"], f["field"]) for f in fs}, fs
+    # the substitutes taken at face value: P003 recognises an EL0 dump that does not say so
+    code, fs = _check(str(_without(captured, "unseen")))
+    assert code == 0 and [f["rule"] for f in fs] == ["P003"], fs
 
 
 def test_captured_vulnerabilities_make_host_verdicts_definite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Cortex-A72 (CSV2=0): KVM's CSV2 limit depends on the host's Spectre-v2 state, which only
-    /sys/devices/system/cpu/vulnerabilities says; a capture records it, so --host captured.yaml
-    gives the kernel's verdict (K002) instead of 'depends on the host' (K003)."""
+    /sys/devices/system/cpu/vulnerabilities says. A capture of the CPU (sysfs + EL0 MRS, origin: cpu)
+    records it, so --host captured.yaml gives the kernel's verdict instead of 'depends on the host'
+    (K003 naming what is missing). A capture from /dev/kvm is KVM's view (origin: kvm-defaults),
+    whose CSV2 already is KVM's answer: definite with or without the vulnerability files."""
     from cpumodel.oracle.recording import load_recording
 
     rec = load_recording(REPO / "tests/oracle/recordings/7.3.4_cortex-a72.json.gz", cases=False)
     db = regdb.load()
     kvm_view = {k: v for k, v in rec.feature_sets["none"].defaults.items() if v is not None and k in db.registers}
     monkeypatch.setattr(cap, "kvm_read", lambda regs, device="/dev/kvm": (kvm_view, {}, "a scratch VM (test)"))
+    assert not (kvm_view["ID_AA64PFR0_EL1"] >> 56) & 0xF  # the recorded kernel gives this A72 no CSV2
     guest = tmp_path / "csv2.yaml"  # KVM's own view of ID_AA64PFR0_EL1 on this host, with CSV2=1
     guest.write_text(f"registers:\n  ID_AA64PFR0_EL1: {kvm_view['ID_AA64PFR0_EL1'] | 1 << 56:#x}\n")
+    no_gic = tmp_path / "csv2-no-gic.yaml"  # the same for the shipped A72, whose GIC field QEMU leaves 0
+    no_gic.write_text(f"registers:\n  ID_AA64PFR0_EL1: {(kvm_view['ID_AA64PFR0_EL1'] | 1 << 56) & ~(0xF << 24):#x}\n")
     for state, rules in (("Vulnerable", {"K002"}), ("Not affected", set())):
         d = tmp_path / state.replace(" ", "-")
         d.mkdir()
-        captured = _capture_emulated(d, monkeypatch, "cortex-a72", {"spectre_v2": state, "meltdown": "Not affected"},
-                                     ("kvm", "sysfs", "mrs"))
-        assert yaml.safe_load(captured.read_text())["vulnerabilities"]["spectre_v2"] == state
+        captured = _capture_emulated(d, monkeypatch, "cortex-a72", {"spectre_v2": state, "meltdown": "Not affected"})
+        facts = yaml.safe_load(captured.read_text())["vulnerabilities"]
+        assert facts["spectre_v2"] == state
+        # the EL0 capture hides the fields KVM's limits start from (CSV2, EL2, ...): --host needs them
         _, fs = _check(str(guest), "--host", str(captured), "--kernel", "7.3")
+        assert [f["rule"] for f in fs if f["rule"][0] == "K"] == ["K003"], fs
+        assert "ID_AA64PFR0_EL1.EL2" in str(fs[0]["why"]) and "spectre" not in str(fs[0]["why"]), fs
+        # the shipped A72 (the CPU's registers) with the captured host facts: definite
+        host = d / "a72-host.yaml"
+        host.write_text("base: cortex-a72\nrole: host\n" + yaml.safe_dump({"vulnerabilities": facts}))
+        _, fs = _check(str(no_gic), "--host", str(host), "--kernel", "7.3")
         assert {f["rule"] for f in fs if f["rule"][0] == "K"} == rules, fs
         assert all(f["field"] == "CSV2" for f in fs if f["rule"] == "K002"), fs
-        _, fs = _check(str(guest), "--host", str(_without(captured, "vulnerabilities")), "--kernel", "7.3")
+        _, fs = _check(str(no_gic), "--host", str(_without(host, "vulnerabilities")), "--kernel", "7.3")
         k003 = [f for f in fs if f["rule"] == "K003"]
-        assert k003 and str(k003[0]["why"]).endswith("does not give: host.spectre_v2_unaffected"), fs
+        assert k003 and "host.spectre_v2_unaffected" in str(k003[0]["why"]), fs
+    d = tmp_path / "kvm"
+    d.mkdir()
+    captured = _capture_emulated(d, monkeypatch, "cortex-a72", {"spectre_v2": "Vulnerable"}, ("kvm", "sysfs", "mrs"))
+    assert yaml.safe_load(captured.read_text())["origin"] == "kvm-defaults"
+    for host in (captured, _without(captured, "vulnerabilities")):
+        _, fs = _check(str(guest), "--host", str(host), "--kernel", "7.3")
+        assert {(f["rule"], f["field"]) for f in fs if f["rule"][0] == "K"} == {("K002", "CSV2")}, fs
+
+
+def test_capture_says_what_it_captured_role_and_origin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """sysfs and the EL0 MRS emulation show the CPU as its kernel sanitises it (role: host, origin: cpu);
+    /dev/kvm shows KVM's view of a new VM on the host (role: guest, origin: kvm-defaults, as
+    'cpumodel defaults' writes). Each captured file re-checks without errors and works as --host."""
+    from cpumodel.oracle.recording import load_recording
+
+    root = homogeneous(tmp_path / "tree")
+    sysfs = tmp_path / "sysfs.yaml"
+    r = CliRunner().invoke(capture_cmd, ["--sysfs-root", str(root), "-o", str(sysfs)])
+    assert r.exit_code == 0, r.output
+    data = yaml.safe_load(sysfs.read_text())
+    assert (data["role"], data["origin"]) == ("host", "cpu")
+    assert resolve(str(sysfs)).value_origin == "cpu"  # type: ignore[attr-defined]
+    code, fs = _check(str(sysfs))
+    assert code == 0 and not fs, fs
+
+    d = tmp_path / "v1"
+    d.mkdir()
+    el0 = _capture_emulated(d, monkeypatch, "neoverse-v1", {"spectre_v2": "Not affected", "meltdown": "Not affected"})
+    data = yaml.safe_load(el0.read_text())
+    assert (data["role"], data["origin"]) == ("host", "cpu")
+    assert "TLB" in data["unseen"]["ID_AA64ISAR0_EL1"] and "TTL" in data["unseen"]["ID_AA64MMFR2_EL1"]
+    assert "SEL2" in data["unseen"]["ID_AA64PFR0_EL1"]
+    code, fs = _check(str(el0))  # issue 9: no TLBIOS/TLBIRANGE/TTL/SEL2 finding from what the kernel hid
+    assert code == 0 and not fs, fs
+    code, fs = _check(str(REPO / "profiles/neoverse-v1-kvm7.3.yaml"), "--host", str(el0), "--kernel", "7.3")
+    assert code == 0 and not [f for f in fs if f["severity"] == "error"], fs
+
+    rec = load_recording(REPO / "tests/oracle/recordings/7.3.4_neoverse-n1.json.gz", cases=False)
+    db = regdb.load()
+    kvm_view = {k: v for k, v in rec.feature_sets["none"].defaults.items() if v is not None and k in db.registers}
+    monkeypatch.setattr(cap, "kvm_read", lambda regs, device="/dev/kvm": (kvm_view, {}, "a scratch VM (test)"))
+    d = tmp_path / "n1"
+    d.mkdir()
+    kvm = _capture_emulated(d, monkeypatch, "neoverse-n1", {"spectre_v2": "Mitigation: CSV2, BHB",
+                                                            "meltdown": "Not affected"}, ("kvm", "sysfs", "mrs"))
+    data = yaml.safe_load(kvm.read_text())
+    assert (data["role"], data["origin"]) == ("guest", "kvm-defaults") and data["vcpu_features"] == []
+    assert "unseen" not in data  # every ID register came from KVM, none from the MRS emulation
+    code, fs = _check(str(kvm), "--host", str(kvm), "--kernel", "7.3")
+    # KVM takes back its own view; what stays open is the raw host fields KVM rewrites (host_registers:,
+    # which 'cpumodel defaults' writes and no capture source can read), said by name
+    assert code == 0 and [f["rule"] for f in fs if f["rule"][0] in "KV"] == ["K003"], fs
+    assert "does not give: host ID_AA64PFR1_EL1." in next(f["why"] for f in fs if f["rule"] == "K003"), fs
+    code, fs = _check(str(kvm), "--kernel", "7.3")
+    assert code == 0 and not [f for f in fs if f["severity"] == "error"], fs

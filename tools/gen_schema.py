@@ -65,8 +65,10 @@ def build() -> dict[str, object]:
                                                              for k, v in regs.items()},
                            "additionalProperties": False,
                            "description": "origin: kvm-defaults: raw host fields KVM hides from its view."},
-        "unseen": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}},
-                   "description": "Fields the capture could not see (unknown, not 0), by register."},
+        "unseen": {"anyOf": [{"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+                             {"const": "el0-mrs"}],
+                   "description": "Fields the capture could not see (unknown, not 0), by register; or el0-mrs: every "
+                                  "field Linux's EL0 MRS emulation hides."},
         "ignore": names,
         "sources": {"type": "object", "additionalProperties": {"type": "string"}},
         "firmware": {"type": "object", "additionalProperties": False,

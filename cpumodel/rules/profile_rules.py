@@ -55,3 +55,47 @@ def guest_on_host_values(model: Model, ctx: Context) -> Iterator[Finding]:
         yield Finding("P002", "warning", f"guest model based on host profile {base!r}: it inherits raw host values",
                       location=model.loc, why=f"start from 'cpumodel defaults {model.base_path}' instead",
                       source="cpumodel defaults")
+
+
+#: ID_AA64MMFR0_EL1 bits 31:20 (TGRAN4, TGRAN64, TGRAN16) as the EL0 emulation returns them: their
+#: safe values NI, NI, NI = 0xf, 0xf, 0x0 in every modelled line's arm64_ftr_bits (tested).
+NO_GRANULE = 0xFF0
+
+
+@rule("P003", "el0-dump-without-unseen", kind="profile", severity="warning",
+      source="Documentation/arch/arm64/cpu-feature-registers.rst; arch/arm64/kernel/cpufeature.c emulate_id_reg()")
+def el0_dump_without_unseen(model: Model, ctx: Context) -> Iterator[Finding]:
+    """The values are those of a Linux EL0 MRS dump, but the profile does not say what that dump hides.
+
+    Linux emulates MRS of ID registers at EL0 (HWCAP_CPUID) and shows only the FTR_VISIBLE fields;
+    every other field reads as its safe value (``user_val | (sys_val & user_mask)``), which for
+    ID_AA64MMFR0_EL1 means no stage-1 translation granule at all (TGRAN4 = TGRAN64 = 0xf,
+    TGRAN16 = 0), a CPU no OS could run on. When ID_AA64MMFR0_EL1 and every other emulated
+    register the model gives read exactly so, the hidden fields (EL2, RAS, TLB, TTL, SEL2, PAN, ...)
+    are not the CPU's, and rules judging them blame the silicon for what the kernel hid.
+    ``unseen: el0-mrs`` (what ``cpumodel capture`` records as an explicit ``unseen:`` list) makes them
+    unknown.
+
+    Bad:  an EL0 dump of a Neoverse V1 with no ``unseen:`` (TLBIOS/TTL findings from hidden zeros)
+    Good: the same dump with ``unseen: el0-mrs``
+    """
+    mmfr0 = model.values.get("ID_AA64MMFR0_EL1")
+    if mmfr0 is None or model.unseen.get("ID_AA64MMFR0_EL1") or model.value_origin == "kvm-defaults":
+        return
+    if (mmfr0 >> 20) & 0xFFF != NO_GRANULE:  # the cheap test first: no KVM data loaded for a real CPU
+        return
+    from cpumodel import el0
+
+    krules = el0.el0_rules(model.kernel_release)
+    emulated = [n for n in model.values if el0.el0_emulated(n) and not model.unseen.get(n)]
+    if any(el0.el0_view(n, model.values[n], krules) != model.values[n] for n in emulated):
+        return
+    where = model.where("ID_AA64MMFR0_EL1", "") or model.loc
+    yield Finding("P003", "warning",
+                  f"this looks like a Linux EL0 MRS dump: its {len(emulated)} emulated ID registers hold only the "
+                  "fields the kernel's emulation shows, every other field at the safe value it substitutes "
+                  "(ID_AA64MMFR0_EL1: no translation granule at all), and no 'unseen:' says so",
+                  location=where, register="ID_AA64MMFR0_EL1",
+                  why="findings on the hidden fields judge the kernel's substitutes, not the CPU; add "
+                      "'unseen: el0-mrs' (or capture with 'cpumodel capture', which lists them)",
+                  source="arch/arm64/kernel/cpufeature.c emulate_id_reg(), init_cpu_ftr_reg() (user_val)")
