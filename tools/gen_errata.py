@@ -56,21 +56,26 @@ CPUFEATURE_C = "arch/arm64/kernel/cpufeature.c"
 HYPERCALLS_C = "arch/arm64/kvm/hypercalls.c"
 ARM_PSCI_H = "include/kvm/arm_psci.h"
 
-# Macros whose meaning the parser hard-codes: (file, macro, quote its definition must contain).
-MACRO_CHECKS = (
-    (CPUTYPE_H, "MIDR_CPU_VAR_REV", "(((var) << MIDR_VARIANT_SHIFT) | (rev))"),
-    (CPUTYPE_H, "MIDR_REV_RANGE", "MIDR_RANGE(m, v, r_min, v, r_max)"),
-    (CPUTYPE_H, "MIDR_REV", "MIDR_RANGE(m, v, r, v, r)"),
-    (CPUTYPE_H, "MIDR_ALL_VERSIONS", "MIDR_RANGE(m, 0, 0, 0xf, 0xf)"),
-    (ERRATA_C, "CAP_MIDR_RANGE", ".matches = is_affected_midr_range"),
-    (ERRATA_C, "CAP_MIDR_ALL_VERSIONS", ".matches = is_affected_midr_range"),
-    (ERRATA_C, "MIDR_FIXED", ".fixed_revs"),
-    (ERRATA_C, "ERRATA_MIDR_REV_RANGE", "ERRATA_MIDR_RANGE(m, var, r_min, var, r_max)"),
-    (ERRATA_C, "ERRATA_MIDR_REV", "ERRATA_MIDR_RANGE(model, var, rev, var, rev)"),
-    (ERRATA_C, "ERRATA_MIDR_ALL_VERSIONS", "CAP_MIDR_ALL_VERSIONS(model)"),
-    (ERRATA_C, "CAP_MIDR_RANGE_LIST", ".matches = is_affected_midr_range_list"),
-    (ERRATA_C, "ERRATA_MIDR_RANGE_LIST", "CAP_MIDR_RANGE_LIST(midr_list)"),
-)
+# Macros whose meaning the parser hard-codes: file -> {macro: quote its definition must contain}.
+MACRO_QUOTES: dict[str, dict[str, str]] = {
+    CPUTYPE_H: {
+        "MIDR_CPU_VAR_REV": "(((var) << MIDR_VARIANT_SHIFT) | (rev))",
+        "MIDR_REV_RANGE": "MIDR_RANGE(m, v, r_min, v, r_max)",
+        "MIDR_REV": "MIDR_RANGE(m, v, r, v, r)",
+        "MIDR_ALL_VERSIONS": "MIDR_RANGE(m, 0, 0, 0xf, 0xf)",
+    },
+    ERRATA_C: {
+        "CAP_MIDR_RANGE": ".matches = is_affected_midr_range",
+        "CAP_MIDR_ALL_VERSIONS": ".matches = is_affected_midr_range",
+        "MIDR_FIXED": ".fixed_revs",
+        "ERRATA_MIDR_REV_RANGE": "ERRATA_MIDR_RANGE(m, var, r_min, var, r_max)",
+        "ERRATA_MIDR_REV": "ERRATA_MIDR_RANGE(model, var, rev, var, rev)",
+        "ERRATA_MIDR_ALL_VERSIONS": "CAP_MIDR_ALL_VERSIONS(model)",
+        "CAP_MIDR_RANGE_LIST": ".matches = is_affected_midr_range_list",
+        "ERRATA_MIDR_RANGE_LIST": "CAP_MIDR_RANGE_LIST(midr_list)",
+    },
+}
+MACRO_CHECKS = tuple((rel, macro, q) for rel, quotes in MACRO_QUOTES.items() for macro, q in quotes.items())
 
 RANGE_MACROS = ("MIDR_ALL_VERSIONS", "MIDR_REV_RANGE", "MIDR_REV", "MIDR_RANGE")
 LIST_NAMES = re.compile(r"struct\s+midr_range\s+(\w+)\s*\[\s*\]\s*=\s*\{")
