@@ -114,6 +114,9 @@ class Profile:
     sources: dict[str, str] = field(default_factory=dict)
     kernel_release: str = ""  # the host's `uname -r`, recorded by capture (--kernel host)
     firmware: dict[str, tuple[int, Location]] = field(default_factory=dict)  # firmware pseudo-registers
+    # registers: entries that are real system registers outside the CPU model (sysregs.py): name -> where
+    # given. Never checked nor emitted; rule P004 reports each.
+    system_registers: dict[str, Location] = field(default_factory=dict)
 
 
 def load(path: str | Path, *, referenced: bool = False) -> Profile:
@@ -161,6 +164,9 @@ def parse(node: Node | None, path: str) -> Profile:
         if read is None:
             raise CpumodelError(f"unknown key {shown(key)}", loc(path, knode),
                                 hint=suggest(key, TOP_KEYS) or f"expected one of: {', '.join(TOP_KEYS)}")
+        if key == "registers":
+            prof.registers = _registers(vnode, path, db, prof.system_registers)
+            continue
         setattr(prof, key, read(vnode, path, db))
     return prof
 
@@ -289,6 +295,7 @@ def _unseen(node: Node, path: str, db: regdb.RegisterDB) -> dict[str, tuple[list
     out: dict[str, tuple[list[str], Location]] = {}
     for k, v in node.value:
         canon = _register_name(k, path, db, "unseen: ")
+        assert canon is not None
         reg = db.registers[canon]
         fields = []
         for n in _seq(v, path, f"unseen.{canon}"):
@@ -301,14 +308,37 @@ def _unseen(node: Node, path: str, db: regdb.RegisterDB) -> dict[str, tuple[list
     return out
 
 
-def _register_name(node: Node, path: str, db: regdb.RegisterDB, prefix: str = "") -> str:
-    """The canonical name of the register a mapping key names (any spelling ``db`` knows)."""
+def _register_name(node: Node, path: str, db: regdb.RegisterDB, prefix: str = "",
+                   system: dict[str, Location] | None = None) -> str | None:
+    """The canonical name of the register a mapping key names (any spelling ``db`` knows). With ``system``,
+    a real system register outside the CPU model (``sysregs.lookup``) is recorded there and None returned."""
     name = _key(node, path)
     canon = db.canonical(name)
-    if canon is None:
-        raise CpumodelError(f"{prefix}unknown register {shown(name)}", loc(path, node),
-                            hint=suggest(name, list(db.registers)))
-    return canon
+    if canon is not None:
+        return canon
+    if len(name) <= MAX_NAME_CHARS:
+        from cpumodel import sysregs  # only on this path: a name the register database does not know
+
+        real = sysregs.lookup(name)
+        if real is not None and system is not None:
+            if real.name in system:
+                raise CpumodelError(f"register {real.name} given twice (first at line {system[real.name].line})",
+                                    loc(path, node))
+            system[real.name] = loc(path, node)
+            return None
+        if real is not None:
+            raise CpumodelError(f"{prefix}{shown(name)} is a system register outside the CPU model "
+                                "(cpumodel knows none of its fields)", loc(path, node),
+                                hint="only ID registers can be given here")
+    # An exact system-register name wins over a 'did you mean' (MPIDR_EL1 is close to MIDR_EL1): that
+    # similarity is loose; a name that is neither stays an error, with the nearest ID register.
+    hint = suggest(name, list(db.registers))
+    if hint is None and len(name) <= MAX_NAME_CHARS:
+        from cpumodel import sysregs
+
+        near = suggest(name, sysregs.names())
+        hint = f"{near} (a system register outside the CPU model, ignored)" if near else None
+    raise CpumodelError(f"{prefix}unknown register {shown(name)}", loc(path, node), hint=hint)
 
 
 def _sources(node: Node, path: str, db: regdb.RegisterDB) -> dict[str, str]:
@@ -317,7 +347,11 @@ def _sources(node: Node, path: str, db: regdb.RegisterDB) -> dict[str, str]:
     return {_key(k, path): _string(v, path, f"sources.{k.value}") for k, v in node.value}
 
 
-def _registers(node: Node, path: str, db: regdb.RegisterDB) -> dict[str, RegisterSpec]:
+def _registers(node: Node, path: str, db: regdb.RegisterDB,
+               system: dict[str, Location] | None = None) -> dict[str, RegisterSpec]:
+    """The ID registers of a ``registers:`` mapping; with ``system``, the real system registers outside
+    the CPU model it also holds (MPIDR_EL1, CNTFRQ_EL0, ...: a dump's) go there, their values checked
+    as 64-bit integers and then dropped."""
     if isinstance(node, ScalarNode) and node.tag == NULL_TAG:
         return {}
     if not isinstance(node, MappingNode):
@@ -325,7 +359,11 @@ def _registers(node: Node, path: str, db: regdb.RegisterDB) -> dict[str, Registe
                             loc(path, node))
     out: dict[str, RegisterSpec] = {}
     for knode, vnode in node.value:
-        canon = _register_name(knode, path, db)
+        canon = _register_name(knode, path, db, system=system)
+        if canon is None:  # a system register outside the model: recorded in ``system``
+            assert system is not None
+            _system_register_value(next(reversed(system)), vnode, path)
+            continue
         if canon in out:
             raise CpumodelError(f"register {canon} given twice (first at line {out[canon].loc.line})",
                                 loc(path, knode))
@@ -345,6 +383,17 @@ def _registers(node: Node, path: str, db: regdb.RegisterDB) -> dict[str, Registe
             spec.raw = register_value(reg, vnode, path)
         out[canon] = spec
     return out
+
+
+def _system_register_value(name: str, vnode: Node, path: str) -> None:
+    """A system register outside the model (``name``: as Linux names it) is given as a dump gives it:
+    one 64-bit value."""
+    if isinstance(vnode, MappingNode):
+        raise CpumodelError(f"{name} is a system register outside the CPU model: cpumodel knows none of its "
+                            "fields; give its raw value (it is ignored)", loc(path, vnode))
+    value = _number(vnode, path, name)
+    if value is None or not 0 <= value < 1 << 64:
+        raise CpumodelError(f"{name}: expected a 64-bit unsigned integer, got {describe(vnode)}", loc(path, vnode))
 
 
 def _number(node: Node, path: str, what: str) -> int | None:

@@ -65,6 +65,8 @@ class Model:
     firmware_loc: dict[str, Location] = field(default_factory=dict)
     host_fields: dict[str, int] = field(default_factory=dict)  # "REG.FIELD" -> raw host value KVM hides
     unseen: dict[str, int] = field(default_factory=dict)  # register -> mask of bits the capture could not see
+    # system registers outside the CPU model the profiles give (MPIDR_EL1, ...): name -> where; ignored (P004)
+    system_registers: dict[str, Location] = field(default_factory=dict)
     # Files whose values are facts, not choices: a real CPU (role: host) or KVM's own defaults
     # (origin: kvm-defaults). path -> what it is; findings on values set there are inherited.
     facts: dict[str, str] = field(default_factory=dict)
@@ -233,6 +235,7 @@ class Resolver:
         if prof.features:
             self._apply_features(prof, model)
         _apply_vm_facts(prof, model, db)
+        model.system_registers.update(prof.system_registers)
         model.ignore += prof.ignore
         return model
 
@@ -261,6 +264,7 @@ class Resolver:
         model.firmware, model.firmware_loc = dict(base.firmware), dict(base.firmware_loc)
         model.host_fields = dict(base.host_fields)
         model.unseen = dict(base.unseen)
+        model.system_registers = dict(base.system_registers)
         model.facts = dict(base.facts)
 
     @staticmethod

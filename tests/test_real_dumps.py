@@ -175,3 +175,149 @@ def test_unseen_el0_mrs_covers_only_hidden_fields(tmp_path: Path) -> None:
     bad.write_text("registers: {ID_AA64ISAR0_EL1: 0}\nunseen: el1-mrs\n")
     r = CliRunner().invoke(main, ["check", str(bad)])
     assert r.exit_code == 2 and "el0-mrs" in r.output
+
+
+# ---------------------------------------------------------------------------------------------
+# System registers outside the CPU model (P004): a dump loads as it is, a typo stays an error
+# ---------------------------------------------------------------------------------------------
+
+M1 = REAL / "apple-m1-vbox.yaml"
+PROFILES_DIR = REPO / "profiles"
+M1_SYSTEM = {"MPIDR_EL1": 0x80000000, "ERRIDR_EL1": 0, "CCSIDR_EL1": 0x701FE03A, "CNTFRQ_EL0": 0x16E3600}
+
+
+def _line_of(path: Path, key: str) -> int:
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if line.startswith(f"  {key}:"))
+
+
+def _cli(*args: str) -> tuple[int, str, str]:
+    r = CliRunner().invoke(main, list(args))
+    return r.exit_code, r.stdout, r.stderr
+
+
+def test_real_dump_with_system_registers_checks_with_p004_warnings() -> None:
+    """The M1 report's MPIDR_EL1, ERRIDR_EL1, CCSIDR_EL1 and CNTFRQ_EL0, kept as VirtualBox gives them: exit 0,
+    one P004 warning each at its file:line, saying it is outside the CPU model and ignored."""
+    data = yaml.safe_load(M1.read_text())
+    assert {k: data["registers"][k] for k in M1_SYSTEM} == M1_SYSTEM
+    code, fs = _check(str(M1))
+    assert code == 0 and not _errors(fs), _errors(fs)
+    p004 = {f["message"].split("'")[1]: f for f in fs if f["rule"] == "P004"}
+    assert set(p004) == set(M1_SYSTEM), fs
+    for name, f in p004.items():
+        assert f["severity"] == "warning" and "outside the CPU model: ignored" in f["message"], f
+        assert "will not be written" not in f["message"]  # role: host: nothing is written
+        assert f["line"] == _line_of(M1, name) and f["file"] == str(M1), f
+    code, out, _ = _cli("check", str(M1))
+    assert code == 0 and f"{M1}:{_line_of(M1, 'MPIDR_EL1')}:3: P004 warning: 'MPIDR_EL1' is a system register" in out
+
+
+def test_system_registers_are_not_in_the_model() -> None:
+    from cpumodel.resolve import resolve
+
+    model = resolve(str(M1))
+    assert not set(M1_SYSTEM) & set(model.values) and set(model.system_registers) == set(M1_SYSTEM)
+
+
+def test_ignore_p004_silences_it(tmp_path: Path) -> None:
+    _, fs = _check(str(M1), "--ignore", "P004")
+    assert "P004" not in {f["rule"] for f in fs}
+    own = tmp_path / "m1.yaml"
+    own.write_text(M1.read_text().replace("role: host\n", "role: host\nignore: [P004]\n"))
+    _, fs = _check(str(own))
+    assert "P004" not in {f["rule"] for f in fs} and fs  # the other warnings stay
+
+
+def test_guest_model_says_the_register_is_not_written_and_emit_leaves_it_out(tmp_path: Path) -> None:
+    """On a guest model (Firecracker's V1N1 template plus a dump's registers) P004 adds that the register
+    will not be written, and no emit format writes it: not its name, not its KVM one-reg ID."""
+    guest = tmp_path / "guest.yaml"
+    guest.write_text("name: g\nbase: firecracker-v1n1\nregisters:\n  MPIDR_EL1: 0x80000000\n"
+                     "  sctlr_el1: 0x30d00800\n  S3_0_C0_C4_3: 0\n")
+    code, fs = _check(str(guest))
+    p004 = [f for f in fs if f["rule"] == "P004"]
+    assert code == 0 and [f["line"] for f in p004] == [4, 5, 6], fs
+    assert all("it will not be written to the guest" in f["message"] for f in p004), p004
+    assert "'SCTLR_EL1'" in p004[1]["message"]  # the name as Linux spells it
+    assert "unallocated ID-register encoding" in p004[2]["message"]
+    # KVM one-reg IDs (regdb.onereg_id) of MPIDR_EL1 (3,0,0,0,5), SCTLR_EL1 (3,0,1,0,0), (3,0,0,4,3)
+    onereg = [f"{x:x}" for x in (0x603000000013C005, 0x603000000013C080, 0x603000000013C023)]
+    for fmt in ("json", "yaml", "kvm", "c-header", "firecracker", "qemu"):
+        code, out, err = _cli("emit", str(guest), "--format", fmt)
+        assert code == 0 and out, (fmt, out, err)
+        low = out.lower()
+        assert not [w for w in ("mpidr", "sctlr", "s3_0_c0_c4_3", "30d00800", *onereg) if w in low], (fmt, out)
+    _, base, _ = _cli("emit", str(PROFILES_DIR / "firecracker-v1n1.yaml"), "--format", "json")
+    _, got, _ = _cli("emit", str(guest), "--format", "json")
+    assert json.loads(got)["registers"] == json.loads(base)["registers"]
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("ID_AA64PRF0_EL1: 0", "unknown register 'ID_AA64PRF0_EL1' (did you mean ID_AA64PFR0_EL1?)"),
+    ("MPIDR_EL2: 0", "unknown register 'MPIDR_EL2' (did you mean MIDR_EL1?)"),  # neither: still an error
+    ("NOT_A_REGISTER_EL1: 0", "unknown register 'NOT_A_REGISTER_EL1'"),
+    ("DC_CISW: 0", "unknown register 'DC_CISW'"),  # in sys_reg_descs[], but an instruction
+    ("S3_0_C5_C3_7: 0", "unknown register 'S3_0_C5_C3_7'"),  # an encoding no source names
+    ("MPIDR_EL1: {Aff0: 1}", "MPIDR_EL1 is a system register outside the CPU model: cpumodel knows none"),
+    ("MPIDR_EL1: yes", "MPIDR_EL1: expected an integer, got the boolean"),
+    ("MPIDR_EL1: 0x10000000000000000", "MPIDR_EL1: expected a 64-bit unsigned integer"),
+    ("MPIDR_EL1: 1\n  S3_0_C0_C0_5: 2", "register MPIDR_EL1 given twice (first at line 2)"),
+    ("\"MPIDR_EL1\\u202e\\x1b[31m\": 0", r"unknown register 'MPIDR_EL1\u202e\x1b[31m'"),
+])
+def test_what_stays_an_error(tmp_path: Path, text: str, needle: str) -> None:
+    """A name that is no real register (a typo of an ID register, even one as close to a system register)
+    exits 2 with file:line and the 'did you mean'; so does a system register given by field or badly."""
+    p = tmp_path / "bad.yaml"
+    p.write_text(f"registers:\n  {text}\n")
+    code, _, err = _cli("check", str(p))
+    assert code == 2 and f"{p}:" in err and needle in err, err
+    assert "\x1b" not in err and "\u202e" not in err  # escaped, as the other errors are
+
+
+def test_a_system_register_name_wins_over_a_did_you_mean(tmp_path: Path) -> None:
+    """suggest() finds MIDR_EL1 for MPIDR_EL1 and CLIDR_EL1 for CCSIDR_EL1: an exact real register name is not
+    a typo, so it loads (the loose similarity would make every dump fail); the encoding spelling resolves too."""
+    from cpumodel import regdb
+    from cpumodel.errors import suggest
+
+    db = regdb.load()
+    assert suggest("MPIDR_EL1", list(db.registers)) == "did you mean MIDR_EL1?"
+    p = tmp_path / "d.yaml"
+    p.write_text("role: host\nregisters:\n  MIDR_EL1: 0x611f0231\n  S3_0_C0_C0_5: 0x80000000\n  cntfrq_el0: 24000000\n")
+    code, fs = _check(str(p))
+    assert code == 0 and [(f["rule"], f["message"].split("'")[1]) for f in fs] == [
+        ("P004", "MPIDR_EL1"), ("P004", "CNTFRQ_EL0")], fs
+
+
+def test_system_registers_elsewhere_are_errors(tmp_path: Path) -> None:
+    """host_registers: and unseen: name fields of ID registers: a system register there is an error."""
+    for text in ("host_registers:\n  MPIDR_EL1: {Aff0: 1}\n", "unseen:\n  MPIDR_EL1: [Aff0]\n"):
+        p = tmp_path / "e.yaml"
+        p.write_text(text)
+        code, _, err = _cli("check", str(p))
+        assert code == 2 and "'MPIDR_EL1' is a system register outside the CPU model" in err, err
+
+
+def test_system_registers_are_loaded_only_for_an_unknown_name() -> None:
+    """The KVM data files are read for sysregs only when the register database does not know a name."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom cpumodel.resolve import resolve\nresolve(sys.argv[1])\n"
+             "print('cpumodel.sysregs' in sys.modules)\n")
+    for path, expect in ((REPO / "profiles/neoverse-n1.yaml", "False"), (M1, "True")):
+        out = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, cwd=REPO,
+                             timeout=60, check=True).stdout.strip()
+        assert out == expect, (path, out)
+
+
+def test_schema_admits_system_registers() -> None:
+    import jsonschema
+
+    from tools.gen_schema import OUT
+
+    schema = json.loads(OUT.read_text())
+    jsonschema.validate(yaml.safe_load(M1.read_text()), schema)
+    bad = {"registers": {"ID_AA64PRF0_EL1": 0}}
+    assert list(jsonschema.Draft202012Validator(schema).iter_errors(bad))
+    assert list(jsonschema.Draft202012Validator(schema).iter_errors({"registers": {"MPIDR_EL1": {"Aff0": 1}}}))

@@ -33,6 +33,10 @@ def test_shipped_profiles_validate(path) -> None:  # type: ignore[no-untyped-def
     ({"registers": {"ID_AA64PFR0_EL1": {"SVE": 16}}}, False),
     ({"registers": {"ID_AA64PFR0_EL1": {"SVF": 1}}}, False),
     ({"registers": {"NOT_A_REG": 1}}, False),
+    ({"registers": {"MPIDR_EL1": 0x80000000, "CNTFRQ_EL0": "0x16e3600"}}, True),  # outside the model: P004
+    ({"registers": {"MPIDR_EL1": {"Aff0": 1}}}, False),
+    ({"registers": {"ID_AA64PRF0_EL1": 0}}, False),
+    ({"host_registers": {"MPIDR_EL1": {"Aff0": 1}}}, False),
     ({"regsiters": {}}, False),
     ({"vcpu_features": ["pmu", "sve"]}, True),
     ({"vcpu_features": ["sev"]}, False),

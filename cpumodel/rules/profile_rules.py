@@ -99,3 +99,36 @@ def el0_dump_without_unseen(model: Model, ctx: Context) -> Iterator[Finding]:
                   why="findings on the hidden fields judge the kernel's substitutes, not the CPU; add "
                       "'unseen: el0-mrs' (or capture with 'cpumodel capture', which lists them)",
                   source="arch/arm64/kernel/cpufeature.c emulate_id_reg(), init_cpu_ftr_reg() (user_val)")
+
+
+@rule("P004", "not-a-model-register", kind="profile", severity="warning",
+      source="arch/arm64/kvm/sys_regs.c sys_reg_descs[] (data/kvm); arch/arm64/include/asm/sysreg.h")
+def not_a_model_register(model: Model, ctx: Context) -> Iterator[Finding]:
+    """A register the profile gives is a real system register, but not part of the CPU model: it is ignored.
+
+    Register dumps (VirtualBox's CPU report, Firecracker fingerprints, Linux tools) list system
+    registers beside the ID registers: MPIDR_EL1 (which vCPU this is), CCSIDR_EL1 (one cache level,
+    as CSSELR_EL1 selects it), ERRIDR_EL1, CNTFRQ_EL0, SCTLR_EL1, PMCR_EL0, unallocated ID encodings.
+    cpumodel checks the ID registers only; these are accepted so a dump loads as it is, never checked,
+    and ``cpumodel emit`` writes none of them (cpumodel has no field layout or KVM rule for them:
+    MPIDR_EL1 differs per vCPU, CCSIDR_EL1 per selected cache level, the others are no ID registers).
+    A name that is no register at all stays an error. Real means named
+    by Linux: ``sys_reg_descs[]`` of a modelled kernel line, or ``asm/sysreg.h``
+    (``cpumodel/sysregs.py``). ``--ignore P004`` or ``ignore: [P004]`` silences it.
+
+    Bad:  ``registers: {MIDR_EL1: 0x611f0231, MPIDR_EL1: 0x80000000}`` in a model meant to set MPIDR
+    Good: the dump as it is (the warning says MPIDR_EL1 is ignored), or without MPIDR_EL1
+    """
+    if not model.system_registers:
+        return
+    from cpumodel import sysregs
+    from cpumodel.yamlsrc import shown
+
+    for name, where in model.system_registers.items():
+        real = sysregs.lookup(name)
+        what = ("an unallocated ID-register encoding (KVM: ID_UNALLOCATED, reads as zero)"
+                if real is not None and real.unallocated else "a system register outside the CPU model")
+        written = "; it will not be written to the guest" if model.role == "guest" else ""
+        yield Finding("P004", "warning", f"{shown(name)} is {what}: ignored (not checked{written})",
+                      location=where, why="cpumodel models ID registers only; a dump's other registers are "
+                                          "accepted and left out", source=real.source if real else "")
