@@ -16,6 +16,8 @@ SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 
 @dataclass
 class Options:
+    """How models are checked (the CLI's check options)."""
+
     ignore: list[str] = field(default_factory=list)
     kernel: str | None = None  # None: the newest modelled kernel
     host: Model | None = None
@@ -91,6 +93,8 @@ def inherited(model: Model, findings: list[Finding]) -> None:
 
 @dataclass
 class RunResult:
+    """What a check of many files found (counts; findings unless streamed)."""
+
     findings: list[Finding] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # profiles that could not be read, "file:line: msg"
     checked: int = 0  # models resolved and checked (they are not kept: memory stays flat)

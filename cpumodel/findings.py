@@ -13,6 +13,8 @@ SEVERITIES = ("error", "warning", "info")
 
 @dataclass
 class Finding:
+    """One rule's finding on a profile: rule, severity, message and where it points."""
+
     rule: str
     severity: str
     message: str

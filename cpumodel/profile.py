@@ -73,6 +73,8 @@ MAX_BASE_CHARS = 4096
 
 @dataclass
 class FieldValue:
+    """A field value as a profile gives it, with its location."""
+
     field: str  # canonical field name
     value: int
     loc: Location
@@ -80,6 +82,8 @@ class FieldValue:
 
 @dataclass
 class RegisterSpec:
+    """A register as a profile gives it: a raw value and/or field values."""
+
     name: str  # canonical register name
     loc: Location
     raw: int | None = None
@@ -88,6 +92,8 @@ class RegisterSpec:
 
 @dataclass
 class Profile:
+    """A profile file as read (before resolving its base)."""
+
     path: str
     name: str
     loc: Location

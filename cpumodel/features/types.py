@@ -28,6 +28,8 @@ class Constraint(NamedTuple):
 
 @dataclass(frozen=True)
 class Violation:
+    """A constraint of the feature model that a set of values breaks."""
+
     id: str  # rule id, e.g. ARCH-FEAT_SVE-2
     text: str  # the rendered constraint
     owner: str  # the feature/version whose constraint it is

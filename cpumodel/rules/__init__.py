@@ -38,6 +38,8 @@ CheckFn = Callable[["Model", Context], Iterable["Finding"]]
 
 @dataclass
 class Rule:
+    """A registered rule: ID, name, kind, severity, documentation and function."""
+
     id: str
     name: str
     kind: str  # "arch" | "kvm" | "vcpu" | "profile" | "identity"
