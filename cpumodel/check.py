@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from functools import lru_cache
 
 from cpumodel.errors import CpumodelError
 from cpumodel.findings import Finding
+from cpumodel.records import record
 from cpumodel.resolve import Model, Resolver
 from cpumodel.rules import Context, Rule, hand_rules, matches, run
 
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 
 
-@dataclass
+@record
 class Options:
     """How models are checked (the CLI's check options)."""
 
@@ -91,7 +92,7 @@ def inherited(model: Model, findings: list[Finding]) -> None:
             f.message += f" (inherited from {os.path.basename(origin)}: {model.facts[origin]})"
 
 
-@dataclass
+@record
 class RunResult:
     """What a check of many files found (counts; findings unless streamed)."""
 

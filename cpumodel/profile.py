@@ -33,13 +33,14 @@ Profile format (JSON Schema: ``data/profile.schema.json``)::
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from cpumodel import regdb
 from cpumodel.errors import CpumodelError, Location, suggest
+from cpumodel.records import record
 from cpumodel.yamlsrc import (
     BOOL_TAG,
     NULL_TAG,
@@ -71,7 +72,7 @@ MAX_NAME_CHARS = 256
 MAX_BASE_CHARS = 4096
 
 
-@dataclass
+@record
 class FieldValue:
     """A field value as a profile gives it, with its location."""
 
@@ -80,7 +81,7 @@ class FieldValue:
     loc: Location
 
 
-@dataclass
+@record
 class RegisterSpec:
     """A register as a profile gives it: a raw value and/or field values."""
 
@@ -90,7 +91,7 @@ class RegisterSpec:
     fields: dict[str, FieldValue] = field(default_factory=dict)
 
 
-@dataclass
+@record
 class Profile:
     """A profile file as read (before resolving its base)."""
 

@@ -9,12 +9,13 @@ checked current by a test): unmarshalled from bytecode, it loads faster than the
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from cpumodel.errors import CpumodelError, suggest
+from cpumodel.records import record
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -51,7 +52,7 @@ class _cached:
         return value
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Field:
     """One field of an ID register: bits msb..lsb, its kind and named values."""
 
@@ -102,7 +103,7 @@ class Field:
         return f"{fv:#x} ({name})" if name else f"{fv:#x}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Register:
     """An ID register: name, encoding (op0, op1, CRn, CRm, op2), fields and source."""
 
