@@ -16,10 +16,18 @@ as ``dataclass()`` makes it (signature, defaults, repr, equality, hashing, froze
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 T = TypeVar("T", bound=type)
+
+
+@overload
+def record(cls: T, /) -> T: ...
+@overload
+def record(cls: None = None, /, *, frozen: bool = False) -> Callable[[T], T]: ...
+
 
 def record(cls: T | None = None, /, *, frozen: bool = False) -> Any:
     """``@dataclass`` or ``@dataclass(frozen=True)`` with precompiled methods where they are current."""
