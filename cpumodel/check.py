@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from functools import lru_cache
 
 from cpumodel.errors import CpumodelError
 from cpumodel.findings import Finding
+from cpumodel.records import record
 from cpumodel.resolve import Model, Resolver
 from cpumodel.rules import Context, Rule, hand_rules, matches, run
 
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 
 
-@dataclass
+@record
 class Options:
+    """How models are checked (the CLI's check options)."""
+
     ignore: list[str] = field(default_factory=list)
     kernel: str | None = None  # None: the newest modelled kernel
     host: Model | None = None
@@ -89,8 +92,10 @@ def inherited(model: Model, findings: list[Finding]) -> None:
             f.message += f" (inherited from {os.path.basename(origin)}: {model.facts[origin]})"
 
 
-@dataclass
+@record
 class RunResult:
+    """What a check of many files found (counts; findings unless streamed)."""
+
     findings: list[Finding] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # profiles that could not be read, "file:line: msg"
     checked: int = 0  # models resolved and checked (they are not kept: memory stays flat)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import Any
 
 from cpumodel.errors import Location
+from cpumodel.records import record
 
 SEVERITIES = ("error", "warning", "info")
 
 
-@dataclass
+@record
 class Finding:
+    """One rule's finding on a profile: rule, severity, message and where it points."""
+
     rule: str
     severity: str
     message: str

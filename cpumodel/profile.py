@@ -35,13 +35,14 @@ Profile format (JSON Schema: ``data/profile.schema.json``)::
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from cpumodel import regdb
 from cpumodel.errors import CpumodelError, Location, suggest
+from cpumodel.records import record
 from cpumodel.yamlsrc import (
     BOOL_TAG,
     NULL_TAG,
@@ -77,23 +78,29 @@ MAX_NAME_CHARS = 256
 MAX_BASE_CHARS = 4096
 
 
-@dataclass
+@record
 class FieldValue:
+    """A field value as a profile gives it, with its location."""
+
     field: str  # canonical field name
     value: int
     loc: Location
 
 
-@dataclass
+@record
 class RegisterSpec:
+    """A register as a profile gives it: a raw value and/or field values."""
+
     name: str  # canonical register name
     loc: Location
     raw: int | None = None
     fields: dict[str, FieldValue] = field(default_factory=dict)
 
 
-@dataclass
+@record
 class Profile:
+    """A profile file as read (before resolving its base)."""
+
     path: str
     name: str
     loc: Location

@@ -10,13 +10,14 @@ turns off what depends on them).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
 from cpumodel import regdb
 from cpumodel.errors import CpumodelError, Location
 from cpumodel.profile import UNSEEN_EL0, Profile
 from cpumodel.profile import load as load_profile
+from cpumodel.records import record
 from cpumodel.yamlsrc import shown
 
 #: Longest base: chain followed before giving up.
@@ -35,7 +36,7 @@ def _shipped() -> Path:
 SHIPPED = _shipped()
 
 
-@dataclass
+@record
 class Model:
     """A resolved CPU model: only the registers it specifies, with full 64-bit values."""
 

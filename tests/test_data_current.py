@@ -11,6 +11,13 @@ def test_version_floors_are_current() -> None:
     assert json.loads(OUT.read_text()) == json.loads(json.dumps(build())), "run: python -m tools.gen_floors"
 
 
+def test_floor_module_is_current() -> None:
+    """cpumodel/features/_floors.py (what the engine loads) holds the rows of version_floors.json."""
+    from tools.gen_floors import MODULE, module_source
+
+    assert MODULE.read_text() == module_source(json.loads(OUT.read_text())), "run: python -m tools.gen_floors"
+
+
 def test_shipped_floors_are_used() -> None:
     from cpumodel.features import FeatureModel
 
@@ -26,6 +33,17 @@ def test_feature_program_is_current() -> None:
 
     assert PROGRAM.read_text() == program_source(json.loads(FEATURES.read_text())), \
         "run: python -m tools.gen_features --program"
+
+
+def test_register_module_is_current() -> None:
+    """cpumodel/_registers.py (what regdb loads) holds exactly the shipped registers.json."""
+    from tools.gen_registers import MODULE, OUT, module_source
+
+    data = json.loads(OUT.read_text(encoding="utf-8"))
+    assert MODULE.read_text(encoding="utf-8") == module_source(data), "run: python -m tools.gen_registers --module"
+    from cpumodel._registers import DATA
+
+    assert data == DATA
 
 
 def test_no_code_is_compiled_at_run_time() -> None:

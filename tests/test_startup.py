@@ -49,6 +49,7 @@ def test_one_profile_check_imports_only_its_path(profile: str, host: bool) -> No
     assert "cpumodel.features._program" in extra  # the precompiled constraint program
     if host:  # a host CPU gets architecture rules only: no KVM code at all
         assert not [m for m in extra if m == "cpumodel.kvm" or m.startswith("cpumodel.kvm.")]
+        assert "json" not in extra  # the register data loads from cpumodel/_registers.py (KVM lines read JSON)
 
 
 _PROBE = """

@@ -11,12 +11,9 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 
 from cpumodel.features.checking import Checker
 from cpumodel.features.types import Def, FeatureError, FieldChanges, FieldKey, State
-
-_FLOORS = Path(__file__).resolve().parent.parent / "data" / "version_floors.json"
 
 
 class Editing(Checker):
@@ -284,15 +281,14 @@ class Editing(Checker):
         return out
 
     def _load_shipped_floors(self) -> None:
-        """Floors precomputed by tools/gen_floors.py (deriving one takes ~0.1 s)."""
+        """Floors precomputed by tools/gen_floors.py (deriving one takes ~0.1 s), from its module
+        ``_floors.py`` (the rows of data/version_floors.json)."""
         if self._shipped_floors_loaded:
             return
         self._shipped_floors_loaded = True
-        if not _FLOORS.exists():
-            return
-        import json
+        from cpumodel.features._floors import FLOORS  # data/version_floors.json, as a literal
 
-        for v, rows in json.loads(_FLOORS.read_text())["floors"].items():
+        for v, rows in FLOORS.items():
             ch = FieldChanges()
             for reg, field, val, why in rows:
                 ch[(reg, field)] = val

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, NamedTuple
+
+from cpumodel.records import record
 
 FieldKey = tuple[str, str]
 Tri = bool | None
@@ -26,8 +27,10 @@ class Constraint(NamedTuple):
     source: str | None = None  # set for the EXTRA-* rules that cpumodel adds
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Violation:
+    """A constraint of the feature model that a set of values breaks."""
+
     id: str  # rule id, e.g. ARCH-FEAT_SVE-2
     text: str  # the rendered constraint
     owner: str  # the feature/version whose constraint it is

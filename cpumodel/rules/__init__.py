@@ -11,15 +11,17 @@ from __future__ import annotations
 import fnmatch
 import inspect
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any
+
+from cpumodel.records import record
 
 if TYPE_CHECKING:
     from cpumodel.findings import Finding
     from cpumodel.resolve import Model
 
 
-@dataclass
+@record
 class Context:
     """What a check run knows besides the model: kernel, host, vCPU features and KVM capabilities
     (None: the profile's own), whether KVM rules run, and a memo for what several rules of one
@@ -36,8 +38,10 @@ class Context:
 CheckFn = Callable[["Model", Context], Iterable["Finding"]]
 
 
-@dataclass
+@record
 class Rule:
+    """A registered rule: ID, name, kind, severity, documentation and function."""
+
     id: str
     name: str
     kind: str  # "arch" | "kvm" | "vcpu" | "profile" | "identity"

@@ -15,13 +15,13 @@ not see (``unseen:``), which stay unknown.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from cpumodel import regdb
 from cpumodel.errors import CpumodelError
 from cpumodel.findings import Finding
+from cpumodel.records import record
 from cpumodel.resolve import Model
 from cpumodel.rules import Context, rule
 from cpumodel.rules.vcpu import effective_features, missing_features
@@ -114,7 +114,7 @@ def _normal(krules: Any, feats: frozenset[str]) -> frozenset[str]:
     return frozenset(v for f in feats if (v := krules.feature_aliases.get(f)))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Write:
     """One register of the model and KVM's verdict on writing it."""
 
