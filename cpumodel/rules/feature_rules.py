@@ -119,13 +119,8 @@ def check(model: Model, ctx: Context) -> list[Finding]:
     known: list[dict[tuple[str, str], int]] = []  # the model's known fields, once asked for
 
     def fields() -> dict[tuple[str, str], int]:
-        if not known:
-            fv = model.field_values()
-            if model.unseen:  # fields a capture could not see are unknown, not 0
-                db = regdb.load()
-                fv = {(r, f): v for (r, f), v in fv.items()
-                      if not (r in model.unseen and db.registers[r].field(f).mask & model.unseen[r])}
-            known.append(fv)
+        if not known:  # field_values() leaves out the fields a capture could not see (unseen: unknown, not 0)
+            known.append(model.field_values())
         return known[0]
 
     violations, incomplete = _violations(fm, fields, model.arch, None if model.unseen else _model_key(model))
