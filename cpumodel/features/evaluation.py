@@ -236,20 +236,10 @@ class Evaluation(Program):
 
     def _watches(self, st: State, active: set[int]) -> tuple[dict[int, Any], dict[int, Any]]:
         """The constraints to wake when a feature is forced or a field narrowed: every constraint
-        reading it, in order (built once). ``_propagate`` wakes only those still active; a feature is
-        forced, and a field narrowed, only while unknown, so these are exactly the active
-        constraints that read an unknown feature or a field not yet narrowed to one region."""
-        if self._readers is None:
-            readers_f: dict[int, list[int]] = {}
-            readers_d: dict[int, list[int]] = {}
-            for c in range(len(self._cfeats)):
-                for v in self._cfeats[c]:
-                    readers_f.setdefault(v, []).append(c)
-                for k in self._cfields[c]:
-                    readers_d.setdefault(k, []).append(c)
-            self._readers = ({v: tuple(cs) for v, cs in readers_f.items()},
-                             {k: tuple(cs) for k, cs in readers_d.items()})
-        return self._readers
+        reading it, in order (``Program._build_readers``). ``_propagate`` wakes only those still
+        active; a feature is forced, and a field narrowed, only while unknown, so these are exactly
+        the active constraints that read an unknown feature or a field not yet narrowed to one region."""
+        return self._readers_f, self._readers_d
 
     def _narrow(self, c: int, st: State, full: bool, record: bool, watch_f: dict[int, list[int]],
                 watch_d: dict[int, list[int]]) -> tuple[list[int], bool, bool]:
