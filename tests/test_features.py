@@ -799,3 +799,39 @@ def test_check_speed(fm: FeatureModel) -> None:
         best = min(best, (time.perf_counter() - t) / len(models))
     print(f"check() on a full model: {best * 1e3:.3f} ms")
     assert best < 0.01  # target: well under 1 ms; generous here for slow CI machines
+
+
+def _random_state(fm: FeatureModel, rng: random.Random) -> tuple[list[Any], list[int]]:
+    """A three-valued state: each feature True, False or unknown; each field a random non-empty set of regions."""
+    b = [rng.choice((True, False, None)) for _ in fm._names]
+    d = []
+    for full in fm._full:
+        m = full & rng.randrange(1, full + 1)
+        d.append(m or full)
+    return b, d
+
+
+def test_precompiled_evaluators_agree_with_the_expressions(fm: FeatureModel) -> None:
+    """Every shipped evaluator (made from its shape and integers, tools/feature_program.py) and every
+    stage-0 definition step gives the three-valued value that interpreting its expression gives, on
+    random partial states: the generated program is the data's program, not only current text."""
+    built = FeatureModel(json.loads((DATA / "features.json").read_text()))
+    assert len(built._evals) == len(fm._evals)
+    rng = random.Random(7)
+    states = [_random_state(fm, rng) for _ in range(40)]
+    states += [([True] * len(fm._names), list(fm._full)), ([False] * len(fm._names), [1] * len(fm._full))]
+    seen: set[Any] = set()
+    for c in range(len(fm._evals)):
+        ev = fm._eval(c)
+        for b, d in states:
+            got = ev(b, d)
+            assert got is fm._kdom(fm._cexpr[c], b, d), (c, fm._cexpr[c])
+            seen.add(got)
+    assert seen == {True, False, None}
+    assert [s[:2] for s in built._def_steps] == [s[:2] for s in fm._def_steps]
+    for mine, theirs in zip(fm._def_steps, built._def_steps, strict=True):
+        if mine[0] == 1:
+            for b, d in states:
+                assert mine[2](b, d) is theirs[2](b, d), mine[1]
+        else:
+            assert mine == theirs

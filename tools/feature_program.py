@@ -2,8 +2,9 @@
 
 ``Program(data)`` (cpumodel/features/program.py) builds the engine's tables from the data; this
 writes them out as Python literals, with each constraint's three-valued evaluator as a
-lambda of plain ``and``/``or`` tests on feature values ``b`` and field region masks ``d``.
-Installed byte-compiled, the module loads in about 2 ms, where building the tables and
+lambda of plain ``and``/``or`` tests on feature values ``b`` and field region masks ``d``,
+factored by shape (``shapes``), and the tables only explanations read in ``_program_text.py``.
+Installed byte-compiled, the module loads in well under 2 ms, where building the tables and
 compiling the evaluators took about 30 ms on every start. ``python -m tools.gen_features
 --program`` rewrites it; tests/test_data_current.py checks it is current.
 """
@@ -11,6 +12,7 @@ compiling the evaluators took about 30 ms on every start. ``python -m tools.gen_
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -109,6 +111,37 @@ def _tables(p: Program, names: tuple[str, ...]) -> list[str]:
     return out
 
 
+_NUMBER = re.compile(r"\b\d+\b")
+
+
+def shapes(sources: list[str]) -> tuple[list[str], bytes, list[str]]:
+    """Evaluators factored by shape: (shape functions' source, each evaluator's shape, its integers).
+
+    The ~1,400 evaluators have ~60 shapes that differ only in their integers (feature indices,
+    field numbers, region masks). Shape ``_sN(x0, x1, ...)`` returns the evaluator over those
+    integers (as default arguments: local variables, nearly as fast as constants); the engine
+    calls it the first time it runs that constraint. A code object per evaluator was most of the module's
+    load time."""
+    index: dict[str, int] = {}
+    defs: list[str] = []
+    of: list[int] = []
+    ints: list[str] = []
+    for src in sources:
+        body = src.removeprefix("lambda b, d: ")
+        args = _NUMBER.findall(body)
+        parts = _NUMBER.split(body)  # text between the integers
+        shape = "".join(p + (f"x{j}" if j < len(args) else "") for j, p in enumerate(parts))
+        if shape not in index:
+            index[shape] = len(index)
+            params = ", ".join(f"x{j}" for j in range(len(args)))
+            defaults = "".join(f", x{j}=x{j}" for j in range(len(args)))
+            defs += [f"def _s{index[shape]}({params}):", f"    return lambda b, d{defaults}: {shape}", "", ""]
+        of.append(index[shape])
+        ints.append(",".join(args))
+    assert len(index) < 256  # one byte per evaluator
+    return defs, bytes(of), ints
+
+
 def program_sources(data: dict[str, Any]) -> dict[Path, str]:
     """The generated modules for features.json ``data``: the program the engine runs, and the
     tables only explanations and edits read (``_program_text``, loaded on first use)."""
@@ -124,7 +157,11 @@ def program_sources(data: dict[str, Any]) -> dict[Path, str]:
     for d, step in zip(defs, p._def_steps, strict=True):
         steps.append(_lit(step) if step[0] == 0 else f"(1, {d.feature}, {evaluator(p, d.expr, d.guard)})")
     out += _rows("DEF_STEPS", steps)
-    out += _rows("EVALS", [evaluator(p, e) for e in p._cexpr])
+    defs, of, ints = shapes([evaluator(p, e) for e in p._cexpr])
+    out += ["", "", "# The evaluators: evaluator c = SHAPES[EVAL_SHAPE[c]](*ints of EVAL_INTS[c]), made on first use",
+            "# (tools/feature_program.py shapes)", "", *defs]
+    out += [f"SHAPES = ({', '.join(f'_s{i}' for i in range(max(of) + 1))},)", f"EVAL_SHAPE = {of!r}"]
+    out += _rows("EVAL_INTS", [repr(x) for x in ints])
     return {PROGRAM: "\n".join(out) + "\n", PROGRAM_TEXT: "\n".join(text) + "\n"}
 
 

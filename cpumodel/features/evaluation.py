@@ -208,7 +208,7 @@ class Evaluation(Program):
         ``full`` and the values of ``c``'s own variables, so ``_propagate`` memoises them and
         ``_replay`` redoes the changes on another model where those values are the same."""
         b, d = st.b, st.d
-        r = self._evals[c](b, d)
+        r = (self._evals[c] or self._eval(c))(b, d)
         if r is not None:
             return r, False, False, (), (), []
         fs, ks = self._cfeats[c], self._cfields[c]
@@ -257,7 +257,7 @@ class Evaluation(Program):
     def _force_features(self, c: int, st: State, full: bool, record: bool, watch_f: dict[int, list[int]],
                         wake: list[int]) -> tuple[bool, bool]:
         """Give each unknown feature of ``c`` the value that ``c`` forces; (dead, deferred)."""
-        ev = self._evals[c]
+        ev = self._evals[c] or self._eval(c)
         b, d = st.b, st.d
         defer = False
         for v in self._cfeats[c]:
@@ -287,7 +287,7 @@ class Evaluation(Program):
     def _narrow_fields(self, c: int, st: State, full: bool, watch_d: dict[int, list[int]],
                        wake: list[int]) -> tuple[bool, bool]:
         """Drop the regions of ``c``'s unknown fields in which ``c`` is false; (dead, deferred)."""
-        ev = self._evals[c]
+        ev = self._evals[c] or self._eval(c)
         b, d = st.b, st.d
         defer = False
         for k in self._cfields[c]:
