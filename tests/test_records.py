@@ -31,7 +31,8 @@ def test_every_record_class_is_listed() -> None:
     found = set()
     for p in ROOT.rglob("*.py"):
         mod = "cpumodel." + ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
-        found |= {f"{mod}:{m}" for m in re.findall(r"^@record(?:\(frozen=True\))?\nclass (\w+)", p.read_text(), re.M)}
+        decorated = r"^@record(?:\(frozen=True(?:, slots=True)?\))?\nclass (\w+)"
+        found |= {f"{mod}:{m}" for m in re.findall(decorated, p.read_text(), re.M)}
     assert found == set(CLASSES)
 
 
@@ -40,7 +41,15 @@ def _reference(cls: type) -> type:
     fields = [(f.name, f.type, dataclasses.field(default=f.default, default_factory=f.default_factory, init=f.init,
                                                  repr=f.repr, compare=f.compare, hash=f.hash))
               for f in dataclasses.fields(cls)]
-    return dataclasses.make_dataclass(cls.__name__, fields, frozen=cls.__dataclass_params__.frozen)  # type: ignore[attr-defined]
+    return dataclasses.make_dataclass(cls.__name__, fields, frozen=cls.__dataclass_params__.frozen,  # type: ignore[attr-defined]
+                                      slots="__slots__" in cls.__dict__)
+
+
+def _state(obj: object) -> dict[str, object]:
+    """An instance's attributes (its __dict__, or its slots)."""
+    if hasattr(obj, "__dict__"):
+        return dict(vars(obj))
+    return {n: getattr(obj, n) for n in type(obj).__slots__ if hasattr(obj, n)}  # type: ignore[attr-defined]
 
 
 def _args(cls: type, salt: str) -> dict[str, object]:
@@ -61,7 +70,7 @@ def test_same_as_dataclass(cls: type) -> None:
     required = {f.name: f"r{i}" for i, f in enumerate(dataclasses.fields(cls))
                 if f.init and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
     a, b = cls(**required), ref(**required)
-    assert vars(a) == vars(b)
+    assert _state(a) == _state(b)
     assert repr(a) == repr(b).replace(ref.__qualname__, cls.__qualname__, 1)
     if any(f.default_factory is not dataclasses.MISSING for f in dataclasses.fields(cls)):
         assert cls(**required) is not a and all(
@@ -70,7 +79,7 @@ def test_same_as_dataclass(cls: type) -> None:
     # every argument given
     full = _args(cls, "x")
     a, b = cls(**full), ref(**full)
-    assert vars(a) == vars(b)
+    assert _state(a) == _state(b)
     assert repr(a) == repr(b).replace(ref.__qualname__, cls.__qualname__, 1)
     assert a == cls(**full)
     assert a != b  # another class: NotImplemented both ways, then identity
@@ -89,3 +98,36 @@ def test_same_as_dataclass(cls: type) -> None:
             setattr(a, name, "z")
         with pytest.raises(dataclasses.FrozenInstanceError):
             delattr(a, name)
+
+
+@pytest.mark.parametrize("cls", _classes(), ids=lambda c: c.__name__)
+def test_pickles_and_declares_like_dataclass(cls: type) -> None:
+    """Instances survive pickling (check --jobs sends findings, locations and errors between
+    processes), and the class attributes are those dataclass() leaves."""
+    import pickle
+
+    ref = _reference(cls)
+    a = cls(**_args(cls, "p"))
+    assert pickle.loads(pickle.dumps(a)) == a
+    assert ("__slots__" in cls.__dict__) == ("__slots__" in ref.__dict__)
+    for f in dataclasses.fields(cls):
+        assert hasattr(cls, f.name) == hasattr(ref, f.name), f.name
+        if hasattr(ref, f.name) and "__slots__" not in ref.__dict__:
+            assert getattr(cls, f.name) == getattr(ref, f.name), f.name
+
+
+def test_dataclass_runs_only_when_asked() -> None:
+    """At start-up no record class goes through dataclass(): its dataclass metadata is made on first use."""
+    import subprocess
+    import sys
+
+    code = ("import dataclasses, sys\n"
+            "made = []\n"
+            "orig = dataclasses._process_class\n"
+            "dataclasses._process_class = lambda cls, *a: made.append(cls.__qualname__) or orig(cls, *a)\n"
+            "from cpumodel.check import check_paths\n"
+            "check_paths(['profiles/neoverse-n1.yaml'])\n"
+            "print(sorted(made))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=ROOT.parent).stdout
+    assert out.strip() == "[]"

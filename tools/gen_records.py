@@ -3,8 +3,9 @@
 For each class in ``CLASSES`` (those decorated with ``cpumodel.records.record``) this writes the
 ``__init__``, ``__repr__`` and ``__eq__`` that ``dataclasses.dataclass()`` would generate for it
 (Python 3.11's text: the same parameters, defaults, default factories, assignments, repr and
-comparison; for a frozen class also ``__hash__``, with ``__init__`` assigning through
-``object.__setattr__``), as a function that returns them. Usage: python -m tools.gen_records
+comparison; for a frozen class also ``__hash__``, ``__setattr__`` and ``__delattr__``, with
+``__init__`` assigning through ``object.__setattr__``), as a function that returns them, with the
+class's field names, frozenness and ``__match_args__``. Usage: python -m tools.gen_records
 tests/test_records.py checks the module is current.
 """
 
@@ -18,7 +19,8 @@ from pathlib import Path
 MODULE = Path(__file__).resolve().parents[1] / "cpumodel" / "_records.py"
 
 # module:class of every @record class (a test checks none is missing)
-CLASSES = ("cpumodel.regdb:Field", "cpumodel.regdb:Register", "cpumodel.features.types:Violation",
+CLASSES = ("cpumodel.errors:Location", "cpumodel.regdb:Field", "cpumodel.regdb:Register",
+           "cpumodel.features.types:Violation",
            "cpumodel.rules.kvm_writes:Write", "cpumodel.findings:Finding", "cpumodel.profile:FieldValue",
            "cpumodel.profile:RegisterSpec", "cpumodel.profile:Profile", "cpumodel.resolve:Model",
            "cpumodel.rules:Context", "cpumodel.rules:Rule", "cpumodel.check:Options", "cpumodel.check:RunResult")
@@ -68,10 +70,29 @@ def _methods(cls: type) -> list[str]:
     if not frozen:
         return [*out, '    return {"__init__": __init__, "__repr__": __repr__, "__eq__": __eq__}']
     hashed = "".join(f"self.{f.name}," for f in fields if (f.compare if f.hash is None else f.hash))
-    return [*out,
+    names = tuple(f.name for f in fields)
+    state = []
+    if "__slots__" in cls.__dict__:  # dataclass()'s _dataclass_getstate/_dataclass_setstate (pickling)
+        state = ["    def __getstate__(self):",
+                 f"        return [{', '.join(f'self.{n}' for n in names)}]",
+                 "    def __setstate__(self, state):",
+                 f"        for name, value in zip({names!r}, state):",
+                 "            _object_setattr(self, name, value)"]
+    extra = ', "__getstate__": __getstate__, "__setstate__": __setstate__' if state else ""
+    return [*out, *state,
             "    def __hash__(self):",
             f"        return hash(({hashed}))",
-            '    return {"__init__": __init__, "__repr__": __repr__, "__eq__": __eq__, "__hash__": __hash__}']
+            # dataclass()'s frozen __setattr__/__delattr__ (dataclasses._frozen_get_del_attr)
+            "    def __setattr__(self, name, value):",
+            f"        if type(self) is cls or name in {names!r}:",
+            '            raise FrozenInstanceError(f"cannot assign to field {name!r}")',
+            "        super(cls, self).__setattr__(name, value)",
+            "    def __delattr__(self, name):",
+            f"        if type(self) is cls or name in {names!r}:",
+            '            raise FrozenInstanceError(f"cannot delete field {name!r}")',
+            "        super(cls, self).__delattr__(name)",
+            '    return {"__init__": __init__, "__repr__": __repr__, "__eq__": __eq__, "__hash__": __hash__,',
+            f'            "__setattr__": __setattr__, "__delattr__": __delattr__{extra}}}']
 
 
 def _set(name: str, value: str, frozen: bool) -> str:
@@ -88,6 +109,8 @@ def source() -> str:
            '"""',
            "# ruff: noqa",
            "",
+           "from dataclasses import FrozenInstanceError",
+           "",
            "_object_setattr = object.__setattr__",
            "",
            "",
@@ -103,9 +126,12 @@ def source() -> str:
     for i, spec in enumerate(CLASSES):
         modname, clsname = spec.split(":")
         cls = getattr(importlib.import_module(modname), clsname)
+        if any(dataclasses.is_dataclass(b) for b in cls.__mro__[1:]):
+            raise ValueError(f"{spec}: a record may not inherit fields (record() reads the class's own annotations)")
         out += [f"def _m{i}(cls):", *_methods(cls), "", ""]
         names = tuple(inspect.get_annotations(cls))
-        table.append(f"    {modname + '.' + clsname!r}: ({names!r}, _m{i}),")
+        kind = (cls.__dataclass_params__.frozen, "__slots__" in cls.__dict__)  # type: ignore[attr-defined]
+        table.append(f"    {modname + '.' + clsname!r}: ({names!r}, {kind!r}, {cls.__match_args__!r}, _m{i}),")
     out += ["METHODS = {", *table, "}"]
     return "\n".join(out) + "\n"
 
