@@ -125,7 +125,7 @@ EOF
     QCPU=${CPUMODEL_ARM64_CPU:-max}
     echo "== booting $KERNEL under qemu-system-aarch64 -cpu $QCPU (virtualization=on)" >&2
     timeout 900 qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu "$QCPU" -m 1024 -smp 2 \
-        -nographic -no-reboot -kernel "$KERNEL" -initrd "$tmp/initrd.gz" \
+        -nographic -nic none -no-reboot -kernel "$KERNEL" -initrd "$tmp/initrd.gz" \
         -append "console=ttyAMA0 panic=-1 quiet" | tr -d '\r' > "$tmp/console.txt"
     grep '^== ' "$tmp/console.txt" >&2 || true
     if [ -n "${CPUMODEL_ARM64_CONSOLE:-}" ]; then cp "$tmp/console.txt" "$CPUMODEL_ARM64_CONSOLE"; fi
