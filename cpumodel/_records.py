@@ -349,6 +349,485 @@ def _m13(cls):
     return {"__init__": __init__, "__repr__": __repr__, "__eq__": __eq__}
 
 
+def _m14(cls):
+    def __init__(self, name: 'str', shift: 'int', width: 'int', signed: 'bool', policy: 'str', safe_val: 'int', checked: 'bool', source: 'str') -> None:
+        _object_setattr(self, 'name', name)
+        _object_setattr(self, 'shift', shift)
+        _object_setattr(self, 'width', width)
+        _object_setattr(self, 'signed', signed)
+        _object_setattr(self, 'policy', policy)
+        _object_setattr(self, 'safe_val', safe_val)
+        _object_setattr(self, 'checked', checked)
+        _object_setattr(self, 'source', source)
+    def __repr__(self):
+        return self.__class__.__qualname__ + f"(name={self.name!r}, shift={self.shift!r}, width={self.width!r}, signed={self.signed!r}, policy={self.policy!r}, safe_val={self.safe_val!r}, checked={self.checked!r}, source={self.source!r})"
+    def __eq__(self, other):
+        if other.__class__ is self.__class__:
+            return (self.name,self.shift,self.width,self.signed,self.policy,self.safe_val,self.checked,self.source,) == (other.name,other.shift,other.width,other.signed,other.policy,other.safe_val,other.checked,other.source,)
+        return NotImplemented
+    def __hash__(self):
+        return hash((self.name,self.shift,self.width,self.signed,self.policy,self.safe_val,self.checked,self.source,))
+    def __setattr__(self, name, value):
+        if type(self) is cls or name in ('name', 'shift', 'width', 'signed', 'policy', 'safe_val', 'checked', 'source'):
+            raise FrozenInstanceError(f"cannot assign to field {name!r}")
+        super(cls, self).__setattr__(name, value)
+    def __delattr__(self, name):
+        if type(self) is cls or name in ('name', 'shift', 'width', 'signed', 'policy', 'safe_val', 'checked', 'source'):
+            raise FrozenInstanceError(f"cannot delete field {name!r}")
+        super(cls, self).__delattr__(name)
+    return {"__init__": __init__, "__repr__": __repr__, "__eq__": __eq__, "__hash__": __hash__,
+            "__setattr__": __setattr__, "__delattr__": __delattr__}
+
+
+def _m15(cls):
+    def __init__(self, name: 'str', shift: 'int', width: 'int', signed: 'bool', values: 'dict[str, int]') -> None:
+        _object_setattr(self, 'name', name)
+        _object_setattr(self, 'shift', shift)
+        _object_setattr(self, 'width', width)
+        _object_setattr(self, 'signed', signed)
+        _object_setattr(self, 'values', values)
+    def __repr__(self):
+        return self.__class__.__qualname__ + f"(name={self.name!r}, shift={self.shift!r}, width={self.width!r}, signed={self.signed!r}, values={self.values!r})"
+    def __eq__(self, other):
+        if other.__class__ is self.__class__:
+            return (self.name,self.shift,self.width,self.signed,self.values,) == (other.name,other.shift,other.width,other.signed,other.values,)
+        return NotImplemented
+    def __hash__(self):
+        return hash((self.name,self.shift,self.width,self.signed,self.values,))
+    def __setattr__(self, name, value):
+        if type(self) is cls or name in ('name', 'shift', 'width', 'signed', 'values'):
+            raise FrozenInstanceError(f"cannot assign to field {name!r}")
+        super(cls, self).__setattr__(name, value)
+    def __delattr__(self, name):
+        if type(self) is cls or name in ('name', 'shift', 'width', 'signed', 'values'):
+            raise FrozenInstanceError(f"cannot delete field {name!r}")
+        super(cls, self).__delattr__(name)
+    return {"__init__": __init__, "__repr__": __repr__, "__eq__": __eq__, "__hash__": __hash__,
+            "__setattr__": __setattr__, "__delattr__": __delattr__}
+
+
+def _m16(cls):
+    def __init__(self, name: 'str', encoding: 'Encoding', writable_mask: 'int', reported_in_writable_masks: 'bool', aa32: 'bool', set_user: 'str | None', reset: 'str | None', visibility: 'str | None', fields: 'tuple[FieldRule, ...] | None', layout: 'tuple[LayoutField, ...]', limit: 'dict[str, Any]', set_handler: 'dict[str, Any]', source: 'str', raw: 'dict[str, Any]' = _FACTORY) -> None:
+        _object_setattr(self, 'name', name)
+        _object_setattr(self, 'encoding', encoding)
+        _object_setattr(self, 'writable_mask', writable_mask)
+        _object_setattr(self, 'reported_in_writable_masks', reported_in_writable_masks)
+        _object_setattr(self, 'aa32', aa32)
+        _object_setattr(self, 'set_user', set_user)
+        _object_setattr(self, 'reset', reset)
+        _object_setattr(self, 'visibility', visibility)
+        _object_setattr(self, 'fields', fields)
+        _object_setattr(self, 'layout', layout)
+        _object_setattr(self, 'limit', limit)
+        _object_setattr(self, 'set_handler', set_handler)
+        _object_setattr(self, 'source', source)
+        _object_setattr(self, 'raw', dict() if raw is _FACTORY else raw)
+    def __repr__(self):
+        return self.__class__.__qualname__ + f"(name={self.name!r}, encoding={self.encoding!r}, writable_mask={self.writable_mask!r}, reported_in_writable_masks={self.reported_in_writable_masks!r}, aa32={self.aa32!r}, set_user={self.set_user!r}, reset={self.reset!r}, visibility={self.visibility!r}, fields={self.fields!r}, layout={self.layout!r}, limit={self.limit!r}, set_handler={self.set_handler!r}, source={self.source!r})"
+    def __eq__(self, other):
+        if other.__class__ is self.__class__:
+            return (self.name,self.encoding,self.writable_mask,self.reported_in_writable_masks,self.aa32,self.set_user,self.reset,self.visibility,self.fields,self.layout,self.limit,self.set_handler,self.source,) == (other.name,other.encoding,other.writable_mask,other.reported_in_writable_masks,other.aa32,other.set_user,other.reset,other.visibility,other.fields,other.layout,other.limit,other.set_handler,other.source,)
+        return NotImplemented
+    def __hash__(self):
+        return hash((self.name,self.encoding,self.writable_mask,self.reported_in_writable_masks,self.aa32,self.set_user,self.reset,self.visibility,self.fields,self.layout,self.limit,self.set_handler,self.source,))
+    def __setattr__(self, name, value):
+        if type(self) is cls or name in ('name', 'encoding', 'writable_mask', 'reported_in_writable_masks', 'aa32', 'set_user', 'reset', 'visibility', 'fields', 'layout', 'limit', 'set_handler', 'source', 'raw'):
+            raise FrozenInstanceError(f"cannot assign to field {name!r}")
+        super(cls, self).__setattr__(name, value)
+    def __delattr__(self, name):
+        if type(self) is cls or name in ('name', 'encoding', 'writable_mask', 'reported_in_writable_masks', 'aa32', 'set_user', 'reset', 'visibility', 'fields', 'layout', 'limit', 'set_handler', 'source', 'raw'):
+            raise FrozenInstanceError(f"cannot delete field {name!r}")
+        super(cls, self).__delattr__(name)
+    return {"__init__": __init__, "__repr__": __repr__, "__eq__": __eq__, "__hash__": __hash__,
+            "__setattr__": __setattr__, "__delattr__": __delattr__}
+
+
+def _m17(cls):
+    def __init__(self, kernel: 'str', kernel_full: 'str', source_package: 'str', registers: 'dict[str, RegisterRules]', by_encoding: 'dict[Encoding, RegisterRules]', other_registers: 'frozenset[str]', conditions: 'dict[str, Any]', derived: 'dict[str, Any]', visibility_rules: 'dict[str, Any]', check_features: 'dict[str, Any]', first_run: 'tuple[dict[str, Any], ...]', feature_aliases: 'dict[str, str | None]', raw: 'dict[str, Any]') -> None:
+        _object_setattr(self, 'kernel', kernel)
+        _object_setattr(self, 'kernel_full', kernel_full)
+        _object_setattr(self, 'source_package', source_package)
+        _object_setattr(self, 'registers', registers)
+        _object_setattr(self, 'by_encoding', by_encoding)
+        _object_setattr(self, 'other_registers', other_registers)
+        _object_setattr(self, 'conditions', conditions)
+        _object_setattr(self, 'derived', derived)
+        _object_setattr(self, 'visibility_rules', visibility_rules)
+        _object_setattr(self, 'check_features', check_features)
+        _object_setattr(self, 'first_run', first_run)
+        _object_setattr(self, 'feature_aliases', feature_aliases)
+        _object_setattr(self, 'raw', raw)
+    def __repr__(self):
+        return self.__class__.__qualname__ + f"(kernel={self.kernel!r}, kernel_full={self.kernel_full!r}, source_package={self.source_package!r}, registers={self.registers!r}, by_encoding={self.by_encoding!r}, other_registers={self.other_registers!r}, conditions={self.conditions!r}, derived={self.derived!r}, visibility_rules={self.visibility_rules!r}, check_features={self.check_features!r}, first_run={self.first_run!r}, feature_aliases={self.feature_aliases!r})"
+    def __eq__(self, other):
+        if other.__class__ is self.__class__:
+            return (self.kernel,self.kernel_full,self.source_package,self.registers,self.by_encoding,self.other_registers,self.conditions,self.derived,self.visibility_rules,self.check_features,self.first_run,self.feature_aliases,) == (other.kernel,other.kernel_full,other.source_package,other.registers,other.by_encoding,other.other_registers,other.conditions,other.derived,other.visibility_rules,other.check_features,other.first_run,other.feature_aliases,)
+        return NotImplemented
+    def __hash__(self):
+        return hash((self.kernel,self.kernel_full,self.source_package,self.registers,self.by_encoding,self.other_registers,self.conditions,self.derived,self.visibility_rules,self.check_features,self.first_run,self.feature_aliases,))
+    def __setattr__(self, name, value):
+        if type(self) is cls or name in ('kernel', 'kernel_full', 'source_package', 'registers', 'by_encoding', 'other_registers', 'conditions', 'derived', 'visibility_rules', 'check_features', 'first_run', 'feature_aliases', 'raw'):
+            raise FrozenInstanceError(f"cannot assign to field {name!r}")
+        super(cls, self).__setattr__(name, value)
+    def __delattr__(self, name):
+        if type(self) is cls or name in ('kernel', 'kernel_full', 'source_package', 'registers', 'by_encoding', 'other_registers', 'conditions', 'derived', 'visibility_rules', 'check_features', 'first_run', 'feature_aliases', 'raw'):
+            raise FrozenInstanceError(f"cannot delete field {name!r}")
+        super(cls, self).__delattr__(name)
+    return {"__init__": __init__, "__repr__": __repr__, "__eq__": __eq__, "__hash__": __hash__,
+            "__setattr__": __setattr__, "__delattr__": __delattr__}
+
+
+def _m18(cls):
+    def __init__(self, name: 'str', line: 'str', release: 'str', modelled: 'bool', source: 'str' = '', why: 'str' = '', path: 'Path | None' = None, imported: 'bool' = False, same_rules_as: 'str' = '', writable_id_regs: 'bool' = True, note: 'str' = '') -> None:
+        _object_setattr(self, 'name', name)
+        _object_setattr(self, 'line', line)
+        _object_setattr(self, 'release', release)
+        _object_setattr(self, 'modelled', modelled)
+        _object_setattr(self, 'source', source)
+        _object_setattr(self, 'why', why)
+        _object_setattr(self, 'path', path)
+        _object_setattr(self, 'imported', imported)
+        _object_setattr(self, 'same_rules_as', same_rules_as)
+        _object_setattr(self, 'writable_id_regs', writable_id_regs)
+        _object_setattr(self, 'note', note)
+    def __repr__(self):
+        return self.__class__.__qualname__ + f"(name={self.name!r}, line={self.line!r}, release={self.release!r}, modelled={self.modelled!r}, source={self.source!r}, why={self.why!r}, path={self.path!r}, imported={self.imported!r}, same_rules_as={self.same_rules_as!r}, writable_id_regs={self.writable_id_regs!r}, note={self.note!r})"
+    def __eq__(self, other):
+        if other.__class__ is self.__class__:
+            return (self.name,self.line,self.release,self.modelled,self.source,self.why,self.path,self.imported,self.same_rules_as,self.writable_id_regs,self.note,) == (other.name,other.line,other.release,other.modelled,other.source,other.why,other.path,other.imported,other.same_rules_as,other.writable_id_regs,other.note,)
+        return NotImplemented
+    def __hash__(self):
+        return hash((self.name,self.line,self.release,self.modelled,self.source,self.why,self.path,self.imported,self.same_rules_as,self.writable_id_regs,self.note,))
+    def __setattr__(self, name, value):
+        if type(self) is cls or name in ('name', 'line', 'release', 'modelled', 'source', 'why', 'path', 'imported', 'same_rules_as', 'writable_id_regs', 'note'):
+            raise FrozenInstanceError(f"cannot assign to field {name!r}")
+        super(cls, self).__setattr__(name, value)
+    def __delattr__(self, name):
+        if type(self) is cls or name in ('name', 'line', 'release', 'modelled', 'source', 'why', 'path', 'imported', 'same_rules_as', 'writable_id_regs', 'note'):
+            raise FrozenInstanceError(f"cannot delete field {name!r}")
+        super(cls, self).__delattr__(name)
+    return {"__init__": __init__, "__repr__": __repr__, "__eq__": __eq__, "__hash__": __hash__,
+            "__setattr__": __setattr__, "__delattr__": __delattr__}
+
+
+def _m19(cls):
+    def __init__(self, field: 'str', shift: 'int', width: 'int', asked: 'int', host: 'int | None', limit: 'int | None', policy: 'str | None', ok: 'bool | None', reason: 'str', source: 'str') -> None:
+        _object_setattr(self, 'field', field)
+        _object_setattr(self, 'shift', shift)
+        _object_setattr(self, 'width', width)
+        _object_setattr(self, 'asked', asked)
+        _object_setattr(self, 'host', host)
+        _object_setattr(self, 'limit', limit)
+        _object_setattr(self, 'policy', policy)
+        _object_setattr(self, 'ok', ok)
+        _object_setattr(self, 'reason', reason)
+        _object_setattr(self, 'source', source)
+    def __repr__(self):
+        return self.__class__.__qualname__ + f"(field={self.field!r}, shift={self.shift!r}, width={self.width!r}, asked={self.asked!r}, host={self.host!r}, limit={self.limit!r}, policy={self.policy!r}, ok={self.ok!r}, reason={self.reason!r}, source={self.source!r})"
+    def __eq__(self, other):
+        if other.__class__ is self.__class__:
+            return (self.field,self.shift,self.width,self.asked,self.host,self.limit,self.policy,self.ok,self.reason,self.source,) == (other.field,other.shift,other.width,other.asked,other.host,other.limit,other.policy,other.ok,other.reason,other.source,)
+        return NotImplemented
+    def __hash__(self):
+        return hash((self.field,self.shift,self.width,self.asked,self.host,self.limit,self.policy,self.ok,self.reason,self.source,))
+    def __setattr__(self, name, value):
+        if type(self) is cls or name in ('field', 'shift', 'width', 'asked', 'host', 'limit', 'policy', 'ok', 'reason', 'source'):
+            raise FrozenInstanceError(f"cannot assign to field {name!r}")
+        super(cls, self).__setattr__(name, value)
+    def __delattr__(self, name):
+        if type(self) is cls or name in ('field', 'shift', 'width', 'asked', 'host', 'limit', 'policy', 'ok', 'reason', 'source'):
+            raise FrozenInstanceError(f"cannot delete field {name!r}")
+        super(cls, self).__delattr__(name)
+    return {"__init__": __init__, "__repr__": __repr__, "__eq__": __eq__, "__hash__": __hash__,
+            "__setattr__": __setattr__, "__delattr__": __delattr__}
+
+
+def _m20(cls):
+    def __init__(self, reg: 'str', value: 'int', status: 'str', errno: 'str | None', reason: 'str', source: 'str', fields: 'tuple[FieldVerdict, ...]' = (), stored: 'int | None' = None, depends_on: 'tuple[str, ...]' = (), outcomes: 'tuple[tuple[str, str | None], ...]' = (), assumptions: 'tuple[str, ...]' = ()) -> None:
+        _object_setattr(self, 'reg', reg)
+        _object_setattr(self, 'value', value)
+        _object_setattr(self, 'status', status)
+        _object_setattr(self, 'errno', errno)
+        _object_setattr(self, 'reason', reason)
+        _object_setattr(self, 'source', source)
+        _object_setattr(self, 'fields', fields)
+        _object_setattr(self, 'stored', stored)
+        _object_setattr(self, 'depends_on', depends_on)
+        _object_setattr(self, 'outcomes', outcomes)
+        _object_setattr(self, 'assumptions', assumptions)
+    def __repr__(self):
+        return self.__class__.__qualname__ + f"(reg={self.reg!r}, value={self.value!r}, status={self.status!r}, errno={self.errno!r}, reason={self.reason!r}, source={self.source!r}, fields={self.fields!r}, stored={self.stored!r}, depends_on={self.depends_on!r}, outcomes={self.outcomes!r}, assumptions={self.assumptions!r})"
+    def __eq__(self, other):
+        if other.__class__ is self.__class__:
+            return (self.reg,self.value,self.status,self.errno,self.reason,self.source,self.fields,self.stored,self.depends_on,self.outcomes,self.assumptions,) == (other.reg,other.value,other.status,other.errno,other.reason,other.source,other.fields,other.stored,other.depends_on,other.outcomes,other.assumptions,)
+        return NotImplemented
+    def __hash__(self):
+        return hash((self.reg,self.value,self.status,self.errno,self.reason,self.source,self.fields,self.stored,self.depends_on,self.outcomes,self.assumptions,))
+    def __setattr__(self, name, value):
+        if type(self) is cls or name in ('reg', 'value', 'status', 'errno', 'reason', 'source', 'fields', 'stored', 'depends_on', 'outcomes', 'assumptions'):
+            raise FrozenInstanceError(f"cannot assign to field {name!r}")
+        super(cls, self).__setattr__(name, value)
+    def __delattr__(self, name):
+        if type(self) is cls or name in ('reg', 'value', 'status', 'errno', 'reason', 'source', 'fields', 'stored', 'depends_on', 'outcomes', 'assumptions'):
+            raise FrozenInstanceError(f"cannot delete field {name!r}")
+        super(cls, self).__delattr__(name)
+    return {"__init__": __init__, "__repr__": __repr__, "__eq__": __eq__, "__hash__": __hash__,
+            "__setattr__": __setattr__, "__delattr__": __delattr__}
+
+
+def _m21(cls):
+    def __init__(self, value: 'int', known: 'int' = 18446744073709551615) -> None:
+        _object_setattr(self, 'value', value)
+        _object_setattr(self, 'known', known)
+    def __repr__(self):
+        return self.__class__.__qualname__ + f"(value={self.value!r}, known={self.known!r})"
+    def __eq__(self, other):
+        if other.__class__ is self.__class__:
+            return (self.value,self.known,) == (other.value,other.known,)
+        return NotImplemented
+    def __hash__(self):
+        return hash((self.value,self.known,))
+    def __setattr__(self, name, value):
+        if type(self) is cls or name in ('value', 'known'):
+            raise FrozenInstanceError(f"cannot assign to field {name!r}")
+        super(cls, self).__setattr__(name, value)
+    def __delattr__(self, name):
+        if type(self) is cls or name in ('value', 'known'):
+            raise FrozenInstanceError(f"cannot delete field {name!r}")
+        super(cls, self).__delattr__(name)
+    return {"__init__": __init__, "__repr__": __repr__, "__eq__": __eq__, "__hash__": __hash__,
+            "__setattr__": __setattr__, "__delattr__": __delattr__}
+
+
+def _m22(cls):
+    def __init__(self, rules: 'KernelRules', features: 'frozenset[str]', host: 'Mapping[str, Partial]', caps: 'Mapping[str, bool]', assume: 'Mapping[str, bool]' = _FACTORY, limit_override: 'Mapping[str, Partial] | None' = None) -> None:
+        _object_setattr(self, 'rules', rules)
+        _object_setattr(self, 'features', features)
+        _object_setattr(self, 'host', host)
+        _object_setattr(self, 'caps', caps)
+        _object_setattr(self, 'assume', dict() if assume is _FACTORY else assume)
+        _object_setattr(self, 'limit_override', limit_override)
+    def __repr__(self):
+        return self.__class__.__qualname__ + f"(rules={self.rules!r}, features={self.features!r}, host={self.host!r}, caps={self.caps!r}, assume={self.assume!r}, limit_override={self.limit_override!r})"
+    def __eq__(self, other):
+        if other.__class__ is self.__class__:
+            return (self.rules,self.features,self.host,self.caps,self.assume,self.limit_override,) == (other.rules,other.features,other.host,other.caps,other.assume,other.limit_override,)
+        return NotImplemented
+    def __hash__(self):
+        return hash((self.rules,self.features,self.host,self.caps,self.assume,self.limit_override,))
+    def __setattr__(self, name, value):
+        if type(self) is cls or name in ('rules', 'features', 'host', 'caps', 'assume', 'limit_override'):
+            raise FrozenInstanceError(f"cannot assign to field {name!r}")
+        super(cls, self).__setattr__(name, value)
+    def __delattr__(self, name):
+        if type(self) is cls or name in ('rules', 'features', 'host', 'caps', 'assume', 'limit_override'):
+            raise FrozenInstanceError(f"cannot delete field {name!r}")
+        super(cls, self).__delattr__(name)
+    return {"__init__": __init__, "__repr__": __repr__, "__eq__": __eq__, "__hash__": __hash__,
+            "__setattr__": __setattr__, "__delattr__": __delattr__}
+
+
+def _m23(cls):
+    def __init__(self, errno: 'str | None', reason: 'str', source: 'str', fields: 'list[FieldVerdict]' = _FACTORY, stored: 'int | None' = None, assumptions: 'list[str]' = _FACTORY) -> None:
+        self.errno = errno
+        self.reason = reason
+        self.source = source
+        self.fields = list() if fields is _FACTORY else fields
+        self.stored = stored
+        self.assumptions = list() if assumptions is _FACTORY else assumptions
+    def __repr__(self):
+        return self.__class__.__qualname__ + f"(errno={self.errno!r}, reason={self.reason!r}, source={self.source!r}, fields={self.fields!r}, stored={self.stored!r}, assumptions={self.assumptions!r})"
+    def __eq__(self, other):
+        if other.__class__ is self.__class__:
+            return (self.errno,self.reason,self.source,self.fields,self.stored,self.assumptions,) == (other.errno,other.reason,other.source,other.fields,other.stored,other.assumptions,)
+        return NotImplemented
+    return {"__init__": __init__, "__repr__": __repr__, "__eq__": __eq__}
+
+
+def _m24(cls):
+    def __init__(self, out: '_Out | None', unmodelled: 'str | None' = None) -> None:
+        _object_setattr(self, 'out', out)
+        _object_setattr(self, 'unmodelled', unmodelled)
+    def __repr__(self):
+        return self.__class__.__qualname__ + f"(out={self.out!r}, unmodelled={self.unmodelled!r})"
+    def __eq__(self, other):
+        if other.__class__ is self.__class__:
+            return (self.out,self.unmodelled,) == (other.out,other.unmodelled,)
+        return NotImplemented
+    def __hash__(self):
+        return hash((self.out,self.unmodelled,))
+    def __setattr__(self, name, value):
+        if type(self) is cls or name in ('out', 'unmodelled'):
+            raise FrozenInstanceError(f"cannot assign to field {name!r}")
+        super(cls, self).__setattr__(name, value)
+    def __delattr__(self, name):
+        if type(self) is cls or name in ('out', 'unmodelled'):
+            raise FrozenInstanceError(f"cannot delete field {name!r}")
+        super(cls, self).__delattr__(name)
+    return {"__init__": __init__, "__repr__": __repr__, "__eq__": __eq__, "__hash__": __hash__,
+            "__setattr__": __setattr__, "__delattr__": __delattr__}
+
+
+def _m25(cls):
+    def __init__(self, rules: 'KernelRules', _ctx: '_Ctx') -> None:
+        _object_setattr(self, 'rules', rules)
+        _object_setattr(self, '_ctx', _ctx)
+    def __repr__(self):
+        return self.__class__.__qualname__ + f"(rules={self.rules!r}, _ctx={self._ctx!r})"
+    def __eq__(self, other):
+        if other.__class__ is self.__class__:
+            return (self.rules,self._ctx,) == (other.rules,other._ctx,)
+        return NotImplemented
+    def __hash__(self):
+        return hash((self.rules,self._ctx,))
+    def __setattr__(self, name, value):
+        if type(self) is cls or name in ('rules', '_ctx'):
+            raise FrozenInstanceError(f"cannot assign to field {name!r}")
+        super(cls, self).__setattr__(name, value)
+    def __delattr__(self, name):
+        if type(self) is cls or name in ('rules', '_ctx'):
+            raise FrozenInstanceError(f"cannot delete field {name!r}")
+        super(cls, self).__delattr__(name)
+    return {"__init__": __init__, "__repr__": __repr__, "__eq__": __eq__, "__hash__": __hash__,
+            "__setattr__": __setattr__, "__delattr__": __delattr__}
+
+
+def _m26(cls):
+    def __init__(self, midr: 'int', revidr: 'int' = 0) -> None:
+        _object_setattr(self, 'midr', midr)
+        _object_setattr(self, 'revidr', revidr)
+    def __repr__(self):
+        return self.__class__.__qualname__ + f"(midr={self.midr!r}, revidr={self.revidr!r})"
+    def __eq__(self, other):
+        if other.__class__ is self.__class__:
+            return (self.midr,self.revidr,) == (other.midr,other.revidr,)
+        return NotImplemented
+    def __hash__(self):
+        return hash((self.midr,self.revidr,))
+    def __setattr__(self, name, value):
+        if type(self) is cls or name in ('midr', 'revidr'):
+            raise FrozenInstanceError(f"cannot assign to field {name!r}")
+        super(cls, self).__setattr__(name, value)
+    def __delattr__(self, name):
+        if type(self) is cls or name in ('midr', 'revidr'):
+            raise FrozenInstanceError(f"cannot delete field {name!r}")
+        super(cls, self).__delattr__(name)
+    return {"__init__": __init__, "__repr__": __repr__, "__eq__": __eq__, "__hash__": __hash__,
+            "__setattr__": __setattr__, "__delattr__": __delattr__}
+
+
+def _m27(cls):
+    def __init__(self, capability: 'str', desc: 'str', errata: 'list[str]', applies: 'bool', why: 'str', source: 'str', entry_source: 'str', kconfig: 'list[str]' = _FACTORY) -> None:
+        self.capability = capability
+        self.desc = desc
+        self.errata = errata
+        self.applies = applies
+        self.why = why
+        self.source = source
+        self.entry_source = entry_source
+        self.kconfig = list() if kconfig is _FACTORY else kconfig
+    def __repr__(self):
+        return self.__class__.__qualname__ + f"(capability={self.capability!r}, desc={self.desc!r}, errata={self.errata!r}, applies={self.applies!r}, why={self.why!r}, source={self.source!r}, entry_source={self.entry_source!r}, kconfig={self.kconfig!r})"
+    def __eq__(self, other):
+        if other.__class__ is self.__class__:
+            return (self.capability,self.desc,self.errata,self.applies,self.why,self.source,self.entry_source,self.kconfig,) == (other.capability,other.desc,other.errata,other.applies,other.why,other.source,other.entry_source,other.kconfig,)
+        return NotImplemented
+    return {"__init__": __init__, "__repr__": __repr__, "__eq__": __eq__}
+
+
+def _m28(cls):
+    def __init__(self, variant: 'str', kind: 'str', text: 'str', source: 'str', k: 'int' = 0) -> None:
+        self.variant = variant
+        self.kind = kind
+        self.text = text
+        self.source = source
+        self.k = k
+    def __repr__(self):
+        return self.__class__.__qualname__ + f"(variant={self.variant!r}, kind={self.kind!r}, text={self.text!r}, source={self.source!r}, k={self.k!r})"
+    def __eq__(self, other):
+        if other.__class__ is self.__class__:
+            return (self.variant,self.kind,self.text,self.source,self.k,) == (other.variant,other.kind,other.text,other.source,other.k,)
+        return NotImplemented
+    return {"__init__": __init__, "__repr__": __repr__, "__eq__": __eq__}
+
+
+def _m29(cls):
+    def __init__(self, line: 'str', kernel_full: 'str', impls: 'list[Impl]', core: 'str | None', workarounds: 'list[Workaround]', spectre: 'dict[str, Mitigation]', target_impl: 'dict[str, Any]') -> None:
+        self.line = line
+        self.kernel_full = kernel_full
+        self.impls = impls
+        self.core = core
+        self.workarounds = workarounds
+        self.spectre = spectre
+        self.target_impl = target_impl
+    def __repr__(self):
+        return self.__class__.__qualname__ + f"(line={self.line!r}, kernel_full={self.kernel_full!r}, impls={self.impls!r}, core={self.core!r}, workarounds={self.workarounds!r}, spectre={self.spectre!r}, target_impl={self.target_impl!r})"
+    def __eq__(self, other):
+        if other.__class__ is self.__class__:
+            return (self.line,self.kernel_full,self.impls,self.core,self.workarounds,self.spectre,self.target_impl,) == (other.line,other.kernel_full,other.impls,other.core,other.workarounds,other.spectre,other.target_impl,)
+        return NotImplemented
+    return {"__init__": __init__, "__repr__": __repr__, "__eq__": __eq__}
+
+
+def _m30(cls):
+    def __init__(self, guest: 'Decision', host: 'Decision', missed: 'list[Workaround]', extra: 'list[Workaround]', bhb: 'str | None', v2: 'str | None', v4: 'str | None') -> None:
+        self.guest = guest
+        self.host = host
+        self.missed = missed
+        self.extra = extra
+        self.bhb = bhb
+        self.v2 = v2
+        self.v4 = v4
+    def __repr__(self):
+        return self.__class__.__qualname__ + f"(guest={self.guest!r}, host={self.host!r}, missed={self.missed!r}, extra={self.extra!r}, bhb={self.bhb!r}, v2={self.v2!r}, v4={self.v4!r})"
+    def __eq__(self, other):
+        if other.__class__ is self.__class__:
+            return (self.guest,self.host,self.missed,self.extra,self.bhb,self.v2,self.v4,) == (other.guest,other.host,other.missed,other.extra,other.bhb,other.v2,other.v4,)
+        return NotImplemented
+    return {"__init__": __init__, "__repr__": __repr__, "__eq__": __eq__}
+
+
+def _m31(cls):
+    def __init__(self, enabled: 'bool', why: 'str', source: 'str') -> None:
+        self.enabled = enabled
+        self.why = why
+        self.source = source
+    def __repr__(self):
+        return self.__class__.__qualname__ + f"(enabled={self.enabled!r}, why={self.why!r}, source={self.source!r})"
+    def __eq__(self, other):
+        if other.__class__ is self.__class__:
+            return (self.enabled,self.why,self.source,) == (other.enabled,other.why,other.source,)
+        return NotImplemented
+    return {"__init__": __init__, "__repr__": __repr__, "__eq__": __eq__}
+
+
+def _m32(cls):
+    def __init__(self, line: 'str', release: 'str', modelled: 'bool', why: 'str' = '', note: 'str' = '') -> None:
+        _object_setattr(self, 'line', line)
+        _object_setattr(self, 'release', release)
+        _object_setattr(self, 'modelled', modelled)
+        _object_setattr(self, 'why', why)
+        _object_setattr(self, 'note', note)
+    def __repr__(self):
+        return self.__class__.__qualname__ + f"(line={self.line!r}, release={self.release!r}, modelled={self.modelled!r}, why={self.why!r}, note={self.note!r})"
+    def __eq__(self, other):
+        if other.__class__ is self.__class__:
+            return (self.line,self.release,self.modelled,self.why,self.note,) == (other.line,other.release,other.modelled,other.why,other.note,)
+        return NotImplemented
+    def __hash__(self):
+        return hash((self.line,self.release,self.modelled,self.why,self.note,))
+    def __setattr__(self, name, value):
+        if type(self) is cls or name in ('line', 'release', 'modelled', 'why', 'note'):
+            raise FrozenInstanceError(f"cannot assign to field {name!r}")
+        super(cls, self).__setattr__(name, value)
+    def __delattr__(self, name):
+        if type(self) is cls or name in ('line', 'release', 'modelled', 'why', 'note'):
+            raise FrozenInstanceError(f"cannot delete field {name!r}")
+        super(cls, self).__delattr__(name)
+    return {"__init__": __init__, "__repr__": __repr__, "__eq__": __eq__, "__hash__": __hash__,
+            "__setattr__": __setattr__, "__delattr__": __delattr__}
+
+
 METHODS = {
     'cpumodel.errors.Location': (('file', 'line', 'column'), (True, True), ('file', 'line', 'column'), _m0),
     'cpumodel.regdb.Field': (('register', 'name', 'msb', 'lsb', 'kind', 'order', 'values'), (True, False), ('register', 'name', 'msb', 'lsb', 'kind', 'order', 'values'), _m1),
@@ -364,4 +843,23 @@ METHODS = {
     'cpumodel.rules.Rule': (('id', 'name', 'kind', 'severity', 'summary', 'source', 'doc', 'check'), (False, False), ('id', 'name', 'kind', 'severity', 'summary', 'source', 'doc', 'check'), _m11),
     'cpumodel.check.Options': (('ignore', 'kernel', 'host', 'vcpu_features', 'kvm_caps', 'kvm', 'role'), (False, False), ('ignore', 'kernel', 'host', 'vcpu_features', 'kvm_caps', 'kvm', 'role'), _m12),
     'cpumodel.check.RunResult': (('findings', 'errors', 'checked', 'severities'), (False, False), ('findings', 'errors', 'checked', 'severities'), _m13),
+    'cpumodel.kvm.rules.FieldRule': (('name', 'shift', 'width', 'signed', 'policy', 'safe_val', 'checked', 'source'), (True, False), ('name', 'shift', 'width', 'signed', 'policy', 'safe_val', 'checked', 'source'), _m14),
+    'cpumodel.kvm.rules.LayoutField': (('name', 'shift', 'width', 'signed', 'values'), (True, False), ('name', 'shift', 'width', 'signed', 'values'), _m15),
+    'cpumodel.kvm.rules.RegisterRules': (('name', 'encoding', 'writable_mask', 'reported_in_writable_masks', 'aa32', 'set_user', 'reset', 'visibility', 'fields', 'layout', 'limit', 'set_handler', 'source', 'raw'), (True, False), ('name', 'encoding', 'writable_mask', 'reported_in_writable_masks', 'aa32', 'set_user', 'reset', 'visibility', 'fields', 'layout', 'limit', 'set_handler', 'source', 'raw'), _m16),
+    'cpumodel.kvm.rules.KernelRules': (('kernel', 'kernel_full', 'source_package', 'registers', 'by_encoding', 'other_registers', 'conditions', 'derived', 'visibility_rules', 'check_features', 'first_run', 'feature_aliases', 'raw'), (True, False), ('kernel', 'kernel_full', 'source_package', 'registers', 'by_encoding', 'other_registers', 'conditions', 'derived', 'visibility_rules', 'check_features', 'first_run', 'feature_aliases', 'raw'), _m17),
+    'cpumodel.kvm.rules.KernelEntry': (('name', 'line', 'release', 'modelled', 'source', 'why', 'path', 'imported', 'same_rules_as', 'writable_id_regs', 'note'), (True, False), ('name', 'line', 'release', 'modelled', 'source', 'why', 'path', 'imported', 'same_rules_as', 'writable_id_regs', 'note'), _m18),
+    'cpumodel.kvm.model.FieldVerdict': (('field', 'shift', 'width', 'asked', 'host', 'limit', 'policy', 'ok', 'reason', 'source'), (True, False), ('field', 'shift', 'width', 'asked', 'host', 'limit', 'policy', 'ok', 'reason', 'source'), _m19),
+    'cpumodel.kvm.model.Verdict': (('reg', 'value', 'status', 'errno', 'reason', 'source', 'fields', 'stored', 'depends_on', 'outcomes', 'assumptions'), (True, False), ('reg', 'value', 'status', 'errno', 'reason', 'source', 'fields', 'stored', 'depends_on', 'outcomes', 'assumptions'), _m20),
+    'cpumodel.kvm.model.Partial': (('value', 'known'), (True, False), ('value', 'known'), _m21),
+    'cpumodel.kvm.model._Ctx': (('rules', 'features', 'host', 'caps', 'assume', 'limit_override'), (True, False), ('rules', 'features', 'host', 'caps', 'assume', 'limit_override'), _m22),
+    'cpumodel.kvm.model._Out': (('errno', 'reason', 'source', 'fields', 'stored', 'assumptions'), (False, False), ('errno', 'reason', 'source', 'fields', 'stored', 'assumptions'), _m23),
+    'cpumodel.kvm.model._Leaf': (('out', 'unmodelled'), (True, False), ('out', 'unmodelled'), _m24),
+    'cpumodel.kvm.model.DefaultsView': (('rules', '_ctx'), (True, False), ('rules', '_ctx'), _m25),
+    'cpumodel.identity.Impl': (('midr', 'revidr'), (True, False), ('midr', 'revidr'), _m26),
+    'cpumodel.identity.Workaround': (('capability', 'desc', 'errata', 'applies', 'why', 'source', 'entry_source', 'kconfig'), (False, False), ('capability', 'desc', 'errata', 'applies', 'why', 'source', 'entry_source', 'kconfig'), _m27),
+    'cpumodel.identity.Mitigation': (('variant', 'kind', 'text', 'source', 'k'), (False, False), ('variant', 'kind', 'text', 'source', 'k'), _m28),
+    'cpumodel.identity.Decision': (('line', 'kernel_full', 'impls', 'core', 'workarounds', 'spectre', 'target_impl'), (False, False), ('line', 'kernel_full', 'impls', 'core', 'workarounds', 'spectre', 'target_impl'), _m29),
+    'cpumodel.identity.HostComparison': (('guest', 'host', 'missed', 'extra', 'bhb', 'v2', 'v4'), (False, False), ('guest', 'host', 'missed', 'extra', 'bhb', 'v2', 'v4'), _m30),
+    'cpumodel.kvm.firmware.TargetImpl': (('enabled', 'why', 'source'), (False, False), ('enabled', 'why', 'source'), _m31),
+    'cpumodel.kvm.lines.Line': (('line', 'release', 'modelled', 'why', 'note'), (True, False), ('line', 'release', 'modelled', 'why', 'note'), _m32),
 }

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from cpumodel.errors import CpumodelError
+from cpumodel.records import record
 
 DATA_DIR = Path(__file__).resolve().parent / "data" / "errata"
 MODEL_MASK = 0xFF0FFFF0  # MIDR_CPU_MODEL_MASK: implementer | architecture | part number
@@ -36,7 +37,7 @@ RV_MASK = 0x00F0000F  # MIDR_VARIANT_MASK | MIDR_REVISION_MASK
 Fields = Mapping[tuple[str, str], int]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Impl:
     """One implementation the guest may run on: what the guest reads (or is told) of it."""
 
@@ -102,7 +103,7 @@ def _affected(data: Mapping[str, Any], r: Mapping[str, Any], fixed: list[dict[st
     return not any((midr & RV_MASK) == f["rv"] and revidr & f["revidr_mask"] for f in fixed)
 
 
-@dataclass
+@record
 class Workaround:
     capability: str
     desc: str
@@ -118,7 +119,7 @@ class Workaround:
         return ", ".join(self.errata) if self.errata else self.capability
 
 
-@dataclass
+@record
 class Mitigation:
     """One Spectre decision: ``kind`` is stable, ``text`` is for people."""
 
@@ -129,7 +130,7 @@ class Mitigation:
     k: int = 0
 
 
-@dataclass
+@record
 class Decision:
     line: str
     kernel_full: str
@@ -446,7 +447,7 @@ def safe_list_weaker(guest: Mitigation, host: Mitigation) -> str | None:
     return None
 
 
-@dataclass
+@record
 class HostComparison:
     """A guest identity judged against the host CPU it runs on (same kernel line for both)."""
 

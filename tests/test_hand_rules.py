@@ -54,3 +54,16 @@ def test_p001_unknown_ignore(write) -> None:  # type: ignore[no-untyped-def]
     got = findings(p, "P001")
     assert [f.message for f in got] == ["ignore entry 'A0001' matches no rule (did you mean A001?)"]
     assert got[0].location.line == 1
+
+
+def test_p001_knows_every_generated_rule_by_its_id(write) -> None:  # type: ignore[no-untyped-def]
+    """P001 reads the generated rules' IDs from the program (not the rules built from the constraint
+    texts): the same IDs, in the same order, so an ignore entry naming any of them is not reported."""
+    from cpumodel.rules import all_rule_ids, all_rules, feature_rules
+
+    assert feature_rules.rule_ids() == tuple(feature_rules.rules())
+    assert all_rule_ids() == list(all_rules())
+    ids = feature_rules.rule_ids()
+    p = write("g.yaml", f"ignore: [{ids[0]}, {ids[-2]}, ARCH-FEAT_NOPE-1]\nregisters:\n  MIDR_EL1: 0x410fd070\n")
+    assert [f.message for f in findings(p, "P001")] == [
+        "ignore entry 'ARCH-FEAT_NOPE-1' matches no rule (did you mean ARCH-FEAT_SPE-1?)"]

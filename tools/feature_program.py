@@ -152,6 +152,7 @@ def program_sources(data: dict[str, Any]) -> dict[Path, str]:
     text += _rows("DEFS", [_lit([tuple(d)[1:] for d in defs]) for defs in p._defs])
     out = [*_header(p, "The constraint program of cpumodel/data/features.json, precompiled."), *_tables(p, SHIPPED)]
     out.append(f"SIGNED = {_lit(sorted(p._signed))}")
+    out.append(f"IDS = {chr(10).join(p._ids)!r}  # the constraints' IDs, one per line")
     steps = []
     defs = [d for d in p.def_order() if d.fields_mapped]  # the order of Program._build_def_steps
     for d, step in zip(defs, p._def_steps, strict=True):

@@ -23,14 +23,30 @@ CLASSES = ("cpumodel.errors:Location", "cpumodel.regdb:Field", "cpumodel.regdb:R
            "cpumodel.features.types:Violation",
            "cpumodel.rules.kvm_writes:Write", "cpumodel.findings:Finding", "cpumodel.profile:FieldValue",
            "cpumodel.profile:RegisterSpec", "cpumodel.profile:Profile", "cpumodel.resolve:Model",
-           "cpumodel.rules:Context", "cpumodel.rules:Rule", "cpumodel.check:Options", "cpumodel.check:RunResult")
+           "cpumodel.rules:Context", "cpumodel.rules:Rule", "cpumodel.check:Options", "cpumodel.check:RunResult",
+           # a guest check's: the KVM model, kernel lines, identity and firmware
+           "cpumodel.kvm.rules:FieldRule", "cpumodel.kvm.rules:LayoutField", "cpumodel.kvm.rules:RegisterRules",
+           "cpumodel.kvm.rules:KernelRules", "cpumodel.kvm.rules:KernelEntry",
+           "cpumodel.kvm.model:FieldVerdict", "cpumodel.kvm.model:Verdict", "cpumodel.kvm.model:Partial",
+           "cpumodel.kvm.model:_Ctx", "cpumodel.kvm.model:_Out", "cpumodel.kvm.model:_Leaf",
+           "cpumodel.kvm.model:DefaultsView", "cpumodel.identity:Impl", "cpumodel.identity:Workaround",
+           "cpumodel.identity:Mitigation", "cpumodel.identity:Decision", "cpumodel.identity:HostComparison",
+           "cpumodel.kvm.firmware:TargetImpl", "cpumodel.kvm.lines:Line")
 
 _LITERALS = (type(None), bool, int, str)
 _FACTORIES = {dict: "dict", list: "list", set: "set"}
 
 
+def _literal(v: object) -> bool:
+    """A value whose repr() rebuilds an equal immutable value: None, bool, int, str, and tuples and
+    frozensets of those."""
+    if type(v) in (tuple, frozenset):
+        return all(_literal(x) for x in v)  # type: ignore[attr-defined]
+    return type(v) in _LITERALS
+
+
 def _default(f: dataclasses.Field) -> str:  # type: ignore[type-arg]
-    if type(f.default) not in _LITERALS:
+    if not _literal(f.default):
         raise ValueError(f"{f.name}: default {f.default!r} is not a literal")
     return repr(f.default)
 

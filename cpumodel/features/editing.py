@@ -17,7 +17,8 @@ from cpumodel.features.types import Def, FeatureError, FieldChanges, FieldKey, S
 
 
 class Editing(Checker):
-    _shipped_floors_loaded = False
+    #: read the floors tools/gen_floors.py shipped (it turns this off to derive them afresh)
+    _use_shipped_floors = True
 
     def _init_runtime(self) -> None:
         super()._init_runtime()
@@ -262,7 +263,7 @@ class Editing(Checker):
         """
         v = self.version_name(version)
         if base is None and v not in self._floors:
-            self._load_shipped_floors()
+            self._load_shipped_floor(v)
         if base is None and v in self._floors:
             return self._floors[v].copy()
         start: dict[FieldKey, int] = dict(base) if base is not None else self.zero_model()
@@ -280,20 +281,21 @@ class Editing(Checker):
             self._floors[v] = out.copy()
         return out
 
-    def _load_shipped_floors(self) -> None:
-        """Floors precomputed by tools/gen_floors.py (deriving one takes ~0.1 s), from its module
-        ``_floors.py`` (the rows of data/version_floors.json)."""
-        if self._shipped_floors_loaded:
+    def _load_shipped_floor(self, v: str) -> None:
+        """Version ``v``'s floor as tools/gen_floors.py precomputed it (deriving one takes ~0.1 s), from
+        its module ``_floors.py``: the rows of data/version_floors.json, their reasons in one table."""
+        if not self._use_shipped_floors:
             return
-        self._shipped_floors_loaded = True
-        from cpumodel.features._floors import FLOORS  # data/version_floors.json, as a literal
+        from cpumodel.features._floors import FLOORS, REASONS  # data/version_floors.json, as literals
 
-        for v, rows in FLOORS.items():
-            ch = FieldChanges()
-            for reg, field, val, why in rows:
-                ch[(reg, field)] = val
-                ch.reasons[(reg, field)] = why
-            self._floors.setdefault(v, ch)
+        rows = FLOORS.get(v)
+        if rows is None:
+            return
+        ch = FieldChanges()
+        for reg, field, val, why, prefixed in rows:
+            ch[(reg, field)] = val
+            ch.reasons[(reg, field)] = f"{v}: {REASONS[why]}" if prefixed else REASONS[why]
+        self._floors[v] = ch
 
     def zero_model(self) -> dict[FieldKey, int]:
         """Every mapped field at 0, except AArch64 at EL0/EL1 (the base of ``version_floor``)."""

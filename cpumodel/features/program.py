@@ -92,6 +92,7 @@ class Program:
         self._cuts: list[list[int]] = [sorted(c) for c in cuts]
         self._full: list[int] = [(1 << len(c)) - 1 for c in self._cuts]
         self._signed = frozenset(a[0] for a in self._atoms if a[1] == "SInt")
+        self._ids = tuple(c.id for c in self._cons)
         self._amask: list[int] = []
         for k, fn, op, val in self._atoms:
             m = 0
@@ -277,6 +278,7 @@ class Program:
         self._fidx = {n: i for i, n in enumerate(self._names)}
         self._kidx = {k: i for i, k in enumerate(self._fkeys)}
         self._signed = frozenset(g.SIGNED)
+        self._ids = g.IDS  # one string, split on first use (constraint_ids)
         self._def_steps = g.DEF_STEPS
         self._evals = [None] * len(g.EVAL_SHAPE)  # made on first use (_eval)
         self._shapes = (g.SHAPES, g.EVAL_SHAPE, g.EVAL_INTS)
@@ -425,6 +427,12 @@ class Program:
     # -- names ------------------------------------------------------------------------------
     def constraints(self) -> list[Constraint]:
         return list(self._cons)
+
+    def constraint_ids(self) -> tuple[str, ...]:
+        """The constraints' IDs, in order (from the program itself: the texts are not loaded)."""
+        if isinstance(self._ids, str):
+            self._ids = tuple(self._ids.split("\n"))
+        return self._ids
 
     def features(self) -> list[str]:
         """All FEAT_* names the model knows."""

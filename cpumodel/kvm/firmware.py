@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from cpumodel import identity
 from cpumodel.kvm.model import ACCEPTED, DEPENDS, REJECTED, Verdict
+from cpumodel.records import record
 
 PREFIX = "KVM_REG_ARM_"
 #: Short names a profile uses (``firmware: {PSCI_VERSION: 0x10001}``), in KVM's list order.
@@ -195,7 +195,7 @@ TARGET_IMPL_STEPS = (
 TARGET_IMPL_BITS = ("KVM_REG_ARM_VENDOR_HYP_BIT_DISCOVER_IMPL_VER", "KVM_REG_ARM_VENDOR_HYP_BIT_DISCOVER_IMPL_CPUS")
 
 
-@dataclass
+@record
 class TargetImpl:
     """Whether a guest with these firmware pseudo-registers can learn its target implementations."""
 

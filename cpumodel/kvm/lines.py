@@ -14,14 +14,15 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
+
+from cpumodel.records import record
 
 LINES_FILE = Path(__file__).resolve().parent.parent / "data" / "kvm" / "overlays" / "lines.json"
 DEFAULT_SRC = Path(os.environ.get("CPUMODEL_LINUX_SRC", "/work/src"))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Line:
     line: str          # "7.3"
     release: str       # the release whose tree the rules come from ("7.3.4")

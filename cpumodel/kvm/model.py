@@ -14,11 +14,12 @@ differently the verdict is ``depends_on_host`` and says on what.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from functools import lru_cache
 from typing import Any
 
 from cpumodel.kvm.rules import Encoding, KernelRules, RegisterRules
+from cpumodel.records import record
 
 MASK64 = (1 << 64) - 1
 
@@ -32,7 +33,7 @@ UNMODELLED = "unmodelled"
 # Results
 # --------------------------------------------------------------------------- #
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FieldVerdict:
     """What KVM concluded about one field of the written value."""
 
@@ -48,7 +49,7 @@ class FieldVerdict:
     source: str
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Verdict:
     """KVM's answer to one ``KVM_SET_ONE_REG``.
 
@@ -102,7 +103,7 @@ class _Unmodelled(Exception):
 # Values with unknown bits
 # --------------------------------------------------------------------------- #
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Partial:
     """A 64-bit value of which only the bits in ``known`` are known."""
 
@@ -141,7 +142,7 @@ def _sext(v: int, width: int) -> int:
 # Evaluation context
 # --------------------------------------------------------------------------- #
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _Ctx:
     rules: KernelRules
     features: frozenset[str]
@@ -577,7 +578,7 @@ def _unchecked_bits_of(reg: RegisterRules, val: int, limit: Partial, rest: int, 
 # The set path
 # --------------------------------------------------------------------------- #
 
-@dataclass
+@record
 class _Out:
     errno: str | None
     reason: str
@@ -822,7 +823,7 @@ def _clidr(ctx: _Ctx, reg: RegisterRules, val: int, src: str) -> _Out:
 # Forking over unknown host facts
 # --------------------------------------------------------------------------- #
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _Leaf:
     out: _Out | None
     unmodelled: str | None = None
@@ -958,7 +959,7 @@ def _rewritten_mask(r: RegisterRules) -> int:
     return touched
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class DefaultsView:
     """KVM's defaults for one VM configuration, prepared once for many checks
     (see :func:`check_write_against_defaults`)."""

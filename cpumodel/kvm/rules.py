@@ -11,10 +11,12 @@ import gzip
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from cpumodel.records import record
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "kvm"
 
@@ -34,7 +36,7 @@ class _Bits:
         return ((1 << self.width) - 1) << self.shift
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FieldRule(_Bits):
     """One ``arm64_ftr_bits`` entry of the register (cpufeature.c)."""
 
@@ -47,7 +49,7 @@ class FieldRule(_Bits):
     checked: bool  # wholly inside the writable mask, so arm64_check_features() looks at it
     source: str
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LayoutField(_Bits):
     """A field of the register as the kernel's sysreg table lays it out."""
 
@@ -57,7 +59,7 @@ class LayoutField(_Bits):
     signed: bool
     values: dict[str, int]
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RegisterRules:
     name: str
     encoding: Encoding
@@ -89,7 +91,7 @@ class RegisterRules:
         return f"bits[{hi}:{lo}]" if hi != lo else f"bit[{lo}]"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class KernelRules:
     """Everything known about one kernel version's handling of ID-register writes."""
 
@@ -202,7 +204,7 @@ class KernelNotModelled(KeyError):
         return self.message
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class KernelEntry:
     """One line of ``cpumodel kernels``: a built-in line (modelled or not) or an imported rule set."""
 

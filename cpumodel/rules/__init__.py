@@ -104,6 +104,13 @@ def all_rules(include_generated: bool = True) -> dict[str, Rule]:
     return rules
 
 
+def all_rule_ids() -> list[str]:
+    """The IDs of :func:`all_rules` (the generated ones without making their rules)."""
+    from cpumodel.rules import feature_rules
+
+    return [*hand_rules(), *feature_rules.rule_ids()]
+
+
 def matches(rule_id: str, patterns: Iterable[str]) -> bool:
     """True when a rule ID is silenced by any pattern: an exact ID, a group prefix
     (``ARCH-FEAT_SVE`` silences ``ARCH-FEAT_SVE-3``) or a shell-style glob (``ARCH-*``)."""

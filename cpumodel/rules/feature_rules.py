@@ -39,13 +39,20 @@ def rules() -> dict[str, Rule]:
     return out
 
 
+def rule_ids() -> tuple[str, ...]:
+    """The IDs of :func:`rules`, without making the rules (or loading the constraint texts)."""
+    from cpumodel.features import FeatureModel
+
+    return (*FeatureModel.load().constraint_ids(), INCOMPLETE)
+
+
 @lru_cache(maxsize=64)
 def all_ignored(patterns: tuple[str, ...]) -> bool:
     """Whether ``patterns`` (ignore entries) silence every rule the feature engine reports
     (each generated constraint and ARCH-INCOMPLETE): then the engine need not run at all."""
     from cpumodel.rules import matches
 
-    return bool(patterns) and all(matches(rid, patterns) for rid in rules())
+    return bool(patterns) and all(matches(rid, patterns) for rid in rule_ids())
 
 
 INCOMPLETE = "ARCH-INCOMPLETE"

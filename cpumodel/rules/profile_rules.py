@@ -7,12 +7,12 @@ from functools import lru_cache
 
 from cpumodel.findings import Finding
 from cpumodel.resolve import Model
-from cpumodel.rules import Context, all_rules, matches, rule
+from cpumodel.rules import Context, all_rule_ids, matches, rule
 
 
 @lru_cache(maxsize=4096)
 def _matches_some_rule(pattern: str) -> bool:
-    return any(matches(i, [pattern]) for i in all_rules())
+    return any(matches(i, [pattern]) for i in all_rule_ids())
 
 
 @rule("P001", "unknown-ignore", kind="profile", severity="warning",
@@ -32,7 +32,7 @@ def unknown_ignore(model: Model, ctx: Context) -> Iterator[Finding]:
         if not _matches_some_rule(pattern):
             from cpumodel.errors import suggest
 
-            hint = suggest(pattern, list(all_rules()))
+            hint = suggest(pattern, all_rule_ids())
             yield Finding("P001", "warning", f"ignore entry {pattern!r} matches no rule"
                           + (f" ({hint})" if hint else ""), location=where,
                           why="it silences nothing", source="cpumodel rule registry")
