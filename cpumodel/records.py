@@ -57,10 +57,8 @@ def _record(cls: T, frozen: bool, slots: bool) -> T:
     if slots:  # as dataclass() does: the same class made again with __slots__, without the defaults
         ns = {k: v for k, v in cls.__dict__.items() if k not in names and k not in ("__dict__", "__weakref__")}
         cls = type(cls)(cls.__name__, cls.__bases__, {**ns, "__slots__": names})
-    for n, v in declared.items():  # as dataclass() does: a field() spec leaves its default, or nothing
-        if slots:
-            continue
-        if isinstance(v, Field):
+    for n, v in () if slots else declared.items():  # as dataclass() does: a field() spec leaves its default
+        if isinstance(v, Field):                      # or nothing (a slots class was made without them)
             if v.default is MISSING:
                 delattr(cls, n)
             else:
