@@ -1,3 +1,3 @@
-from cpumodel.cli import main
+from cpumodel.cli import run
 
-main()
+run()

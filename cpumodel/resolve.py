@@ -212,8 +212,9 @@ class Resolver:
 
     def _resolve(self, path: str, stack: list[str]) -> Model:
         key = self._realpath(path)
-        if key in self._cache:
-            return self._cache[key]
+        cached = self._cache.get(key)
+        if cached is not None and (stack or cached.path == path):  # a file named as given: its findings
+            return cached                                            # say its path as the user spelt it
         prof = load_profile(path, referenced=bool(stack))
         model = self.resolve_profile(prof, [*stack, key])
         if stack:  # only bases are cached: a run over many files keeps no model it does not need

@@ -194,3 +194,16 @@ def test_control_characters_escaped_in_human_output(tmp_path: Path) -> None:
         _, out, err = run(*args)
         for text in (out, err):
             assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text, (args, text[:800])
+
+
+def test_a_file_named_as_given_even_when_another_profile_took_it_as_its_base(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A base is looked up relative to the working directory; when the same file is also named on the
+    command line (after the profile that takes it as its base), its findings still carry the path as given."""
+    (tmp_path / "child.yaml").write_text("name: child\nbase: warn\n")
+    (tmp_path / "warn.yaml").write_text(WARN)
+    monkeypatch.chdir(tmp_path)
+    for given in (str(tmp_path / "warn.yaml"), "./warn.yaml"):
+        _, out, err = run("check", "-q", "child.yaml", given)
+        shown = {line.split(":", 1)[0] for line in out.splitlines() if "P001" in line}
+        assert given in shown, out + err
