@@ -146,6 +146,7 @@ class Resolver:
         self._roots = [_real(d) for d in self.paths]
         self._names: dict[Path, dict[str, list[Path]]] = {}  # directory -> profile name: -> files
         self._real_dirs: dict[str, str] = {}  # directory as written -> its real path (see _realpath)
+        self._bases: dict[tuple[str, Path, str | None], str] = {}  # see find_base
 
     def _realpath(self, path: str) -> str:
         """``os.path.realpath(path)``, each directory's real path looked up once per run: the real
@@ -166,8 +167,20 @@ class Resolver:
         return any(real.is_relative_to(r) for r in [top, *self._roots] if r is not None)
 
     def find_base(self, ref: str, profile: Profile, where: Location, top: str | None = None) -> str:
+        """The display path of the file ``base: ref`` of ``profile`` names (``top``: the real path of the
+        profile named on the command line, whose directory tree is searched). Found once per run for
+        each (ref, directory, top): the files of a set share their bases."""
         here = Path(self._realpath(profile.path)).parent
-        top_dir = _real(Path(top).parent) if top else here
+        key = (ref, here, top)
+        found = self._bases.get(key)
+        if found is None:  # a refusal raises every time: it is not memoised
+            found = self._find_base(ref, here, _real(Path(top).parent) if top else here, where)
+            if len(self._bases) >= 4096:
+                self._bases.clear()
+            self._bases[key] = found
+        return found
+
+    def _find_base(self, ref: str, here: Path, top_dir: Path | None, where: Location) -> str:
         looks_like_path = "/" in ref or ref.endswith((".yaml", ".yml"))
         if looks_like_path:
             if os.path.isabs(ref) and not self.allow_outside:
